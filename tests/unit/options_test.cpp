@@ -1,0 +1,722 @@
+// Unit tests for strata-fs option parsing and validation (fs/options.hpp).
+#include "fs/options.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+namespace sfs = strata::fs;
+namespace stdfs = std::filesystem;
+
+namespace {
+
+struct Parsed {
+  std::optional<sfs::Options> opts;
+  std::string error;
+};
+
+Parsed parse(std::vector<std::string> args) {
+  args.insert(args.begin(), "strata-fs");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  Parsed p;
+  p.opts = sfs::parse_options(static_cast<int>(args.size()), argv.data(), p.error);
+  return p;
+}
+
+std::string parse_error(std::vector<std::string> args) {
+  Parsed p = parse(std::move(args));
+  EXPECT_FALSE(p.opts.has_value());
+  return p.error;
+}
+
+bool contains(const std::string& hay, const std::string& needle) {
+  return hay.find(needle) != std::string::npos;
+}
+
+// Absolute paths in tests: "/l" style names that need not exist (parse keeps them lexically).
+const std::string kBase = "lowerdir=/l1:/l2,upperdir=/u,workdir=/w";
+
+}  // namespace
+
+// ---------------------------------------------------------------- basic forms
+
+TEST(OptionsParse, FuseOverlayfsForm) {
+  auto p = parse({"-o", "lowerdir=/a:/b:/c,upperdir=/u,workdir=/w", "/mnt/x"});
+  ASSERT_TRUE(p.opts) << p.error;
+  const auto& o = *p.opts;
+  EXPECT_EQ(o.lowerdirs, (std::vector<std::string>{"/a", "/b", "/c"}));
+  EXPECT_EQ(o.upperdir, "/u");
+  EXPECT_EQ(o.workdir, "/w");
+  EXPECT_EQ(o.mountpoint, "/mnt/x");
+  EXPECT_FALSE(o.read_only);
+  EXPECT_FALSE(o.foreground);
+  EXPECT_FALSE(o.debug);
+  EXPECT_TRUE(o.fuse_options.empty());
+  EXPECT_TRUE(o.source.empty());
+  // Defaults.
+  EXPECT_TRUE(o.fsync);
+  EXPECT_TRUE(o.redirect_dir);
+  EXPECT_EQ(o.threads, 0);
+  EXPECT_DOUBLE_EQ(o.timeout, 1.0);
+  EXPECT_FALSE(o.writeback);
+  EXPECT_FALSE(o.squash_to_uid);
+  EXPECT_FALSE(o.squash_to_gid);
+}
+
+TEST(OptionsParse, MountFuse3FormSourceThenMountpointThenOptions) {
+  auto p = parse({"overlay", "/mnt/x", "-o", "rw,nodev,nosuid," + kBase});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_EQ(p.opts->source, "overlay");
+  EXPECT_EQ(p.opts->mountpoint, "/mnt/x");
+  EXPECT_EQ(p.opts->lowerdirs, (std::vector<std::string>{"/l1", "/l2"}));
+  EXPECT_EQ(p.opts->fuse_options, (std::vector<std::string>{"rw", "nodev", "nosuid"}));
+}
+
+TEST(OptionsParse, OptionsAfterMountpoint) {
+  auto p = parse({"/mnt/x", "-o", kBase, "-f"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_EQ(p.opts->mountpoint, "/mnt/x");
+  EXPECT_TRUE(p.opts->foreground);
+}
+
+TEST(OptionsParse, RepeatedDashOAccumulates) {
+  auto p = parse({"-o", "lowerdir=/a", "-o", "upperdir=/u", "-o", "workdir=/w,allow_other",
+                  "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_EQ(p.opts->lowerdirs, (std::vector<std::string>{"/a"}));
+  EXPECT_EQ(p.opts->upperdir, "/u");
+  EXPECT_EQ(p.opts->workdir, "/w");
+  EXPECT_TRUE(p.opts->allow_other);
+}
+
+TEST(OptionsParse, LaterValueWins) {
+  auto p = parse({"-o", "lowerdir=/a:/b,fsync=0", "-o", "lowerdir=/c,fsync=1", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_EQ(p.opts->lowerdirs, (std::vector<std::string>{"/c"}));
+  EXPECT_TRUE(p.opts->fsync);
+}
+
+TEST(OptionsParse, GluedDashO) {
+  auto p = parse({"-o" + kBase, "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_EQ(p.opts->upperdir, "/u");
+}
+
+TEST(OptionsParse, ForegroundAndDebugFlags) {
+  auto p = parse({"-f", "-o", kBase, "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_TRUE(p.opts->foreground);
+  EXPECT_FALSE(p.opts->debug);
+
+  p = parse({"-d", "-o", kBase, "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_TRUE(p.opts->debug);
+  EXPECT_TRUE(p.opts->foreground);
+
+  p = parse({"--debug", "-o", kBase, "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_TRUE(p.opts->debug);
+
+  p = parse({"-o", kBase + ",debug", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_TRUE(p.opts->debug);
+  EXPECT_TRUE(p.opts->fuse_options.empty());
+
+  p = parse({"-fd", "-o", kBase, "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_TRUE(p.opts->debug);
+  EXPECT_TRUE(p.opts->foreground);
+
+  p = parse({"-fo" + kBase, "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_TRUE(p.opts->foreground);
+  EXPECT_EQ(p.opts->upperdir, "/u");
+}
+
+TEST(OptionsParse, DoubleDashEndsFlags) {
+  auto p = parse({"-o", kBase, "--", "-weird-mnt"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_EQ(p.opts->mountpoint.substr(p.opts->mountpoint.rfind('/')), "/-weird-mnt");
+}
+
+TEST(OptionsParse, HelpAndVersion) {
+  for (const char* flag : {"-h", "--help"}) {
+    auto p = parse({flag});
+    ASSERT_TRUE(p.opts) << p.error;
+    EXPECT_TRUE(p.opts->show_help);
+    EXPECT_FALSE(p.opts->show_version);
+  }
+  for (const char* flag : {"-V", "--version"}) {
+    auto p = parse({flag});
+    ASSERT_TRUE(p.opts) << p.error;
+    EXPECT_TRUE(p.opts->show_version);
+  }
+  // Help wins even over otherwise bad command lines.
+  auto p = parse({"-o", "bogus", "/m", "--help"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_TRUE(p.opts->show_help);
+}
+
+TEST(OptionsParse, UsageListsEveryOption) {
+  std::string u = sfs::usage_text("strata-fs");
+  for (const char* name :
+       {"lowerdir=", "upperdir=", "workdir=", "uidmapping=", "gidmapping=", "squash_to_root",
+        "squash_to_uid=", "squash_to_gid=", "static_nlink", "noacl", "noxattrs",
+        "xattr_permissions=", "fsync=", "volatile", "threaded=", "timeout=", "writeback=",
+        "redirect_dir=", "ino32_t", "debug", "clone_fd", "plugins=", "allow_other",
+        "allow_root", "default_permissions", "nosuid", "nodev", "noexec", "noatime",
+        "relatime", "strictatime", "nodiratime", "dirsync", "fsname=", "subtype=", "max_read=",
+        "context=", "fscontext=", "defcontext=", "rootcontext=", "_netdev", "nofail", "x-*",
+        "-f", "-d", "--debug", "-h", "--help", "-V", "--version", "SOURCE", "MOUNTPOINT"})
+    EXPECT_TRUE(contains(u, name)) << name;
+  EXPECT_TRUE(contains(sfs::version_text(), "strata-fs"));
+  EXPECT_EQ(sfs::version_text().back(), '\n');
+}
+
+// ---------------------------------------------------------------- escapes, empties
+
+TEST(OptionsParse, EscapedColonCommaBackslashInPaths) {
+  auto p = parse({"-o", R"(lowerdir=/a\:b:/c\,d:/e\\f,upperdir=/u\:1,workdir=/w\,2)", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_EQ(p.opts->lowerdirs, (std::vector<std::string>{"/a:b", "/c,d", R"(/e\f)"}));
+  EXPECT_EQ(p.opts->upperdir, "/u:1");
+  EXPECT_EQ(p.opts->workdir, "/w,2");
+}
+
+TEST(OptionsParse, EscapedBackslashBeforeColonSplits) {
+  // "\\:" is an escaped backslash followed by a separator.
+  auto p = parse({"-o", R"(lowerdir=/a\\:/b)", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_EQ(p.opts->lowerdirs, (std::vector<std::string>{R"(/a\)", "/b"}));
+}
+
+TEST(OptionsParse, OtherBackslashesKeptLiterally) {
+  auto p = parse({"-o", R"(lowerdir=/a\x)", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_EQ(p.opts->lowerdirs, (std::vector<std::string>{R"(/a\x)"}));
+}
+
+TEST(OptionsParse, EmptyOptionsAndTrailingCommas) {
+  auto p = parse({"-o", ",,lowerdir=/a,", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_EQ(p.opts->lowerdirs, (std::vector<std::string>{"/a"}));
+
+  p = parse({"-o", kBase + ",", "-o", "", "-o", ",", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_EQ(p.opts->upperdir, "/u");
+}
+
+TEST(OptionsParse, ContainersStorageStyle) {
+  // What containers/storage passes to its mount_program.
+  auto p = parse({"-o",
+                  "lowerdir=/var/lib/c/l/A:/var/lib/c/l/B,upperdir=/var/lib/c/o/diff,"
+                  "workdir=/var/lib/c/o/work,volatile,uidmapping=0:1000:1:1:100000:65536,"
+                  "gidmapping=0:1000:1:1:100000:65536,"
+                  "context=\"system_u:object_r:container_file_t:s0:c1,c2\",",
+                  "/var/lib/c/o/merged"});
+  ASSERT_TRUE(p.opts) << p.error;
+  const auto& o = *p.opts;
+  EXPECT_EQ(o.lowerdirs.size(), 2u);
+  EXPECT_FALSE(o.fsync);
+  ASSERT_EQ(o.uid_mappings.size(), 2u);
+  EXPECT_EQ(o.gid_mappings.size(), 2u);
+  // The quoted comma does not split, and is escaped for libfuse's -o syntax.
+  EXPECT_EQ(o.fuse_options,
+            (std::vector<std::string>{
+                R"(context="system_u:object_r:container_file_t:s0:c1\,c2")"}));
+}
+
+TEST(OptionsParse, EscapedCommaInFuseOptionKeptVerbatim) {
+  auto p = parse({"-o", kBase + R"(,fsname=a\,b)", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_EQ(p.opts->fuse_options, (std::vector<std::string>{R"(fsname=a\,b)"}));
+}
+
+// ---------------------------------------------------------------- overlay options
+
+TEST(OptionsParse, NoUpperdirMeansReadOnly) {
+  auto p = parse({"-o", "lowerdir=/a", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_TRUE(p.opts->read_only);
+  EXPECT_TRUE(p.opts->upperdir.empty());
+  EXPECT_TRUE(p.opts->workdir.empty());
+}
+
+TEST(OptionsParse, IdMappings) {
+  auto p = parse({"-o", kBase + ",uidmapping=0:1000:1:1:100000:65536,gidmapping=0:2000:10", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  const auto& u = p.opts->uid_mappings;
+  ASSERT_EQ(u.size(), 2u);
+  EXPECT_EQ(u[0].container, 0u);
+  EXPECT_EQ(u[0].host, 1000u);
+  EXPECT_EQ(u[0].count, 1u);
+  EXPECT_EQ(u[1].container, 1u);
+  EXPECT_EQ(u[1].host, 100000u);
+  EXPECT_EQ(u[1].count, 65536u);
+  const auto& g = p.opts->gid_mappings;
+  ASSERT_EQ(g.size(), 1u);
+  EXPECT_EQ(g[0].container, 0u);
+  EXPECT_EQ(g[0].host, 2000u);
+  EXPECT_EQ(g[0].count, 10u);
+}
+
+TEST(OptionsParse, IdMappingErrors) {
+  for (const char* bad : {"uidmapping=", "uidmapping=0:1000", "uidmapping=0:1000:1:1",
+                          "uidmapping=0:x:1", "uidmapping=0:1000:0", "uidmapping=-1:0:1",
+                          "uidmapping=4294967295:0:2", "uidmapping=0:0:4294967297",
+                          "gidmapping=0:1:2:3", "uidmapping=0::1"}) {
+    std::string e = parse_error({"-o", kBase + "," + bad, "/m"});
+    std::string key = std::string(bad).substr(0, std::string(bad).find('='));
+    EXPECT_TRUE(contains(e, key)) << bad << " -> " << e;
+  }
+  std::string e = parse_error({"-o", kBase + ",uidmapping=0:abc:1", "/m"});
+  EXPECT_TRUE(contains(e, "'0:abc:1'")) << e;
+  EXPECT_TRUE(contains(e, "'uidmapping'")) << e;
+}
+
+TEST(OptionsParse, Squash) {
+  auto p = parse({"-o", kBase + ",squash_to_root", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_EQ(p.opts->squash_to_uid, 0u);
+  EXPECT_EQ(p.opts->squash_to_gid, 0u);
+
+  p = parse({"-o", kBase + ",squash_to_uid=1000,squash_to_gid=100", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_EQ(p.opts->squash_to_uid, 1000u);
+  EXPECT_EQ(p.opts->squash_to_gid, 100u);
+
+  p = parse({"-o", kBase + ",squash_to_uid=7", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_EQ(p.opts->squash_to_uid, 7u);
+  EXPECT_FALSE(p.opts->squash_to_gid);
+
+  for (const char* bad : {"squash_to_uid=abc", "squash_to_uid=-1", "squash_to_gid=4294967295",
+                          "squash_to_gid=", "squash_to_uid=1x", "squash_to_uid=99999999999"}) {
+    std::string e = parse_error({"-o", kBase + "," + bad, "/m"});
+    EXPECT_TRUE(contains(e, std::string(bad).substr(0, 13))) << bad << " -> " << e;
+  }
+  EXPECT_TRUE(contains(parse_error({"-o", kBase + ",squash_to_uid", "/m"}), "needs a value"));
+  EXPECT_TRUE(contains(parse_error({"-o", kBase + ",squash_to_root=1", "/m"}), "takes no value"));
+}
+
+TEST(OptionsParse, SimpleFlags) {
+  auto p = parse({"-o", kBase + ",static_nlink,noacl,ino32_t,clone_fd,plugins=/usr/lib/p.so",
+                  "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_TRUE(p.opts->static_nlink);
+  EXPECT_TRUE(p.opts->noacl);
+  EXPECT_TRUE(p.opts->ino32);
+  EXPECT_TRUE(p.opts->clone_fd);
+  EXPECT_TRUE(p.opts->fuse_options.empty());
+  // An empty plugins= is also fine.
+  EXPECT_TRUE(parse({"-o", kBase + ",plugins=", "/m"}).opts);
+}
+
+TEST(OptionsParse, NoXattrs) {
+  auto p = parse({"-o", kBase + ",noxattrs", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_TRUE(p.opts->noxattrs);
+  p = parse({"-o", kBase + ",noxattrs=1", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_TRUE(p.opts->noxattrs);
+  p = parse({"-o", kBase + ",noxattrs=0", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_FALSE(p.opts->noxattrs);
+  std::string e = parse_error({"-o", kBase + ",noxattrs=2", "/m"});
+  EXPECT_TRUE(contains(e, "noxattrs") && contains(e, "'2'")) << e;
+}
+
+TEST(OptionsParse, XattrPermissions) {
+  auto p = parse({"-o", kBase + ",xattr_permissions=0", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_EQ(p.opts->xattr_permissions, sfs::XattrPermissions::Off);
+  p = parse({"-o", kBase + ",xattr_permissions=1", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_EQ(p.opts->xattr_permissions, sfs::XattrPermissions::Privileged);
+  p = parse({"-o", kBase + ",xattr_permissions=2", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_EQ(p.opts->xattr_permissions, sfs::XattrPermissions::User);
+  std::string e = parse_error({"-o", kBase + ",xattr_permissions=3", "/m"});
+  EXPECT_TRUE(contains(e, "xattr_permissions") && contains(e, "'3'")) << e;
+}
+
+TEST(OptionsParse, FsyncAndVolatile) {
+  auto p = parse({"-o", kBase + ",fsync=0", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_FALSE(p.opts->fsync);
+  p = parse({"-o", kBase + ",fsync=1", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_TRUE(p.opts->fsync);
+  p = parse({"-o", kBase + ",volatile", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_FALSE(p.opts->fsync);
+  std::string e = parse_error({"-o", kBase + ",fsync=yes", "/m"});
+  EXPECT_TRUE(contains(e, "fsync") && contains(e, "'yes'")) << e;
+}
+
+TEST(OptionsParse, Threaded) {
+  auto p = parse({"-o", kBase + ",threaded=1", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_EQ(p.opts->threads, 1);
+  p = parse({"-o", kBase + ",threaded=8", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_EQ(p.opts->threads, 8);
+  p = parse({"-o", kBase + ",threaded=0", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_EQ(p.opts->threads, 0);
+  for (const char* bad : {"threaded=-1", "threaded=x", "threaded=", "threaded=99999999999"}) {
+    std::string e = parse_error({"-o", kBase + "," + bad, "/m"});
+    EXPECT_TRUE(contains(e, "threaded")) << bad << " -> " << e;
+  }
+}
+
+TEST(OptionsParse, Timeout) {
+  auto p = parse({"-o", kBase + ",timeout=2.5", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_DOUBLE_EQ(p.opts->timeout, 2.5);
+  p = parse({"-o", kBase + ",timeout=0", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_DOUBLE_EQ(p.opts->timeout, 0.0);
+  p = parse({"-o", kBase + ",timeout=1000000", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_DOUBLE_EQ(p.opts->timeout, 1e6);
+  for (const char* bad : {"timeout=abc", "timeout=-1", "timeout=", "timeout=1s", "timeout=inf",
+                          "timeout=nan"}) {
+    std::string e = parse_error({"-o", kBase + "," + bad, "/m"});
+    EXPECT_TRUE(contains(e, "timeout")) << bad << " -> " << e;
+  }
+}
+
+TEST(OptionsParse, Writeback) {
+  auto p = parse({"-o", kBase + ",writeback=1", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_TRUE(p.opts->writeback);
+  p = parse({"-o", kBase + ",writeback=0", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_FALSE(p.opts->writeback);
+  EXPECT_TRUE(contains(parse_error({"-o", kBase + ",writeback=2", "/m"}), "writeback"));
+}
+
+TEST(OptionsParse, RedirectDir) {
+  for (auto [v, want] : std::vector<std::pair<std::string, bool>>{
+           {"on", true}, {"follow", true}, {"off", false}, {"nofollow", false}}) {
+    auto p = parse({"-o", kBase + ",redirect_dir=" + v, "/m"});
+    ASSERT_TRUE(p.opts) << p.error;
+    EXPECT_EQ(p.opts->redirect_dir, want) << v;
+  }
+  std::string e = parse_error({"-o", kBase + ",redirect_dir=maybe", "/m"});
+  EXPECT_TRUE(contains(e, "redirect_dir") && contains(e, "'maybe'")) << e;
+}
+
+// ---------------------------------------------------------------- FUSE/mount options
+
+TEST(OptionsParse, FuseOptionsPassedThroughInOrder) {
+  std::vector<std::string> flags = {
+      "rw",          "allow_root", "suid",     "nosuid",   "dev",        "nodev",
+      "exec",        "noexec",     "atime",    "noatime",  "relatime",   "strictatime",
+      "nodiratime",  "sync",       "async",    "dirsync",  "fsname=ovl", "subtype=strata",
+      "max_read=131072", "context=system_u:object_r:foo_t:s0", "fscontext=a:b:c:s0",
+      "defcontext=a:b:c:s0", "rootcontext=a:b:c:s0"};
+  std::string opts = kBase;
+  for (const auto& f : flags) opts += "," + f;
+  auto p = parse({"-o", opts, "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_EQ(p.opts->fuse_options, flags);
+  EXPECT_FALSE(p.opts->read_only);
+  EXPECT_FALSE(p.opts->allow_other);
+  EXPECT_FALSE(p.opts->default_permissions);
+}
+
+TEST(OptionsParse, RoAllowOtherDefaultPermissionsSetFlags) {
+  auto p = parse({"-o", kBase + ",ro,allow_other,default_permissions", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_TRUE(p.opts->read_only);
+  EXPECT_TRUE(p.opts->allow_other);
+  EXPECT_TRUE(p.opts->default_permissions);
+  EXPECT_EQ(p.opts->fuse_options,
+            (std::vector<std::string>{"ro", "allow_other", "default_permissions"}));
+  EXPECT_EQ(p.opts->upperdir, "/u");  // ro with an upperdir keeps the upperdir
+
+  // rw after ro turns read-only off again; without upperdir the mount stays read-only.
+  p = parse({"-o", kBase + ",ro,rw", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_FALSE(p.opts->read_only);
+  p = parse({"-o", "lowerdir=/a,rw", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_TRUE(p.opts->read_only);
+}
+
+TEST(OptionsParse, FstabOnlyOptionsAcceptedAndDropped) {
+  auto p = parse({"-o",
+                  kBase + ",auto,noauto,user,nouser,users,defaults,_netdev,nofail,"
+                          "x-systemd.requires=foo.mount,x-gvfs-hide,comment=x",
+                  "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_TRUE(p.opts->fuse_options.empty());
+}
+
+TEST(OptionsParse, FuseOptionValueErrors) {
+  EXPECT_TRUE(contains(parse_error({"-o", kBase + ",max_read=big", "/m"}), "max_read"));
+  EXPECT_TRUE(contains(parse_error({"-o", kBase + ",fsname", "/m"}), "'fsname' needs a value"));
+  EXPECT_TRUE(contains(parse_error({"-o", kBase + ",nodev=1", "/m"}), "'nodev' takes no value"));
+}
+
+// ---------------------------------------------------------------- command-line errors
+
+TEST(OptionsParse, UnknownOption) {
+  EXPECT_EQ(parse_error({"-o", kBase + ",foo", "/m"}), "unknown option 'foo'");
+  EXPECT_EQ(parse_error({"-o", kBase + ",foo=bar", "/m"}), "unknown option 'foo'");
+  EXPECT_TRUE(contains(parse_error({"-x", "-o", kBase, "/m"}), "'-x'"));
+  EXPECT_TRUE(contains(parse_error({"--frobnicate", "-o", kBase, "/m"}), "'--frobnicate'"));
+}
+
+TEST(OptionsParse, MissingPieces) {
+  EXPECT_TRUE(contains(parse_error({"-o", "upperdir=/u,workdir=/w", "/m"}), "lowerdir"));
+  EXPECT_TRUE(contains(parse_error({"-o", "lowerdir=/a,upperdir=/u", "/m"}),
+                       "upperdir requires workdir"));
+  EXPECT_TRUE(contains(parse_error({"-o", "lowerdir=/a,workdir=/w", "/m"}),
+                       "workdir requires upperdir"));
+  EXPECT_TRUE(contains(parse_error({"-o", kBase}), "mountpoint"));
+  EXPECT_TRUE(contains(parse_error({}), "mountpoint"));
+  EXPECT_TRUE(contains(parse_error({"-o"}), "-o"));
+  EXPECT_TRUE(contains(parse_error({"a", "b", "c", "-o", kBase}), "'c'"));
+}
+
+TEST(OptionsParse, EmptyPaths) {
+  EXPECT_TRUE(contains(parse_error({"-o", "lowerdir=", "/m"}), "lowerdir"));
+  EXPECT_TRUE(contains(parse_error({"-o", "lowerdir=/a::/b", "/m"}), "lowerdir"));
+  EXPECT_TRUE(contains(parse_error({"-o", "lowerdir=/a:", "/m"}), "lowerdir"));
+  EXPECT_TRUE(contains(parse_error({"-o", "lowerdir", "/m"}), "lowerdir"));
+  EXPECT_TRUE(contains(parse_error({"-o", "lowerdir=/a,upperdir=,workdir=/w", "/m"}),
+                       "upperdir"));
+  EXPECT_TRUE(contains(parse_error({"-o", "lowerdir=/a,upperdir=/u,workdir=", "/m"}),
+                       "workdir"));
+}
+
+// ---------------------------------------------------------------- paths and validation
+
+class OptionsFs : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/strata-options-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    root_ = sfs::make_absolute(tmpl);
+    for (const char* d : {"l1", "l2", "u", "w", "mnt"}) stdfs::create_directory(root_ + "/" + d);
+    std::ofstream(root_ + "/file") << "x";
+  }
+  void TearDown() override {
+    if (::chdir(old_cwd_.c_str()) != 0) {
+    }
+    std::error_code ec;
+    stdfs::permissions(root_ + "/u", stdfs::perms::owner_all, ec);
+    stdfs::remove_all(root_, ec);
+  }
+  std::string p(const std::string& rel) const { return root_ + "/" + rel; }
+
+  sfs::Options good() const {
+    sfs::Options o;
+    o.lowerdirs = {p("l1"), p("l2")};
+    o.upperdir = p("u");
+    o.workdir = p("w");
+    o.mountpoint = p("mnt");
+    return o;
+  }
+
+  std::string root_;
+  std::string old_cwd_ = stdfs::current_path().string();
+};
+
+TEST_F(OptionsFs, RelativePathsMadeAbsolute) {
+  ASSERT_EQ(::chdir(root_.c_str()), 0);
+  auto r = parse({"-o", "lowerdir=l1:./l2,upperdir=u/,workdir=w", "overlay", "mnt"});
+  ASSERT_TRUE(r.opts) << r.error;
+  EXPECT_EQ(r.opts->lowerdirs, (std::vector<std::string>{p("l1"), p("l2")}));
+  EXPECT_EQ(r.opts->upperdir, p("u"));
+  EXPECT_EQ(r.opts->workdir, p("w"));
+  EXPECT_EQ(r.opts->mountpoint, p("mnt"));
+  // Still valid after the daemon chdirs to /.
+  ASSERT_EQ(::chdir("/"), 0);
+  EXPECT_EQ(sfs::validate_options(*r.opts), "");
+}
+
+TEST_F(OptionsFs, MakeAbsolute) {
+  EXPECT_EQ(sfs::make_absolute(""), "");
+  EXPECT_EQ(sfs::make_absolute(p("l1") + "/../l2/"), p("l2"));
+  EXPECT_EQ(sfs::make_absolute(p("missing/x/../y/")), p("missing/y"));
+  ASSERT_EQ(::chdir(root_.c_str()), 0);
+  EXPECT_EQ(sfs::make_absolute("missing"), p("missing"));
+  EXPECT_EQ(sfs::make_absolute("."), root_);
+  // Symlinks resolve.
+  stdfs::create_directory_symlink(p("l1"), p("link"));
+  EXPECT_EQ(sfs::make_absolute("link"), p("l1"));
+}
+
+TEST_F(OptionsFs, ValidGood) {
+  EXPECT_EQ(sfs::validate_options(good()), "");
+  sfs::Options ro = good();
+  ro.upperdir.clear();
+  ro.workdir.clear();
+  ro.read_only = true;
+  EXPECT_EQ(sfs::validate_options(ro), "");
+}
+
+TEST_F(OptionsFs, ParsedThenValidated) {
+  auto r = parse({"-o", "lowerdir=" + p("l1") + ",upperdir=" + p("u") + ",workdir=" + p("w"),
+                  p("mnt")});
+  ASSERT_TRUE(r.opts) << r.error;
+  EXPECT_EQ(sfs::validate_options(*r.opts), "");
+}
+
+TEST_F(OptionsFs, MissingOrNotDirectory) {
+  struct Case {
+    std::string which;
+    void (*mutate)(sfs::Options&, const std::string&);
+  };
+  const std::vector<Case> cases = {
+      {"lowerdir", [](sfs::Options& o, const std::string& bad) { o.lowerdirs[1] = bad; }},
+      {"upperdir", [](sfs::Options& o, const std::string& bad) { o.upperdir = bad; }},
+      {"workdir", [](sfs::Options& o, const std::string& bad) { o.workdir = bad; }},
+      {"mountpoint", [](sfs::Options& o, const std::string& bad) { o.mountpoint = bad; }},
+  };
+  for (const auto& c : cases) {
+    sfs::Options o = good();
+    c.mutate(o, p("nope"));
+    std::string e = sfs::validate_options(o);
+    EXPECT_TRUE(contains(e, c.which)) << e;
+    EXPECT_TRUE(contains(e, p("nope"))) << e;
+    EXPECT_TRUE(contains(e, "No such file or directory")) << e;
+    EXPECT_EQ(e.find('\n'), std::string::npos);
+
+    o = good();
+    c.mutate(o, p("file"));
+    e = sfs::validate_options(o);
+    EXPECT_TRUE(contains(e, c.which + " " + p("file") + " is not a directory")) << e;
+  }
+}
+
+TEST_F(OptionsFs, UpperAndWorkMustPair) {
+  sfs::Options o = good();
+  o.workdir.clear();
+  EXPECT_TRUE(contains(sfs::validate_options(o), "workdir"));
+  o = good();
+  o.upperdir.clear();
+  EXPECT_TRUE(contains(sfs::validate_options(o), "upperdir"));
+  o = good();
+  o.lowerdirs.clear();
+  EXPECT_TRUE(contains(sfs::validate_options(o), "lowerdir"));
+}
+
+TEST_F(OptionsFs, WorkdirAndUpperdirNesting) {
+  stdfs::create_directory(p("u/inner"));
+  stdfs::create_directory(p("w/inner"));
+  sfs::Options o = good();
+  o.workdir = p("u/inner");
+  std::string e = sfs::validate_options(o);
+  EXPECT_TRUE(contains(e, "workdir " + p("u/inner") + " is inside upperdir " + p("u"))) << e;
+
+  o = good();
+  o.upperdir = p("w/inner");
+  e = sfs::validate_options(o);
+  EXPECT_TRUE(contains(e, "upperdir " + p("w/inner") + " is inside workdir " + p("w"))) << e;
+
+  o = good();
+  o.workdir = o.upperdir;
+  e = sfs::validate_options(o);
+  EXPECT_TRUE(contains(e, "same directory")) << e;
+
+  // A sibling sharing a name prefix ("u" vs "u2") is not nested.
+  stdfs::create_directory(p("u2"));
+  o = good();
+  o.workdir = p("u2");
+  EXPECT_EQ(sfs::validate_options(o), "");
+}
+
+TEST_F(OptionsFs, WorkdirOnOtherFilesystem) {
+  struct stat tmp {}, dev {};
+  ASSERT_EQ(::stat(root_.c_str(), &tmp), 0);
+  if (::stat("/dev", &dev) != 0 || dev.st_dev == tmp.st_dev ||
+      ::access("/dev/shm", W_OK) != 0)
+    GTEST_SKIP() << "no second writable filesystem";
+  char tmpl[] = "/dev/shm/strata-options-test-XXXXXX";
+  if (!::mkdtemp(tmpl)) GTEST_SKIP() << "cannot create in /dev/shm";
+  struct stat shm {};
+  ::stat(tmpl, &shm);
+  if (shm.st_dev == tmp.st_dev) {
+    stdfs::remove_all(tmpl);
+    GTEST_SKIP() << "/dev/shm is on the same filesystem";
+  }
+  sfs::Options o = good();
+  o.workdir = tmpl;
+  std::string e = sfs::validate_options(o);
+  stdfs::remove_all(tmpl);
+  EXPECT_TRUE(contains(e, "not on the same filesystem")) << e;
+  EXPECT_TRUE(contains(e, tmpl)) << e;
+}
+
+TEST_F(OptionsFs, ReadOnlyFilesystemUpperdir) {
+  // Even root cannot write to a read-only mount such as /sys in most containers.
+  if (::access("/sys", W_OK) == 0 || errno != EROFS) GTEST_SKIP() << "/sys is writable";
+  sfs::Options o = good();
+  o.upperdir = "/sys";
+  o.workdir = "/sys/kernel";
+  std::string e = sfs::validate_options(o);
+  EXPECT_TRUE(contains(e, "upperdir /sys is not writable")) << e;
+  EXPECT_TRUE(contains(e, "Read-only file system")) << e;
+}
+
+TEST_F(OptionsFs, UpperdirMustBeWritableUnlessReadOnly) {
+  if (::geteuid() == 0) GTEST_SKIP() << "root can write anywhere";
+  stdfs::permissions(p("u"), stdfs::perms::owner_read | stdfs::perms::owner_exec);
+  sfs::Options o = good();
+  std::string e = sfs::validate_options(o);
+  EXPECT_TRUE(contains(e, "upperdir " + p("u") + " is not writable")) << e;
+  EXPECT_TRUE(contains(e, "Permission denied")) << e;
+  o.read_only = true;
+  EXPECT_EQ(sfs::validate_options(o), "");
+}
+
+TEST_F(OptionsFs, BusyMountpoint) {
+  // "/" is always a mount point; /proc usually is.
+  sfs::Options o = good();
+  o.mountpoint = "/";
+  EXPECT_EQ(sfs::validate_options(o), "mountpoint / is busy (already a mount point)");
+  o.mountpoint = "/proc/.";
+  std::string e = sfs::validate_options(o);
+  std::ifstream mi("/proc/self/mountinfo");
+  std::string all((std::istreambuf_iterator<char>(mi)), {});
+  auto mps = sfs::mountinfo_mount_points(all);
+  if (std::find(mps.begin(), mps.end(), "/proc") != mps.end()) {
+    EXPECT_EQ(e, "mountpoint /proc/. is busy (already a mount point)");
+  }
+  // A plain directory is not busy.
+  o = good();
+  EXPECT_EQ(sfs::validate_options(o), "");
+}
+
+TEST(OptionsMountinfo, ParsesMountPointFieldWithOctalEscapes) {
+  const std::string text =
+      "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+      "36 22 0:32 / /mnt/with\\040space rw,nosuid - tmpfs tmpfs rw\n"
+      "37 22 0:33 / /mnt/tab\\011and\\012nl\\134bs rw - tmpfs tmpfs rw\n"
+      "38 22 0:34 /sub /mnt/plain rw - overlay overlay rw,lowerdir=/a\\040b\n"
+      "\n"
+      "garbage\n";
+  auto mps = sfs::mountinfo_mount_points(text);
+  EXPECT_EQ(mps, (std::vector<std::string>{"/", "/mnt/with space", "/mnt/tab\tand\nnl\\bs",
+                                           "/mnt/plain"}));
+  // No trailing newline on the last line.
+  EXPECT_EQ(sfs::mountinfo_mount_points("1 2 3:4 / /x rw - a b c"),
+            (std::vector<std::string>{"/x"}));
+  EXPECT_TRUE(sfs::mountinfo_mount_points("").empty());
+}
