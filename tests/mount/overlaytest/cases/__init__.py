@@ -1,0 +1,2 @@
+"""Each module registers its cases with @case; importing this package registers them all."""
+from . import lookup  # noqa: F401
