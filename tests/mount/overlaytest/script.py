@@ -7,7 +7,7 @@ import os
 import stat
 
 from . import env
-from .view import TYPES, data_ranges, is_private_xattr, mtime_class
+from .view import TYPES, data_ranges, is_private_xattr, mtime_class, short
 
 
 class Ops:
@@ -30,13 +30,13 @@ class Ops:
             r, v = ("err", env.errname(e.errno)), None
         self.rec.append((label, r))
         if self.verbose:
-            print(f"    [{self.side}] {label} -> {r}")
+            print(f"    [{self.side}] {label} -> {short(r)}")
         return v
 
     def note(self, label, value):
         self.rec.append((label, ("val", value)))
         if self.verbose:
-            print(f"    [{self.side}] {label} = {value!r}")
+            print(f"    [{self.side}] {label} = {short(value)}")
 
     # ---- file content -------------------------------------------------------------------
     def write(self, rel, data, mode="w", perm=0o644):

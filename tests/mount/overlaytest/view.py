@@ -132,14 +132,19 @@ def fmt(e):
     return " ".join(f"{k}={v}" for k, v in e.items())
 
 
+def short(v, n=400):
+    r = repr(v)
+    return r if len(r) <= n else r[:n] + f"...({len(r)} chars)"
+
+
 def diff_records(kern, fs):
     lines = []
     for i in range(max(len(kern), len(fs))):
         a = kern[i] if i < len(kern) else None
         b = fs[i] if i < len(fs) else None
         if a != b:
-            lines.append(f"  op #{i}: kernel: {a[0] if a else '-'} -> {a[1] if a else '-'}")
-            lines.append(f"  {' ' * len(str(i))}     fs:     {b[0] if b else '-'} -> {b[1] if b else '-'}")
+            lines.append(f"  op #{i}: kernel: {a[0] if a else '-'} -> {short(a[1]) if a else '-'}")
+            lines.append(f"  {' ' * len(str(i))}     fs:     {b[0] if b else '-'} -> {short(b[1]) if b else '-'}")
     return lines
 
 

@@ -1,2 +1,2 @@
 """Each module registers its cases with @case; importing this package registers them all."""
-from . import lookup  # noqa: F401
+from . import lookup, readdir  # noqa: F401
