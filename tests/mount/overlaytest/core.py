@@ -169,6 +169,9 @@ class Context:
             krec, frec = ko.rec, fo.rec
             if k:
                 self._report(name, "op results", view.diff_records(krec, frec))
+            else:
+                bad = [f"  {lbl} -> {r}" for lbl, r in frec if r[0] == "err"]
+                self._report(name, "ops that must succeed", bad)
         fl, problems = view.listing(f.path, content)
         kl = view.listing(k.path, content)[0] if k else expect_view(kl_before)
         self._report(name, "view after ops", view.diff_listings(kl, fl, ignore))
@@ -212,7 +215,8 @@ class Context:
 
     def _report(self, name, what, lines):
         if lines:
-            self.fail(f"[{name}] {what}: kernel and fs differ\n" + "\n".join(lines))
+            self.fail(f"[{name}] {what}: kernel{'' if 'must' not in what else ' oracle'} and fs differ\n"
+                      + "\n".join(lines))
         else:
             self.log(f"[{name}] {what}: same")
 
