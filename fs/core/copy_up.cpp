@@ -1,0 +1,177 @@
+// Copy-up: before anything in a lower layer changes, the overlay builds a full copy in the
+// workdir (data, owner, mode, xattrs, times) and renames it into the upper, parents first,
+// so no reader ever sees half a file and a crash leaves the old file in place.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include "fs/core/file_copy.hpp"
+#include "fs/core/overlay.hpp"
+#include "fs/core/xattr_names.hpp"
+
+namespace strata::fs {
+
+std::string Overlay::stage_name() {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "#%x-%llx", unsigned(::getpid()),
+                (unsigned long long)stage_counter_.fetch_add(1));
+  return buf;
+}
+
+std::string Overlay::index_key_for(int layer, const std::string& path, const struct stat& st) const {
+  (void)layer;
+  (void)path;
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%llx-%llx", (unsigned long long)st.st_dev,
+                (unsigned long long)st.st_ino);
+  return buf;
+}
+
+Status Overlay::copy_xattrs(const std::string& src_abs, const std::string& dst_abs) {
+  ssize_t len = ::llistxattr(src_abs.c_str(), nullptr, 0);
+  if (len <= 0) return 0;
+  std::vector<char> names(size_t(len) + 1);
+  len = ::llistxattr(src_abs.c_str(), names.data(), names.size());
+  if (len <= 0) return 0;
+  std::vector<char> value(4096);
+  for (ssize_t off = 0; off < len;) {
+    const char* name = names.data() + off;
+    off += ssize_t(std::strlen(name)) + 1;
+    // Overlay markers of the lower stay there; override_stat moves with the file.
+    if (is_private_xattr(name) && std::strcmp(name, kOverrideStat) != 0) continue;
+    ssize_t n = ::lgetxattr(src_abs.c_str(), name, value.data(), value.size());
+    if (n < 0 && errno == ERANGE) {
+      ssize_t need = ::lgetxattr(src_abs.c_str(), name, nullptr, 0);
+      if (need < 0) continue;
+      value.resize(size_t(need));
+      n = ::lgetxattr(src_abs.c_str(), name, value.data(), value.size());
+    }
+    if (n < 0) continue;
+    if (::lsetxattr(dst_abs.c_str(), name, value.data(), size_t(n), 0) != 0) {
+      // An unprivileged daemon cannot write trusted.* or security.*: keep what it can.
+      if (errno != EPERM && errno != ENOTSUP && errno != EACCES) return errno;
+    }
+  }
+  return 0;
+}
+
+Status Overlay::copy_entry(int layer, const std::string& src, int dst_dirfd, const std::string& dst,
+                           const struct stat& st, bool with_data) {
+  int src_root = layers_[size_t(layer)].root.get();
+  std::string src_abs = abs_path(layer, src);
+  std::string dst_abs = "/proc/self/fd/" + std::to_string(dst_dirfd) + "/" + dst;
+  mode_t type = st.st_mode & S_IFMT;
+  UniqueFd out;
+
+  switch (type) {
+    case S_IFREG: {
+      out = UniqueFd(::openat(dst_dirfd, dst.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+      if (!out) return errno;
+      if (with_data) {
+        UniqueFd in(::openat(src_root, src.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+        if (!in) return errno;
+        if (Status s = copy_file_data(in.get(), out.get(), st.st_size); s != 0) return s;
+        if (opts_.fsync && ::fsync(out.get()) != 0) return errno;
+      }
+      break;
+    }
+    case S_IFDIR:
+      if (::mkdirat(dst_dirfd, dst.c_str(), 0700) != 0) return errno;
+      break;
+    case S_IFLNK: {
+      char target[PATH_MAX];
+      ssize_t n = ::readlinkat(src_root, src.c_str(), target, sizeof target - 1);
+      if (n < 0) return errno;
+      target[n] = '\0';
+      if (::symlinkat(target, dst_dirfd, dst.c_str()) != 0) return errno;
+      break;
+    }
+    default:
+      if (::mknodat(dst_dirfd, dst.c_str(), st.st_mode, st.st_rdev) != 0) return errno;
+      break;
+  }
+
+  // chown clears set-id bits and capabilities: owner first, then mode, then xattrs.
+  if (::fchownat(dst_dirfd, dst.c_str(), st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) != 0 &&
+      privileged_ && errno != EINVAL)
+    return errno;
+  if (type != S_IFLNK && ::fchmodat(dst_dirfd, dst.c_str(), st.st_mode & 07777, 0) != 0) return errno;
+  if (Status s = copy_xattrs(src_abs, dst_abs); s != 0) return s;
+  struct timespec times[2] = {st.st_atim, st.st_mtim};
+  if (::utimensat(dst_dirfd, dst.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) return errno;
+  return 0;
+}
+
+Status Overlay::ensure_upper_dir(Node* dir) {
+  if (dir == root_ || dir->top.load() == 0) return 0;
+  return copy_up(dir, true);
+}
+
+Status Overlay::copy_up(Node* node, bool with_data) {
+  if (read_only_) return EROFS;
+  if (node->top.load() == 0) return 0;
+  Node* parent;
+  {
+    std::shared_lock lock(tree_);
+    parent = node->parent;
+  }
+  if (!parent) return ENOENT;
+  if (Status s = ensure_upper_dir(parent); s != 0) return s;
+
+  std::lock_guard lock(node->mutex);
+  if (node->top.load() == 0) return 0;
+  auto path = path_of(node);
+  if (!path) return path.error();
+  return copy_up_locked(node, *path, with_data);
+}
+
+Status Overlay::copy_up_locked(Node* node, const std::string& path, bool with_data) {
+  int layer = node->top.load();
+  int upper = layers_.upper_fd();
+  struct stat st {};
+  if (::fstatat(layers_[size_t(layer)].root.get(), path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+    return errno;
+
+  bool hardlinked = S_ISREG(st.st_mode) && st.st_nlink > 1;
+  std::string key = hardlinked ? index_key_for(layer, path, st) : std::string();
+  if (hardlinked && ::linkat(index_fd_.get(), key.c_str(), upper, path.c_str(), 0) == 0) {
+    node->index_key = key;  // another name was copied up first: share its inode
+  } else {
+    std::string tmp = stage_name();
+    Status s = copy_entry(layer, path, work_fd_.get(), tmp, st, with_data || hardlinked);
+    if (s == 0 && hardlinked) {
+      // Publish in the index first: other names of this file link to it from now on.
+      if (::linkat(work_fd_.get(), tmp.c_str(), index_fd_.get(), key.c_str(), 0) == 0) {
+        node->index_key = key;
+      } else if (errno == EEXIST) {
+        ::unlinkat(work_fd_.get(), tmp.c_str(), 0);
+        node->index_key = key;
+        s = ::linkat(index_fd_.get(), key.c_str(), upper, path.c_str(), 0) == 0 ? 0 : errno;
+        tmp.clear();
+      }
+    }
+    if (s == 0 && !tmp.empty() && ::renameat(work_fd_.get(), tmp.c_str(), upper, path.c_str()) != 0)
+      s = errno;
+    if (s != 0) {
+      if (!tmp.empty()) ::unlinkat(work_fd_.get(), tmp.c_str(), S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0);
+      return s;
+    }
+  }
+
+  struct stat ust {};
+  if (::fstatat(upper, path.c_str(), &ust, AT_SYMLINK_NOFOLLOW) == 0) record_origin(ust, node->ino);
+  if (node->is_dir()) {
+    std::unique_lock lock(tree_);
+    node->dir_layers.insert(node->dir_layers.begin(), 0);
+  }
+  node->top.store(0);
+  node->copyups.fetch_add(1);
+  return 0;
+}
+
+}  // namespace strata::fs

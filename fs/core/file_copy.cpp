@@ -1,0 +1,80 @@
+#include "fs/core/file_copy.hpp"
+
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <memory>
+
+namespace strata::fs {
+
+namespace {
+
+Status copy_range_rw(int src, int dst, off_t off, off_t end) {
+  constexpr size_t kChunk = 1 << 20;
+  std::unique_ptr<char[]> buf(new char[kChunk]);
+  while (off < end) {
+    size_t want = size_t(std::min<off_t>(end - off, off_t(kChunk)));
+    ssize_t n = ::pread(src, buf.get(), want, off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    if (n == 0) break;
+    for (ssize_t done = 0; done < n;) {
+      ssize_t w = ::pwrite(dst, buf.get() + done, size_t(n - done), off + done);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        return errno;
+      }
+      done += w;
+    }
+    off += n;
+  }
+  return 0;
+}
+
+// Copies [off, end); switches to read/write for good once copy_file_range is refused.
+Status copy_range(int src, int dst, off_t off, off_t end, bool& use_cfr) {
+  while (use_cfr && off < end) {
+    loff_t in = off, out = off;
+    ssize_t n = ::copy_file_range(src, &in, dst, &out, size_t(end - off), 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP) {
+        use_cfr = false;
+        break;
+      }
+      return errno;
+    }
+    if (n == 0) return 0;  // source shrank under us
+    off += n;
+  }
+  return off < end ? copy_range_rw(src, dst, off, end) : 0;
+}
+
+}  // namespace
+
+Status copy_file_data(int src_fd, int dst_fd, off_t size) {
+  if (size == 0) return 0;
+  if (::ioctl(dst_fd, FICLONE, src_fd) == 0) return 0;
+  bool use_cfr = true;
+  off_t off = 0;
+  while (off < size) {
+    off_t data = ::lseek(src_fd, off, SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;  // only a hole remains
+      // No SEEK_DATA support: copy everything.
+      if (Status st = copy_range(src_fd, dst_fd, off, size, use_cfr); st != 0) return st;
+      break;
+    }
+    off_t hole = ::lseek(src_fd, data, SEEK_HOLE);
+    if (hole < 0) hole = size;
+    if (Status st = copy_range(src_fd, dst_fd, data, std::min(hole, size), use_cfr); st != 0) return st;
+    off = hole;
+  }
+  return ::ftruncate(dst_fd, size) == 0 ? 0 : errno;
+}
+
+}  // namespace strata::fs

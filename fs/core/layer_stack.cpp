@@ -1,0 +1,73 @@
+#include "fs/core/layer_stack.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace strata::fs {
+
+namespace {
+
+Result<Layer> open_layer(const std::string& path, bool writable, std::string& error) {
+  Layer layer;
+  layer.path = path;
+  layer.writable = writable;
+  layer.root = UniqueFd(::open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!layer.root) {
+    int err = errno;
+    error = (writable ? "upperdir " : "lowerdir ") + path + ": " + std::strerror(err);
+    return Errno{err};
+  }
+  struct stat st {};
+  if (::fstat(layer.root.get(), &st) != 0) {
+    int err = errno;
+    error = path + ": " + std::strerror(err);
+    return Errno{err};
+  }
+  layer.dev = st.st_dev;
+  return layer;
+}
+
+}  // namespace
+
+Result<LayerStack> LayerStack::open(const std::vector<std::string>& lowers, const std::string& upper,
+                                    std::string& error) {
+  LayerStack stack;
+  if (!upper.empty()) {
+    auto layer = open_layer(upper, true, error);
+    if (!layer) return Errno{layer.error()};
+    stack.layers_.push_back(std::move(*layer));
+    stack.has_upper_ = true;
+  }
+  for (const auto& lower : lowers) {
+    auto layer = open_layer(lower, false, error);
+    if (!layer) return Errno{layer.error()};
+    stack.layers_.push_back(std::move(*layer));
+  }
+  for (const auto& layer : stack.layers_) {
+    if (std::find(stack.devices_.begin(), stack.devices_.end(), layer.dev) == stack.devices_.end())
+      stack.devices_.push_back(layer.dev);
+  }
+  return stack;
+}
+
+uint64_t LayerStack::present_ino(dev_t dev, ino_t ino) const {
+  if (devices_.size() <= 1 || dev == devices_[0]) return ino;
+  for (size_t i = 1; i < devices_.size(); ++i) {
+    if (devices_[i] == dev) return uint64_t(ino) ^ (uint64_t(i) << 56);
+  }
+  // A mount point inside a layer: rare; fold the device in so the number stays distinct.
+  return uint64_t(ino) ^ (uint64_t(dev) << 40) ^ (uint64_t(0xff) << 56);
+}
+
+std::string join_path(const std::string& dir, std::string_view name) {
+  if (dir == ".") return std::string(name);
+  std::string out;
+  out.reserve(dir.size() + 1 + name.size());
+  out.append(dir).append("/").append(name);
+  return out;
+}
+
+}  // namespace strata::fs

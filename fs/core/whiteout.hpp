@@ -1,0 +1,53 @@
+// How a layer says "this name is deleted" and "this directory hides what is below it".
+// Readers accept every form in use (kernel overlayfs, fuse-overlayfs, OCI tars unpacked
+// as-is); the writer picks the strongest form the environment allows.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <string>
+#include <string_view>
+
+#include "fs/core/result.hpp"
+
+namespace strata::fs {
+
+inline constexpr std::string_view kWhiteoutPrefix = ".wh.";
+inline constexpr std::string_view kOpaqueMarkerFile = ".wh..wh..opq";
+
+// A character device 0/0: the kernel overlayfs whiteout.
+inline bool is_whiteout_device(const struct stat& st) {
+  return S_ISCHR(st.st_mode) && st.st_rdev == 0;
+}
+
+// ".wh.NAME" → true (and NAME in `hidden`). The opaque marker is not a whiteout.
+bool parse_whiteout_name(std::string_view name, std::string_view& hidden);
+
+// Names that never show in the merged view: whiteout files and the opaque marker.
+inline bool is_marker_name(std::string_view name) {
+  return name.size() >= kWhiteoutPrefix.size() && name.substr(0, kWhiteoutPrefix.size()) == kWhiteoutPrefix;
+}
+
+// Does the directory at `path` (relative to layer root `layer_fd`, absolute form
+// `abs_path` for xattr calls) hide the layers below it?
+bool is_opaque_dir(int layer_fd, const std::string& path, const std::string& abs_path);
+
+// Which marker forms this mount writes. Decided once at mount time by probing the upper.
+struct WhiteoutStyle {
+  bool device = true;             // mknod c 0 0 works
+  bool trusted_xattrs = true;     // trusted.overlay.opaque (root); else user.overlay.opaque
+  bool user_xattrs = true;        // the upper supports user.* xattrs at all
+};
+
+WhiteoutStyle probe_whiteout_style(int upper_fd, int work_fd);
+
+// Creates a whiteout for `name` in the upper directory `dir_path`.
+Status make_whiteout(int upper_fd, const std::string& dir_path, std::string_view name,
+                     const WhiteoutStyle& style);
+// Removes any whiteout (either form) for `name` in upper `dir_path`; missing is fine.
+Status remove_whiteout(int upper_fd, const std::string& dir_path, std::string_view name);
+// Marks the upper directory opaque (abs_path for the xattr call, path for the marker file).
+Status mark_opaque(int upper_fd, const std::string& path, const std::string& abs_path,
+                   const WhiteoutStyle& style);
+
+}  // namespace strata::fs

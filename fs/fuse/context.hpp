@@ -1,0 +1,64 @@
+// Shared pieces of the FUSE adapter: the per-mount context and request → core translation.
+#pragma once
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+
+#include <new>
+
+#include "fs/core/overlay.hpp"
+
+namespace strata::fs::fuse {
+
+struct Context {
+  Overlay* overlay = nullptr;
+  double timeout = 1.0;  // entry and attribute cache validity, seconds
+  bool debug = false;
+};
+
+inline Context& context(fuse_req_t req) { return *static_cast<Context*>(fuse_req_userdata(req)); }
+inline Overlay& overlay(fuse_req_t req) { return *context(req).overlay; }
+
+inline Node* node_of(fuse_req_t req, fuse_ino_t ino) {
+  return ino == FUSE_ROOT_ID ? overlay(req).root() : reinterpret_cast<Node*>(ino);
+}
+
+inline Caller caller_of(fuse_req_t req) {
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  return Caller{ctx->uid, ctx->gid};
+}
+
+inline OpenFile& file_of(fuse_file_info* fi) { return *reinterpret_cast<OpenFile*>(fi->fh); }
+
+// The kernel's view of a looked-up entry.
+fuse_entry_param entry_param(const Context& ctx, const Entry& entry);
+
+// Replies with the entry, or the error. Exactly one reply per request.
+void reply_entry(fuse_req_t req, const Result<Entry>& entry);
+
+// Wraps an operation so that no exception crosses into libfuse: an allocation failure or
+// any other escape becomes an error reply (operations throw only before they reply).
+template <auto Fn>
+struct Guard;
+template <typename... Args, void (*Fn)(fuse_req_t, Args...)>
+struct Guard<Fn> {
+  static void call(fuse_req_t req, Args... args) noexcept {
+    try {
+      Fn(req, args...);
+    } catch (const std::bad_alloc&) {
+      fuse_reply_err(req, ENOMEM);
+    } catch (...) {
+      fuse_reply_err(req, EIO);
+    }
+  }
+};
+template <auto Fn>
+constexpr auto guarded = &Guard<Fn>::call;
+
+// Tables of the operations, by concern; operations.cpp joins them.
+void add_entry_ops(fuse_lowlevel_ops& ops);
+void add_file_ops(fuse_lowlevel_ops& ops);
+void add_dir_ops(fuse_lowlevel_ops& ops);
+void add_xattr_ops(fuse_lowlevel_ops& ops);
+
+}  // namespace strata::fs::fuse

@@ -1,0 +1,157 @@
+// Names and attributes: lookup, forget, getattr, setattr, readlink, statfs, and the
+// operations that create, remove and move names.
+#include <sys/stat.h>
+
+#include "fs/fuse/context.hpp"
+
+namespace strata::fs::fuse {
+
+fuse_entry_param entry_param(const Context& ctx, const Entry& entry) {
+  fuse_entry_param e{};
+  e.ino = reinterpret_cast<fuse_ino_t>(entry.node);
+  e.generation = 0;
+  e.attr = entry.st;
+  e.attr_timeout = ctx.timeout;
+  e.entry_timeout = ctx.timeout;
+  return e;
+}
+
+void reply_entry(fuse_req_t req, const Result<Entry>& entry) {
+  if (!entry) {
+    fuse_reply_err(req, entry.error());
+    return;
+  }
+  fuse_entry_param e = entry_param(context(req), entry.value());
+  if (fuse_reply_entry(req, &e) == -ENOENT) {
+    // The request was interrupted: the kernel will not count this lookup.
+    overlay(req).forget(entry.value().node, 1);
+  }
+}
+
+namespace {
+
+void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  auto entry = overlay(req).lookup(node_of(req, parent), name);
+  if (!entry && entry.error() == ENOENT) {
+    // A negative entry: the kernel may remember the absence for the timeout.
+    fuse_entry_param e{};
+    e.entry_timeout = context(req).timeout;
+    fuse_reply_entry(req, &e);
+    return;
+  }
+  reply_entry(req, entry);
+}
+
+void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  if (ino != FUSE_ROOT_ID) overlay(req).forget(node_of(req, ino), nlookup);
+  fuse_reply_none(req);
+}
+
+void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  for (size_t i = 0; i < count; ++i)
+    if (forgets[i].ino != FUSE_ROOT_ID) overlay(req).forget(node_of(req, forgets[i].ino), forgets[i].nlookup);
+  fuse_reply_none(req);
+}
+
+void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  auto st = overlay(req).getattr(node_of(req, ino));
+  if (!st) fuse_reply_err(req, st.error());
+  else fuse_reply_attr(req, &st.value(), context(req).timeout);
+}
+
+struct timespec time_of(const struct stat& attr, int to_set, int set_flag, int now_flag, bool atime) {
+  if (to_set & now_flag) return timespec{0, UTIME_NOW};
+  (void)set_flag;
+  return atime ? attr.st_atim : attr.st_mtim;
+}
+
+void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
+  Overlay& ov = overlay(req);
+  Node* node = node_of(req, ino);
+  AttrChange change;
+  if (to_set & FUSE_SET_ATTR_MODE) change.mode = attr->st_mode;
+  if (to_set & FUSE_SET_ATTR_UID) change.uid = attr->st_uid;
+  if (to_set & FUSE_SET_ATTR_GID) change.gid = attr->st_gid;
+  if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW))
+    change.atime = time_of(*attr, to_set, FUSE_SET_ATTR_ATIME, FUSE_SET_ATTR_ATIME_NOW, true);
+  if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))
+    change.mtime = time_of(*attr, to_set, FUSE_SET_ATTR_MTIME, FUSE_SET_ATTR_MTIME_NOW, false);
+  if (to_set & FUSE_SET_ATTR_SIZE) {
+    if (fi && fi->fh) {
+      // ftruncate on an open file: the handle's fd is already the upper copy when writable.
+      OpenFile& file = file_of(fi);
+      if ((file.flags & O_ACCMODE) != O_RDONLY && ::ftruncate(ov.io_fd(file), attr->st_size) != 0) {
+        fuse_reply_err(req, errno);
+        return;
+      }
+      if ((file.flags & O_ACCMODE) == O_RDONLY) change.size = attr->st_size;
+    } else {
+      change.size = attr->st_size;
+    }
+  }
+  auto st = ov.setattr(node, change, caller_of(req));
+  if (!st) fuse_reply_err(req, st.error());
+  else fuse_reply_attr(req, &st.value(), context(req).timeout);
+}
+
+void op_readlink(fuse_req_t req, fuse_ino_t ino) {
+  auto target = overlay(req).readlink(node_of(req, ino));
+  if (!target) fuse_reply_err(req, target.error());
+  else fuse_reply_readlink(req, target->c_str());
+}
+
+void op_statfs(fuse_req_t req, fuse_ino_t) {
+  auto st = overlay(req).statfs();
+  if (!st) fuse_reply_err(req, st.error());
+  else fuse_reply_statfs(req, &st.value());
+}
+
+void op_mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+  reply_entry(req, overlay(req).mknod(node_of(req, parent), name, mode, rdev, caller_of(req)));
+}
+
+void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  reply_entry(req, overlay(req).mkdir(node_of(req, parent), name, mode, caller_of(req)));
+}
+
+void op_symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name) {
+  reply_entry(req, overlay(req).symlink(node_of(req, parent), name, target, caller_of(req)));
+}
+
+void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent, const char* new_name) {
+  reply_entry(req, overlay(req).link(node_of(req, ino), node_of(req, new_parent), new_name));
+}
+
+void op_unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  fuse_reply_err(req, overlay(req).unlink(node_of(req, parent), name));
+}
+
+void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  fuse_reply_err(req, overlay(req).rmdir(node_of(req, parent), name));
+}
+
+void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t new_parent,
+               const char* new_name, unsigned int flags) {
+  fuse_reply_err(req, overlay(req).rename(node_of(req, parent), name, node_of(req, new_parent), new_name, flags));
+}
+
+}  // namespace
+
+void add_entry_ops(fuse_lowlevel_ops& ops) {
+  ops.lookup = guarded<op_lookup>;
+  ops.forget = op_forget;
+  ops.forget_multi = op_forget_multi;
+  ops.getattr = guarded<op_getattr>;
+  ops.setattr = guarded<op_setattr>;
+  ops.readlink = guarded<op_readlink>;
+  ops.statfs = guarded<op_statfs>;
+  ops.mknod = guarded<op_mknod>;
+  ops.mkdir = guarded<op_mkdir>;
+  ops.symlink = guarded<op_symlink>;
+  ops.link = guarded<op_link>;
+  ops.unlink = guarded<op_unlink>;
+  ops.rmdir = guarded<op_rmdir>;
+  ops.rename = guarded<op_rename>;
+}
+
+}  // namespace strata::fs::fuse

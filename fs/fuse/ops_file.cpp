@@ -1,0 +1,111 @@
+// Open files: data moves between the kernel and the backing fd by splice where it can.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fs/fuse/context.hpp"
+
+namespace strata::fs::fuse {
+
+namespace {
+
+void set_cache_flags(fuse_file_info* fi, const OpenFile& file) {
+  // A file served from a read-only layer cannot change under us: keep its pages across
+  // opens. Hardlinked lower files are excluded: a copy-up through another name would not
+  // invalidate this inode's pages.
+  if (!file.from_lower) return;
+  struct stat st {};
+  if (::fstat(file.fd.get(), &st) == 0 && st.st_nlink == 1) fi->keep_cache = 1;
+}
+
+void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto file = overlay(req).open(node_of(req, ino), fi->flags);
+  if (!file) {
+    fuse_reply_err(req, file.error());
+    return;
+  }
+  set_cache_flags(fi, **file);
+  fi->fh = reinterpret_cast<uint64_t>(file->release());
+  if (fuse_reply_open(req, fi) == -ENOENT) delete &file_of(fi);
+}
+
+void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
+  auto created = overlay(req).create(node_of(req, parent), name, mode, fi->flags, caller_of(req));
+  if (!created) {
+    fuse_reply_err(req, created.error());
+    return;
+  }
+  auto& [entry, file] = created.value();
+  fuse_entry_param e = entry_param(context(req), entry);
+  fi->fh = reinterpret_cast<uint64_t>(file.release());
+  if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+    delete &file_of(fi);
+    overlay(req).forget(entry.node, 1);
+  }
+}
+
+void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+  buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  buf.buf[0].fd = overlay(req).io_fd(file_of(fi));
+  buf.buf[0].pos = off;
+  fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+void op_write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
+  fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
+  out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  out.buf[0].fd = overlay(req).io_fd(file_of(fi));
+  out.buf[0].pos = off;
+  ssize_t n = fuse_buf_copy(&out, in, FUSE_BUF_SPLICE_NONBLOCK);
+  if (n < 0) fuse_reply_err(req, int(-n));
+  else fuse_reply_write(req, size_t(n));
+}
+
+void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+
+void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  delete &file_of(fi);
+  fuse_reply_err(req, 0);
+}
+
+void op_fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
+  fuse_reply_err(req, overlay(req).fsync(file_of(fi), datasync != 0));
+}
+
+void op_fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len, fuse_file_info* fi) {
+  int r = ::fallocate(overlay(req).io_fd(file_of(fi)), mode, off, len);
+  fuse_reply_err(req, r == 0 ? 0 : errno);
+}
+
+void op_lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
+  off_t r = ::lseek(overlay(req).io_fd(file_of(fi)), off, whence);
+  if (r < 0) fuse_reply_err(req, errno);
+  else fuse_reply_lseek(req, r);
+}
+
+void op_copy_file_range(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info* fi_in, fuse_ino_t,
+                        off_t off_out, fuse_file_info* fi_out, size_t len, int flags) {
+  loff_t in = off_in, out = off_out;
+  ssize_t n = ::copy_file_range(overlay(req).io_fd(file_of(fi_in)), &in, overlay(req).io_fd(file_of(fi_out)),
+                                &out, len, unsigned(flags));
+  if (n < 0) fuse_reply_err(req, errno);
+  else fuse_reply_write(req, size_t(n));
+}
+
+}  // namespace
+
+void add_file_ops(fuse_lowlevel_ops& ops) {
+  ops.open = guarded<op_open>;
+  ops.create = guarded<op_create>;
+  ops.read = guarded<op_read>;
+  ops.write_buf = guarded<op_write_buf>;
+  ops.flush = guarded<op_flush>;
+  ops.release = guarded<op_release>;
+  ops.fsync = guarded<op_fsync>;
+  ops.fallocate = guarded<op_fallocate>;
+  ops.lseek = guarded<op_lseek>;
+  ops.copy_file_range = guarded<op_copy_file_range>;
+}
+
+}  // namespace strata::fs::fuse

@@ -1,0 +1,144 @@
+#include "fs/fuse/session.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "fs/fuse/context.hpp"
+
+namespace strata::fs::fuse {
+
+namespace {
+
+void op_init(void* userdata, fuse_conn_info* conn) {
+  auto* ctx = static_cast<Context*>(userdata);
+  auto want = [conn](unsigned cap) {
+    if (conn->capable & cap) conn->want |= cap;
+  };
+  want(FUSE_CAP_SPLICE_READ);
+  want(FUSE_CAP_SPLICE_WRITE);
+  want(FUSE_CAP_READDIRPLUS);
+  want(FUSE_CAP_READDIRPLUS_AUTO);
+  want(FUSE_CAP_PARALLEL_DIROPS);
+  want(FUSE_CAP_ASYNC_READ);
+  want(FUSE_CAP_ATOMIC_O_TRUNC);
+  want(FUSE_CAP_CACHE_SYMLINKS);
+  if (ctx->overlay->options().writeback) want(FUSE_CAP_WRITEBACK_CACHE);
+  else conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  // Locks are left to the kernel: with one mount per tree, local locking is exact.
+  conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+  conn->max_write = 1 << 20;
+  conn->max_readahead = 1 << 20;
+  conn->time_gran = 1;
+}
+
+fuse_lowlevel_ops make_ops() {
+  fuse_lowlevel_ops ops{};
+  ops.init = op_init;
+  add_entry_ops(ops);
+  add_file_ops(ops);
+  add_dir_ops(ops);
+  add_xattr_ops(ops);
+  return ops;
+}
+
+void log_from_libfuse(fuse_log_level level, const char* fmt, va_list ap) {
+  char buf[1024];
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
+  size_t len = std::strlen(buf);
+  while (len && buf[len - 1] == '\n') buf[--len] = '\0';
+  if (level <= FUSE_LOG_ERR) spdlog::error("{}", buf);
+  else if (level <= FUSE_LOG_NOTICE) spdlog::info("{}", buf);
+  else spdlog::debug("{}", buf);
+}
+
+std::string mount_options(const Options& opts) {
+  std::string out = "default_permissions,subtype=strata-fs";
+  bool has_fsname = false;
+  for (const auto& o : opts.fuse_options) {
+    if (o == "default_permissions") continue;
+    if (o.rfind("fsname=", 0) == 0) has_fsname = true;
+    out += "," + o;
+  }
+  if (!has_fsname) out += ",fsname=" + (opts.source.empty() ? std::string("strata-fs") : opts.source);
+  if (opts.read_only && out.find(",ro") == std::string::npos) out += ",ro";
+  return out;
+}
+
+}  // namespace
+
+int run_filesystem(const Options& opts) {
+  auto logger = spdlog::stderr_color_mt("strata-fs");
+  logger->set_pattern("strata-fs: %^%l%$: %v");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(opts.debug ? spdlog::level::debug : spdlog::level::warn);
+  fuse_set_log_func(log_from_libfuse);
+  ::umask(0);  // modes arrive already masked by the caller's umask
+
+  std::string error;
+  auto overlay = Overlay::create(opts, error);
+  if (!overlay) {
+    std::fprintf(stderr, "strata-fs: %s\n", error.c_str());
+    return 1;
+  }
+  Context ctx;
+  ctx.overlay = overlay->get();
+  ctx.timeout = opts.timeout;
+  ctx.debug = opts.debug;
+
+  std::string mopts = mount_options(opts);
+  std::vector<std::string> argv_store = {"strata-fs", "-o", mopts};
+  if (opts.debug) argv_store.push_back("-d");
+  std::vector<char*> argv;
+  for (auto& a : argv_store) argv.push_back(a.data());
+  fuse_args args = FUSE_ARGS_INIT(int(argv.size()), argv.data());
+
+  fuse_lowlevel_ops ops = make_ops();
+  fuse_session* se = fuse_session_new(&args, &ops, sizeof ops, &ctx);
+  if (!se) {
+    std::fprintf(stderr, "strata-fs: cannot start a FUSE session with options %s\n", mopts.c_str());
+    return 1;
+  }
+  int status = 1;
+  if (fuse_set_signal_handlers(se) != 0) {
+    std::fprintf(stderr, "strata-fs: cannot install signal handlers\n");
+  } else {
+    if (fuse_session_mount(se, opts.mountpoint.c_str()) != 0) {
+      bool no_dev_fuse = ::access("/dev/fuse", R_OK | W_OK) != 0;
+      std::fprintf(stderr, "strata-fs: cannot mount %s%s\n", opts.mountpoint.c_str(),
+                   no_dev_fuse ? ": /dev/fuse is not usable by this user (needs mode 666, or fusermount3 in PATH)"
+                               : "");
+    } else {
+      if (fuse_daemonize(opts.foreground ? 1 : 0) != 0) {
+        std::fprintf(stderr, "strata-fs: cannot detach\n");
+      } else {
+        fuse_loop_config* cfg = fuse_loop_cfg_create();
+        fuse_loop_cfg_set_clone_fd(cfg, opts.clone_fd ? 1 : 0);
+        unsigned threads = opts.threads > 1 ? unsigned(opts.threads)
+                                            : std::max(4u, 2 * std::thread::hardware_concurrency());
+        fuse_loop_cfg_set_max_threads(cfg, threads);
+        fuse_loop_cfg_set_idle_threads(cfg, threads);
+        int r = fuse_session_loop_mt(se, cfg);
+        fuse_loop_cfg_destroy(cfg);
+        // A signal ends the loop with the signal number; both are clean shutdowns.
+        status = (r == 0 || fuse_session_exited(se)) ? 0 : 1;
+      }
+      fuse_session_unmount(se);
+    }
+    fuse_remove_signal_handlers(se);
+  }
+  fuse_session_destroy(se);
+  fuse_opt_free_args(&args);
+  return status;
+}
+
+}  // namespace strata::fs::fuse
