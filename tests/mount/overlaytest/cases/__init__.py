@@ -1,2 +1,2 @@
 """Each module registers its cases with @case; importing this package registers them all."""
-from . import copyup, lookup, namespace, readdir  # noqa: F401
+from . import copyup, fileops, links, lookup, namespace, readdir, xattr  # noqa: F401
