@@ -240,3 +240,31 @@ class Ops:
                 os.close(fd2)
             return out
         return self.do(f"locks({rel})", f)
+
+    def as_user(self, uid, gid, fn):
+        """Runs fn(Ops) in a forked child with real/effective/fs ids uid:gid; records its ops."""
+        import pickle
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                os.close(r)
+                os.setgroups([])
+                os.setresgid(gid, gid, gid)
+                os.setresuid(uid, uid, uid)
+                child = Ops(self.root, self.verbose, f"{self.side} as {uid}")
+                fn(child)
+                data = pickle.dumps(child.rec)
+            except BaseException as e:  # report, don't raise out of a fork
+                data = pickle.dumps([("as_user raised", ("exc", repr(e)))])
+                code = 1
+            with os.fdopen(w, "wb") as f:
+                f.write(data)
+            os._exit(code)
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            data = f.read()
+        os.waitpid(pid, 0)
+        for label, res in pickle.loads(data):
+            self.rec.append((f"[uid {uid}] {label}", res))
