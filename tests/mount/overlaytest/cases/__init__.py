@@ -1,3 +1,3 @@
 """Each module registers its cases with @case; importing this package registers them all."""
 from . import (copyup, fileops, idmap, lifecycle, links, lookup, namespace, perms,  # noqa: F401
-               readdir, xattr)
+               readdir, stress, xattr)
