@@ -1,0 +1,182 @@
+#include "layerstore/archive/layer_unpack.hpp"
+
+#include <archive.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "layerstore/archive/digest.hpp"
+#include "layerstore/archive/tar_split.hpp"
+#include "layerstore/error.hpp"
+
+namespace strata {
+
+std::string BlobRef::read_all(uint64_t limit) const {
+  if (length > limit) throw Error(name + ": too large (" + std::to_string(length) + " bytes)");
+  std::string out(length, '\0');
+  uint64_t done = 0;
+  while (done < length) {
+    ssize_t n = pread(file->get(), out.data() + done, length - done, offset + done);
+    if (n < 0) throw_errno("read " + name);
+    if (n == 0) throw Error(name + ": unexpected end of file");
+    done += n;
+  }
+  return out;
+}
+
+namespace {
+
+constexpr size_t kReadChunk = 1 << 20;
+constexpr size_t kQueueDepth = 16;
+
+// Decompressed chunks from the producer to libarchive; bounded so memory stays flat.
+class ChunkQueue {
+ public:
+  void push(std::vector<uint8_t>&& chunk) {
+    std::unique_lock lk(mu_);
+    not_full_.wait(lk, [&] { return q_.size() < kQueueDepth || cancelled_; });
+    if (cancelled_) throw Cancelled();
+    q_.push_back(std::move(chunk));
+    not_empty_.notify_one();
+  }
+  // Empty vector with `eof` set once the producer is done (or failed).
+  bool pop(std::vector<uint8_t>& out) {
+    std::unique_lock lk(mu_);
+    not_empty_.wait(lk, [&] { return !q_.empty() || done_; });
+    if (q_.empty()) return false;
+    out = std::move(q_.front());
+    q_.pop_front();
+    not_full_.notify_one();
+    return true;
+  }
+  void close() {
+    std::lock_guard lk(mu_);
+    done_ = true;
+    not_empty_.notify_all();
+  }
+  void cancel() {
+    std::lock_guard lk(mu_);
+    cancelled_ = true;
+    not_full_.notify_all();
+  }
+  struct Cancelled {};
+
+ private:
+  std::mutex mu_;
+  std::condition_variable not_full_, not_empty_;
+  std::deque<std::vector<uint8_t>> q_;
+  bool done_ = false, cancelled_ = false;
+};
+
+struct Producer {
+  const BlobRef& blob;
+  const ProgressFn& progress;
+  UnpackLimits limits;
+  ChunkQueue queue;
+  UnpackResult result;
+  TarSplitRecorder recorder;
+  std::exception_ptr error;
+
+  void run() {
+    try {
+      Sha256 digest, diff;
+      std::unique_ptr<Decompressor> dec;
+      std::vector<uint8_t> in(kReadChunk);
+      uint64_t pos = 0;
+      auto sink = [&](const uint8_t* p, size_t n) {
+        result.uncompressed_bytes += n;
+        if (result.uncompressed_bytes > limits.max_uncompressed)
+          throw Error("layer is larger than " + std::to_string(limits.max_uncompressed) + " bytes uncompressed");
+        diff.update(p, n);
+        recorder.feed(p, n);
+        queue.push(std::vector<uint8_t>(p, p + n));
+      };
+      posix_fadvise(blob.file->get(), blob.offset, blob.length, POSIX_FADV_SEQUENTIAL);
+      while (pos < blob.length) {
+        size_t want = std::min<uint64_t>(kReadChunk, blob.length - pos);
+        ssize_t n = pread(blob.file->get(), in.data(), want, blob.offset + pos);
+        if (n < 0) throw_errno("read " + blob.name);
+        if (n == 0) throw Error("unexpected end of file (" + std::to_string(pos) + " of " +
+                                std::to_string(blob.length) + " bytes)");
+        if (!dec) {
+          result.compression = detect_compression(in.data(), n);
+          dec = make_decompressor(result.compression);
+        }
+        digest.update(in.data(), n);
+        dec->feed(in.data(), n, sink);
+        pos += n;
+        if (progress) progress(pos);
+      }
+      if (!dec) throw Error("empty layer blob");
+      dec->finish();
+      recorder.finish();
+      result.compressed_bytes = pos;
+      result.digest = digest.finish();
+      result.diff_id = diff.finish();
+      result.tar_split_json = recorder.json();
+    } catch (ChunkQueue::Cancelled&) {
+    } catch (...) {
+      error = std::current_exception();
+    }
+    queue.close();
+  }
+};
+
+struct ReaderState {
+  ChunkQueue* queue;
+  std::vector<uint8_t> current;
+};
+
+la_ssize_t read_callback(archive*, void* client, const void** buf) {
+  auto* st = static_cast<ReaderState*>(client);
+  if (!st->queue->pop(st->current)) return 0;
+  *buf = st->current.data();
+  return static_cast<la_ssize_t>(st->current.size());
+}
+
+}  // namespace
+
+UnpackResult unpack_layer(const BlobRef& blob, int diff_dirfd, const WhiteoutStyle& style,
+                          const WarnFn& warn, const ProgressFn& progress, UnpackLimits limits) {
+  Producer prod{blob, progress, limits, {}, {}, {}, nullptr};
+  std::thread producer([&] { prod.run(); });
+  ReaderState rs{&prod.queue, {}};
+  std::exception_ptr extract_error;
+  ExtractStats stats;
+  archive* a = archive_read_new();
+  try {
+    archive_read_support_format_tar(a);
+    archive_read_support_format_gnutar(a);
+    if (archive_read_open(a, &rs, nullptr, read_callback, nullptr) != ARCHIVE_OK)
+      throw Error(std::string("not a tar archive: ") + archive_error_string(a));
+    LayerExtractor ex(diff_dirfd, style, warn);
+    ex.extract_all(a);
+    stats = ex.stats();
+    // libarchive stops at the end blocks; the rest of the stream still counts for diff_id.
+    std::vector<uint8_t> rest;
+    while (prod.queue.pop(rest)) {
+    }
+  } catch (...) {
+    extract_error = std::current_exception();
+    prod.queue.cancel();
+    std::vector<uint8_t> rest;
+    while (prod.queue.pop(rest)) {
+    }
+  }
+  archive_read_free(a);
+  producer.join();
+  // A stream error (corrupt gzip, truncation) explains an extraction failure better.
+  if (prod.error) std::rethrow_exception(prod.error);
+  if (extract_error) std::rethrow_exception(extract_error);
+  prod.result.stats = stats;
+  return std::move(prod.result);
+}
+
+}  // namespace strata

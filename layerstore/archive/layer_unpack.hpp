@@ -1,0 +1,35 @@
+#pragma once
+// One streaming pass over a layer blob: read -> sha256 (digest) -> decompress -> sha256
+// (diff_id) + tar-split recording on a producer thread, and libarchive + safe extraction
+// on the calling thread, so decompression, hashing and writing overlap.
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "layerstore/archive/blob_ref.hpp"
+#include "layerstore/archive/decompress.hpp"
+#include "layerstore/archive/extract.hpp"
+
+namespace strata {
+
+struct UnpackLimits {
+  uint64_t max_uncompressed = 1ull << 40;  // 1 TiB: a decompression bomb stops here
+};
+
+struct UnpackResult {
+  std::string digest;   // of the blob as stored
+  std::string diff_id;  // of the uncompressed tar
+  Compression compression = Compression::Plain;
+  uint64_t compressed_bytes = 0;
+  uint64_t uncompressed_bytes = 0;
+  std::string tar_split_json;
+  ExtractStats stats;
+};
+
+// Called from the producer thread with the blob bytes read so far.
+using ProgressFn = std::function<void(uint64_t done)>;
+
+UnpackResult unpack_layer(const BlobRef& blob, int diff_dirfd, const WhiteoutStyle& style,
+                          const WarnFn& warn, const ProgressFn& progress, UnpackLimits limits = {});
+
+}  // namespace strata

@@ -1,0 +1,279 @@
+#include "layerstore/archive/tar_split.hpp"
+
+#include <isa-l/crc64.h>
+#include <fcntl.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "layerstore/error.hpp"
+
+namespace strata {
+
+uint64_t crc64_iso(uint64_t crc, const uint8_t* p, size_t n) { return crc64_iso_refl(crc, p, n); }
+
+static const char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+std::string base64_encode(std::string_view in) {
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  size_t i = 0;
+  auto u = [&](size_t k) { return static_cast<uint8_t>(in[k]); };
+  for (; i + 2 < in.size(); i += 3) {
+    uint32_t v = (u(i) << 16) | (u(i + 1) << 8) | u(i + 2);
+    out += kB64[v >> 18];
+    out += kB64[(v >> 12) & 63];
+    out += kB64[(v >> 6) & 63];
+    out += kB64[v & 63];
+  }
+  if (i + 1 == in.size()) {
+    uint32_t v = u(i) << 16;
+    out += kB64[v >> 18];
+    out += kB64[(v >> 12) & 63];
+    out += "==";
+  } else if (i + 2 == in.size()) {
+    uint32_t v = (u(i) << 16) | (u(i + 1) << 8);
+    out += kB64[v >> 18];
+    out += kB64[(v >> 12) & 63];
+    out += kB64[(v >> 6) & 63];
+    out += '=';
+  }
+  return out;
+}
+
+std::string base64_decode(std::string_view in) {
+  auto val = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  if (in.size() % 4) throw Error("tar-split: bad base64 length");
+  std::string out;
+  out.reserve(in.size() / 4 * 3);
+  for (size_t i = 0; i < in.size(); i += 4) {
+    int a = val(in[i]), b = val(in[i + 1]);
+    int c = in[i + 2] == '=' ? 0 : val(in[i + 2]);
+    int d = in[i + 3] == '=' ? 0 : val(in[i + 3]);
+    if (a < 0 || b < 0 || c < 0 || d < 0) throw Error("tar-split: bad base64");
+    uint32_t v = (a << 18) | (b << 12) | (c << 6) | d;
+    out += static_cast<char>(v >> 16);
+    if (in[i + 2] != '=') out += static_cast<char>((v >> 8) & 255);
+    if (in[i + 3] != '=') out += static_cast<char>(v & 255);
+  }
+  return out;
+}
+
+static bool valid_utf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    uint8_t c = s[i];
+    int extra = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : (c >> 3) == 30 ? 3 : -1;
+    if (extra < 0 || i + extra >= s.size() + (extra == 0)) return false;
+    for (int k = 1; k <= extra; k++)
+      if ((static_cast<uint8_t>(s[i + k]) & 0xC0) != 0x80) return false;
+    i += extra + 1;
+  }
+  return true;
+}
+
+std::string go_json_string(std::string_view s) {
+  static const char* hex = "0123456789abcdef";
+  std::string out = "\"";
+  for (size_t i = 0; i < s.size(); i++) {
+    uint8_t c = s[i];
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '<': case '>': case '&':
+        out += "\\u00";
+        out += hex[c >> 4];
+        out += hex[c & 15];
+        break;
+      default:
+        if (c < 0x20) {
+          out += "\\u00";
+          out += hex[c >> 4];
+          out += hex[c & 15];
+        } else if (c == 0xE2 && i + 2 < s.size() && static_cast<uint8_t>(s[i + 1]) == 0x80 &&
+                   (static_cast<uint8_t>(s[i + 2]) & 0xFE) == 0xA8) {
+          out += (static_cast<uint8_t>(s[i + 2]) == 0xA8) ? "\\u2028" : "\\u2029";
+          i += 2;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += '"';
+  return out;
+}
+
+void TarSplitRecorder::emit_segment() {
+  if (raw_.empty()) return;
+  json_ += "{\"type\":2,\"payload\":\"";
+  json_ += base64_encode(raw_);
+  json_ += "\",\"position\":" + std::to_string(position_++) + "}\n";
+  raw_.clear();
+}
+
+void TarSplitRecorder::emit_file(const std::string& name, int64_t size, bool with_crc) {
+  json_ += "{\"type\":1,";
+  if (valid_utf8(name)) json_ += "\"name\":" + go_json_string(name) + ",";
+  else json_ += "\"name_raw\":\"" + base64_encode(name) + "\",";
+  if (size) json_ += "\"size\":" + std::to_string(size) + ",";
+  if (with_crc) {
+    std::string be(8, '\0');
+    for (int i = 0; i < 8; i++) be[i] = static_cast<char>(crc_ >> (56 - 8 * i));
+    json_ += "\"payload\":\"" + base64_encode(be) + "\",";
+  } else {
+    json_ += "\"payload\":null,";
+  }
+  json_ += "\"position\":" + std::to_string(position_++) + "}\n";
+}
+
+void TarSplitRecorder::on_header_block() {
+  raw_.append(reinterpret_cast<const char*>(blk_), kTarBlock);
+  if (tar_block_is_zero(blk_)) {
+    if (pending_zero_) {
+      // Two zero blocks: end of archive. Go's reader hands these (with the last padding)
+      // back as one raw segment; whatever follows is kept verbatim as trailing segments.
+      emit_segment();
+      state_ = State::Trailing;
+    }
+    pending_zero_ = true;
+    return;
+  }
+  if (pending_zero_) throw Error("invalid tar: a zero block followed by a header");
+  auto h = parse_tar_header(blk_);
+  if (!h) throw Error("invalid tar header (bad checksum or numeric field)");
+  if (++entries_ > limits_.max_entries) throw Error("too many tar entries");
+  char t = h->typeflag;
+  if (t == 'x' || t == 'L' || t == 'K' || t == 'g') {
+    if (static_cast<uint64_t>(h->size) > limits_.max_meta_bytes)
+      throw Error("tar extended header too large (" + std::to_string(h->size) + " bytes)");
+    meta_type_ = t;
+    meta_.clear();
+    remaining_ = h->size;
+    cur_name_ = h->name;
+    state_ = State::Meta;
+    if (remaining_ == 0) on_meta_done();
+    return;
+  }
+  if (t == 'S') throw Error("GNU sparse tar entries are not supported");
+  std::string name = pax_path_ ? *pax_path_ : gnu_name_ ? *gnu_name_ : h->name;
+  int64_t size = pax_size_ ? *pax_size_ : h->size;
+  pax_path_.reset();
+  pax_link_.reset();
+  pax_size_.reset();
+  gnu_name_.reset();
+  if (tar_type_is_header_only(t)) size = 0;
+  emit_segment();
+  cur_name_ = name;
+  cur_size_ = size;
+  crc_ = 0;
+  if (size > 0) {
+    remaining_ = size;
+    state_ = State::Data;
+  } else {
+    emit_file(name, 0, false);
+    state_ = State::Header;
+  }
+}
+
+void TarSplitRecorder::on_meta_done() {
+  if (meta_type_ == 'x') {
+    if (!apply_pax_records(meta_, pax_path_, pax_link_, pax_size_))
+      throw Error("invalid PAX extended header");
+  } else if (meta_type_ == 'L') {
+    gnu_name_ = meta_.substr(0, meta_.find('\0'));
+  } else if (meta_type_ == 'g') {
+    // Go's reader returns a global header as an entry of its own (size 0).
+    emit_segment();
+    emit_file(cur_name_, 0, false);
+  }
+  // 'K' (GNU long link name) matters only to the extractor.
+  remaining_ = tar_padding(static_cast<int64_t>(meta_.size()));
+  state_ = remaining_ ? State::Padding : State::Header;
+}
+
+void TarSplitRecorder::feed(const uint8_t* p, size_t n) {
+  constexpr size_t kTrailingChunk = 1 << 20;
+  while (n) {
+    size_t k;
+    switch (state_) {
+      case State::Header:
+        k = std::min(n, kTarBlock - blk_fill_);
+        std::memcpy(blk_ + blk_fill_, p, k);
+        blk_fill_ += k;
+        if (blk_fill_ == kTarBlock) {
+          blk_fill_ = 0;
+          on_header_block();
+        }
+        break;
+      case State::Meta:
+        k = std::min<size_t>(n, remaining_);
+        meta_.append(reinterpret_cast<const char*>(p), k);
+        raw_.append(reinterpret_cast<const char*>(p), k);
+        remaining_ -= k;
+        if (remaining_ == 0) on_meta_done();
+        break;
+      case State::Data:
+        k = std::min<size_t>(n, remaining_);
+        crc_ = crc64_iso(crc_, p, k);
+        remaining_ -= k;
+        if (remaining_ == 0) {
+          emit_file(cur_name_, cur_size_, true);
+          remaining_ = tar_padding(cur_size_);
+          state_ = remaining_ ? State::Padding : State::Header;
+        }
+        break;
+      case State::Padding:
+        k = std::min<size_t>(n, remaining_);
+        raw_.append(reinterpret_cast<const char*>(p), k);
+        remaining_ -= k;
+        if (remaining_ == 0) state_ = State::Header;
+        break;
+      case State::Trailing:
+        k = n;
+        raw_.append(reinterpret_cast<const char*>(p), k);
+        if (raw_.size() >= kTrailingChunk) emit_segment();
+        break;
+    }
+    p += k;
+    n -= k;
+  }
+}
+
+void TarSplitRecorder::finish() {
+  if (state_ == State::Header && blk_fill_ == 0) state_ = State::Trailing;  // no end blocks: Go accepts
+  if (state_ != State::Trailing) throw Error("tar stream ends early (inside " + cur_name_ + ")");
+  emit_segment();
+}
+
+void write_tar_split_gz(int dirfd, const char* name, const std::string& json) {
+  int fd = ::openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) throw_errno(std::string("create ") + name);
+  gzFile gz = gzdopen(fd, "wb");
+  if (!gz) {
+    ::close(fd);
+    throw Error("gzdopen failed");
+  }
+  size_t off = 0;
+  while (off < json.size()) {
+    unsigned chunk = static_cast<unsigned>(std::min<size_t>(json.size() - off, 1 << 30));
+    if (gzwrite(gz, json.data() + off, chunk) != static_cast<int>(chunk)) {
+      gzclose(gz);
+      throw Error(std::string("write ") + name + " failed");
+    }
+    off += chunk;
+  }
+  if (gzclose(gz) != Z_OK) throw Error(std::string("write ") + name + " failed");
+}
+
+}  // namespace strata

@@ -1,0 +1,75 @@
+#pragma once
+// tar-split (github.com/vbatts/tar-split): the per-layer record that lets `save` rebuild the
+// layer tar byte for byte from the extracted files. libarchive does not expose raw header
+// bytes, so TarSplitRecorder scans the same decompressed stream block by block, in
+// parallel with extraction, the way tar-split's own disassembler walks Go's archive/tar.
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "layerstore/archive/tar_header.hpp"
+#include "layerstore/archive/unique_fd.hpp"
+
+namespace strata {
+
+// CRC-64/ISO as Go's hash/crc64 with the ISO table (what tar-split stores per file).
+uint64_t crc64_iso(uint64_t crc, const uint8_t* p, size_t n);
+std::string base64_encode(std::string_view bytes);
+std::string base64_decode(std::string_view text);  // throws strata::Error on bad input
+// A JSON string literal as Go's encoding/json writes it (HTML-safe escapes).
+std::string go_json_string(std::string_view s);
+
+struct TarSplitLimits {
+  uint64_t max_entries = 10'000'000;
+  uint64_t max_meta_bytes = 1 << 20;  // one PAX or GNU long-name record
+};
+
+class TarSplitRecorder {
+ public:
+  TarSplitRecorder(TarSplitLimits limits = {}) : limits_(limits) {}
+  // Feed every decompressed byte, in order. Throws strata::Error on a malformed tar.
+  void feed(const uint8_t* p, size_t n);
+  // End of stream: flushes trailing bytes; throws if it ended inside a header or file.
+  void finish();
+  // Newline-separated JSON entries (before gzip).
+  const std::string& json() const { return json_; }
+  uint64_t entries() const { return entries_; }
+
+ private:
+  enum class State { Header, Meta, Data, Padding, Trailing };
+  void on_header_block();
+  void on_meta_done();
+  void emit_segment();
+  void emit_file(const std::string& name, int64_t size, bool with_crc);
+
+  TarSplitLimits limits_;
+  State state_ = State::Header;
+  uint8_t blk_[kTarBlock];
+  size_t blk_fill_ = 0;
+  std::string raw_;        // bytes since the last segment: padding, meta headers, header
+  std::string meta_;       // PAX / GNU long-name payload being read
+  char meta_type_ = 0;
+  int64_t remaining_ = 0;  // data or meta or padding bytes left
+  bool pending_zero_ = false;
+  std::optional<std::string> pax_path_, pax_link_, gnu_name_;
+  std::optional<int64_t> pax_size_;
+  std::string cur_name_;
+  int64_t cur_size_ = 0;
+  uint64_t crc_ = 0;
+  uint64_t entries_ = 0;
+  int64_t position_ = 0;
+  std::string json_;
+};
+
+// Writes json as gzip to `path` relative to dirfd (the layerdb staging dir).
+void write_tar_split_gz(int dirfd, const char* name, const std::string& json);
+
+// Rebuilds the layer tar from tar-split + the diff dir, feeding every byte to `sink`.
+// Throws strata::Error when a file is missing or its CRC differs.
+void assemble_tar_split(const std::string& tar_split_gz_path, int diff_dirfd,
+                        const std::function<void(const uint8_t*, size_t)>& sink);
+
+}  // namespace strata

@@ -1,0 +1,179 @@
+#include "layerstore/loader.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+
+#include "layerstore/archive/digest.hpp"
+#include "layerstore/archive/fs_util.hpp"
+#include "layerstore/archive/layer_unpack.hpp"
+#include "layerstore/archive/tar_split.hpp"
+#include "layerstore/error.hpp"
+#include "layerstore/store/image_db.hpp"
+#include "layerstore/store/layer_db.hpp"
+#include "layerstore/store/store_lock.hpp"
+
+namespace strata {
+namespace {
+
+struct StagedLayer {
+  LayerRecord rec;
+  std::string link;
+  std::string lower;  // this layer's "lower" file content
+  bool is_new = false;
+};
+
+// Staging dirs of one image load; removed unless the image was committed.
+class StagingGuard {
+ public:
+  explicit StagingGuard(const LayerDb& db) : db_(db) {}
+  ~StagingGuard() {
+    if (committed_) return;
+    for (const auto& c : chains_) {
+      try {
+        db_.clear_stale(c);
+      } catch (...) {
+      }
+    }
+  }
+  void add(const std::string& chain) { chains_.push_back(chain); }
+  void committed() { committed_ = true; }
+
+ private:
+  const LayerDb& db_;
+  std::vector<std::string> chains_;
+  bool committed_ = false;
+};
+
+std::string layer_label(size_t i, size_t n) { return "layer " + std::to_string(i + 1) + "/" + std::to_string(n); }
+
+void stage_layer(const StoreLayout& l, const LayerDb& db, const ImageToLoad& img, size_t i, StagedLayer& out,
+                 const StagedLayer* parent, Progress& progress, LoadSummary& sum, std::optional<WhiteoutStyle>& style) {
+  const LayerToLoad& layer = img.layers[i];
+  std::string label = layer_label(i, img.layers.size());
+  std::string what = "layer " + std::to_string(i + 1) + " (" + layer.blob.name + ")";
+  if (layer.size >= 0 && static_cast<uint64_t>(layer.size) != layer.blob.length)
+    throw Error(what + ": size mismatch (manifest says " + std::to_string(layer.size) + " bytes, blob has " +
+                std::to_string(layer.blob.length) + ")");
+  std::string odir = db.overlay_staging(out.rec.chain_id);
+  std::string tdir = db.layerdb_staging(out.rec.chain_id);
+  out.rec.cache_id = random_hex_id();
+  out.link = random_link_id();
+  if (parent) out.lower = "l/" + parent->link + (parent->lower.empty() ? "" : ":" + parent->lower);
+  if (mkdir(tdir.c_str(), 0700) != 0) throw_errno("mkdir " + tdir);
+  UniqueFd tfd = open_dir(tdir);
+  // cache-id first: it lets a later run find an overlay2 dir a crashed commit left behind.
+  write_file_at(tfd.get(), "cache-id", out.rec.cache_id, 0600);
+  if (mkdir(odir.c_str(), 0700) != 0) throw_errno("mkdir " + odir);
+  if (mkdir((odir + "/diff").c_str(), 0755) != 0) throw_errno("mkdir " + odir + "/diff");
+  UniqueFd ofd = open_dir(odir);
+  write_file_at(ofd.get(), "link", out.link, 0644);
+  if (!out.lower.empty()) write_file_at(ofd.get(), "lower", out.lower, 0644);
+  UniqueFd diff = open_dir(odir + "/diff");
+  if (!style) style = detect_whiteout_style(ofd.get());
+
+  progress.begin_layer(label, layer.blob.length);
+  UnpackResult r;
+  try {
+    r = unpack_layer(layer.blob, diff.get(), *style, [&](const std::string& w) { progress.message("warning: " + what + ": " + w); },
+                     [&](uint64_t done) { progress.update(done); });
+  } catch (const Error& e) {
+    throw Error(what + ": " + e.what());
+  }
+  if (!layer.digest.empty() && r.digest != layer.digest)
+    throw Error(what + ": digest mismatch (want " + layer.digest + ", got " + r.digest + ")");
+  if (r.diff_id != out.rec.diff_id)
+    throw Error(what + ": diff_id mismatch (want " + out.rec.diff_id + ", got " + r.diff_id + ")");
+  out.rec.size = r.stats.content_bytes;
+  write_file_at(tfd.get(), "diff", out.rec.diff_id, 0600);
+  if (parent) write_file_at(tfd.get(), "parent", parent->rec.chain_id, 0600);
+  write_file_at(tfd.get(), "size", std::to_string(out.rec.size), 0600);
+  write_tar_split_gz(tfd.get(), "tar-split.json.gz", r.tar_split_json);
+  out.is_new = true;
+  sum.layers_new++;
+  sum.bytes_read += r.compressed_bytes;
+  sum.bytes_unpacked += r.uncompressed_bytes;
+  sum.skipped_devices += r.stats.skipped_devices;
+  progress.end_layer("done: " + human_bytes(r.compressed_bytes) + " " + compression_name(r.compression) + " -> " +
+                     human_bytes(r.uncompressed_bytes) + ", " + r.diff_id.substr(0, 19));
+  (void)l;
+}
+
+void load_one(const StoreLayout& l, const ImageToLoad& img, Progress& progress, LoadSummary& sum) {
+  LayerDb db(l);
+  ImageDb idb(l);
+  std::vector<std::string> chains = chain_ids(img.diff_ids);
+  std::vector<RangeLock> chain_locks;
+  std::vector<StagedLayer> staged(img.layers.size());
+  StagingGuard guard(db);
+  std::optional<WhiteoutStyle> style;
+  for (size_t i = 0; i < img.layers.size(); i++) {
+    // Chain-ids of a shared base are a shared prefix, so every load takes these locks in
+    // the same order: no deadlock, and the second load finds the layer committed.
+    chain_locks.push_back(lock_chain(l.lock_file(), chains[i]));
+    StagedLayer& s = staged[i];
+    s.rec.chain_id = chains[i];
+    s.rec.diff_id = img.diff_ids[i];
+    if (auto existing = db.get(chains[i]); existing && path_exists(l.overlay2() + "/" + existing->cache_id + "/committed")) {
+      s.rec = *existing;
+      s.link = db.link_id(existing->cache_id);
+      std::string lower_path = l.overlay2() + "/" + existing->cache_id + "/lower";
+      s.lower = path_exists(lower_path) ? read_file(lower_path) : "";
+      sum.layers_reused++;
+      progress.message(layer_label(i, img.layers.size()) + ": already present (" + chains[i].substr(0, 19) + ")");
+      continue;
+    }
+    db.clear_stale(chains[i]);
+    guard.add(chains[i]);
+    stage_layer(l, db, img, i, s, i ? &staged[i - 1] : nullptr, progress, sum, style);
+  }
+  RangeLock index = lock_index(l.lock_file());
+  for (const auto& s : staged)
+    if (s.is_new) db.commit(s.rec, s.link);
+  guard.committed();
+  idb.put(img.image_id, img.config);
+  for (size_t i = 0; i < img.layers.size(); i++)
+    if (!img.layers[i].digest.empty() && img.layers[i].digest != img.diff_ids[i])
+      idb.record_distribution(img.layers[i].digest, img.diff_ids[i], img.source_repo);
+  Repositories repos = Repositories::load(l);
+  for (const auto& t : img.tags) repos.set(t, img.image_id);
+  repos.save(l);
+  sum.images++;
+  if (img.tags.empty()) sum.loaded.push_back("Loaded image ID: " + img.image_id);
+  for (const auto& t : img.tags) sum.loaded.push_back("Loaded image: " + t.str());
+}
+
+}  // namespace
+
+LoadSummary load_images(const StoreLayout& l, const LoadOptions& opts, Progress& progress) {
+  auto start = std::chrono::steady_clock::now();
+  l.ensure_skeleton();
+  LoadSummary sum;
+  std::vector<ImageToLoad> images;
+  std::unique_ptr<InputFiles> files;
+  if (!opts.registry_dir.empty()) {
+    images.push_back(read_registry_dir(opts.registry_dir, *opts.registry_ref, opts.platform));
+  } else {
+    files = open_input_files(opts.input, l.layerdb_tmp());
+    images = read_any_archive(*files, opts.input, opts.platform);
+  }
+  if (opts.tag) {
+    if (images.size() != 1) throw Error("--tag needs an input with exactly one image (found " + std::to_string(images.size()) + ")");
+    images[0].tags.push_back(*opts.tag);
+  }
+  RangeLock store = lock_store(l.lock_file(), false);
+  for (const auto& img : images) {
+    try {
+      load_one(l, img, progress, sum);
+    } catch (const Error& e) {
+      if (sum.images == 0) throw Error(std::string(e.what()) + "; nothing was imported");
+      throw Error(std::string(e.what()) + "; " + std::to_string(sum.images) + " earlier image(s) were imported");
+    }
+  }
+  sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return sum;
+}
+
+}  // namespace strata

@@ -1,0 +1,38 @@
+#pragma once
+// `strata load`: brings every image of an input into the store. All layers of an image are
+// staged and checked first; only then, under the index lock, are they renamed into place,
+// indexed, and the image recorded. A failure at any point removes this load's staging, so
+// the store is exactly as before ("nothing was imported").
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "layerstore/progress.hpp"
+#include "layerstore/sources/image_source.hpp"
+#include "layerstore/store/store_layout.hpp"
+
+namespace strata {
+
+struct LoadOptions {
+  std::string input;                // file, dir or "-"
+  std::string registry_dir;         // set for --registry-dir
+  std::optional<Reference> registry_ref;
+  std::optional<Reference> tag;     // --tag
+  Platform platform;
+};
+
+struct LoadSummary {
+  int images = 0;
+  int layers_new = 0;
+  int layers_reused = 0;
+  uint64_t bytes_read = 0;
+  uint64_t bytes_unpacked = 0;
+  uint64_t skipped_devices = 0;
+  double seconds = 0;
+  std::vector<std::string> loaded;  // "Loaded image: busybox:latest" lines
+};
+
+LoadSummary load_images(const StoreLayout& layout, const LoadOptions& opts, Progress& progress);
+
+}  // namespace strata

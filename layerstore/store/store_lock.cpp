@@ -1,0 +1,31 @@
+#include "layerstore/store/store_lock.hpp"
+
+#include <fcntl.h>
+
+#include <cerrno>
+#include <functional>
+
+#include "layerstore/error.hpp"
+
+namespace strata {
+
+RangeLock::RangeLock(const std::string& lock_file, long long offset, bool exclusive)
+    : fd_(::open(lock_file.c_str(), O_RDWR | O_CLOEXEC)) {
+  if (!fd_) throw_errno("open " + lock_file);
+  struct flock fl {};
+  fl.l_type = exclusive ? F_WRLCK : F_RDLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = offset;
+  fl.l_len = 1;
+  while (fcntl(fd_.get(), F_OFD_SETLKW, &fl) != 0) {
+    if (errno != EINTR) throw_errno("lock " + lock_file);
+  }
+}
+
+RangeLock lock_store(const std::string& f, bool exclusive) { return RangeLock(f, 0, exclusive); }
+RangeLock lock_index(const std::string& f) { return RangeLock(f, 1, true); }
+RangeLock lock_chain(const std::string& f, const std::string& chain_id) {
+  return RangeLock(f, 2 + static_cast<long long>(std::hash<std::string>{}(chain_id) % (1ull << 40)), true);
+}
+
+}  // namespace strata

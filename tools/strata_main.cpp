@@ -1,0 +1,78 @@
+// strata: the layer store CLI. Parses arguments, calls the library, prints; errors are one
+// line "strata: <command> <input>: <reason>" and a non-zero exit.
+#include <clocale>
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "layerstore/error.hpp"
+#include "tools/commands.hpp"
+
+using namespace strata;
+
+int main(int argc, char** argv) {
+  // libarchive converts entry names through the locale; UTF-8 keeps them byte-exact.
+  if (!setlocale(LC_CTYPE, "C.UTF-8")) setlocale(LC_CTYPE, "");
+  CLI::App app{"strata: load OCI / Docker images into an overlay2 layer store"};
+  app.require_subcommand(1);
+  std::string root;
+  app.add_option("--root", root, "store root (default $STRATA_ROOT, /var/lib/strata or $XDG_DATA_HOME/strata)");
+
+  cli::LoadArgs load;
+  auto* c_load = app.add_subcommand("load", "load a docker-archive, OCI layout (dir or tar) or registry storage dir");
+  c_load->add_option("-i,--input", load.input, "input file or dir, - for stdin (default -)");
+  c_load->add_option("--tag", load.tag, "tag the loaded image NAME:TAG");
+  c_load->add_option("--platform", load.platform, "platform to pick from an index (default linux/amd64)");
+  c_load->add_option("--registry-dir", load.registry_dir, "load NAME:TAG from a registry's storage dir");
+  c_load->add_option("reference", load.registry_ref, "NAME:TAG (with --registry-dir)");
+  c_load->add_flag("-q,--quiet", load.quiet, "no progress output");
+
+  std::string format;
+  auto* c_images = app.add_subcommand("images", "list images");
+  c_images->add_option("--format", format, "json for machine-readable output");
+
+  std::vector<std::string> images;
+  auto* c_inspect = app.add_subcommand("inspect", "show an image's config and layers as JSON");
+  c_inspect->add_option("image", images, "IMAGE")->required();
+
+  std::string image;
+  auto* c_history = app.add_subcommand("history", "show an image's history");
+  c_history->add_option("image", image, "IMAGE")->required();
+
+  std::string src, dst;
+  auto* c_tag = app.add_subcommand("tag", "add a tag to an image");
+  c_tag->add_option("source", src, "IMAGE")->required();
+  c_tag->add_option("target", dst, "NAME[:TAG]")->required();
+
+  bool force = false;
+  std::vector<std::string> rmi_images;
+  auto* c_rmi = app.add_subcommand("rmi", "remove images and the layers no one else uses");
+  c_rmi->add_flag("-f,--force", force, "remove an image even if several tags name it");
+  c_rmi->add_option("image", rmi_images, "IMAGE...")->required();
+
+  auto* c_prune = app.add_subcommand("prune", "remove unreferenced layers and stale staging");
+
+  std::string verify_image;
+  auto* c_verify = app.add_subcommand("verify", "re-check layer contents and indexes");
+  c_verify->add_option("image", verify_image, "IMAGE (default: all)");
+
+  CLI11_PARSE(app, argc, argv);
+  StoreLayout l{root.empty() ? default_store_root() : root};
+  std::string what;
+  try {
+    if (c_load->parsed()) {
+      what = "load " + (load.registry_dir.empty() ? (load.input == "-" ? "stdin" : load.input) : load.registry_dir + " " + load.registry_ref);
+      return cli::cmd_load(l, load);
+    }
+    if (c_images->parsed()) return what = "images", cli::cmd_images(l, format);
+    if (c_inspect->parsed()) return what = "inspect", cli::cmd_inspect(l, images);
+    if (c_history->parsed()) return what = "history " + image, cli::cmd_history(l, image);
+    if (c_tag->parsed()) return what = "tag " + src, cli::cmd_tag(l, src, dst);
+    if (c_rmi->parsed()) return what = "rmi", cli::cmd_rmi(l, rmi_images, force);
+    if (c_prune->parsed()) return what = "prune", cli::cmd_prune(l);
+    if (c_verify->parsed()) return what = "verify", cli::cmd_verify(l, verify_image);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "strata: %s: %s\n", what.c_str(), e.what());
+    return 1;
+  }
+  return 2;
+}
