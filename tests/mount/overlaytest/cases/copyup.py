@@ -32,7 +32,9 @@ def copyup_layers(mode):
             F("sparse_keep", size=8 * MIB, chunks=[(0, b"A" * 4096), (4 * MIB, b"B" * 8192)]),
             F("sparse_write", size=8 * MIB, chunks=[(MIB, b"C" * 4096)]),
             F("sparse_tail", size=16 * MIB, chunks=[(0, b"D" * 100)]),
-            F("empty"), F("multi/a", "ha"), H("multi/b", "multi/a")]
+            F("empty")]
+    if root:  # without index=on (userxattr mounts) the kernel oracle breaks links on copy-up
+        top += [F("multi/a", "ha"), H("multi/b", "multi/a")]
     mid = [F("p1/p2/mid_only", "m"), D("p1/p2/sub"), F("p1/p2/sub/deep", "deep")]
     return [top, mid]
 
@@ -59,14 +61,16 @@ def copyup_script(mode):
         t.truncate("sparse_tail", 20 * MIB)
         t.ranges("sparse_tail")
         t.write("empty", "now full")
-        t.write("multi/a", "through a\n", "a")
+        if mode == "root":
+            t.write("multi/a", "through a\n", "a")
         for n in ["w", "t", "m", "o", "u", "x", "k", "k_link", "r_renamed", "a"]:
             t.stat(d + n, fields=("mode", "uid", "gid", "size", "nlink", "mtime"))
             t.listxattr(d + n)
             t.getxattr(d + n, "system.posix_acl_access")
             if mode == "root":
                 t.getxattr(d + n, "security.capability")
-        t.read("multi/b")
+        if mode == "root":
+            t.read("multi/b")
     return s
 
 
