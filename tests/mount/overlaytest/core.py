@@ -120,7 +120,7 @@ class Context:
         if self.keep or (self.failures and os.environ.get("OVERLAYTEST_KEEP_FAILED")):
             print(f"  kept: {self.tmp}")
         else:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            env.rmtree(self.tmp)
 
     # ---- the differential check ------------------------------------------------------------
     def stacks(self, name, layers, upper=None, fs_form=None, share_lowers=False):
