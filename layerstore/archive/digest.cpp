@@ -92,6 +92,7 @@ std::string random_link_id() {
       bits -= 5;
     }
   }
+  if (bits > 0 && out.size() < 26) out.push_back(alphabet[(buffer << (5 - bits)) & 31]);
   return out;
 }
 

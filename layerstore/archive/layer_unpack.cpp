@@ -131,12 +131,21 @@ struct Producer {
 
 struct ReaderState {
   ChunkQueue* queue;
+  const uint64_t* stream_bytes;  // valid once the queue is closed
   std::vector<uint8_t> current;
+  bool end_supplied = false;
 };
 
 la_ssize_t read_callback(archive*, void* client, const void** buf) {
   auto* st = static_cast<ReaderState*>(client);
-  if (!st->queue->pop(st->current)) return 0;
+  if (!st->queue->pop(st->current)) {
+    // Tars that stop right after the last file's data (no padding, no end blocks: umoci
+    // insert writes these, Go's reader accepts them) make libarchive report truncation.
+    // Give it the missing padding and end blocks; they are not part of the digest.
+    if (st->end_supplied) return 0;
+    st->end_supplied = true;
+    st->current.assign(tar_padding(static_cast<int64_t>(*st->stream_bytes)) + 2 * kTarBlock, 0);
+  }
   *buf = st->current.data();
   return static_cast<la_ssize_t>(st->current.size());
 }
@@ -147,7 +156,7 @@ UnpackResult unpack_layer(const BlobRef& blob, int diff_dirfd, const WhiteoutSty
                           const WarnFn& warn, const ProgressFn& progress, UnpackLimits limits) {
   Producer prod{blob, progress, limits, {}, {}, {}, nullptr};
   std::thread producer([&] { prod.run(); });
-  ReaderState rs{&prod.queue, {}};
+  ReaderState rs{&prod.queue, &prod.result.uncompressed_bytes, {}, false};
   std::exception_ptr extract_error;
   ExtractStats stats;
   archive* a = archive_read_new();

@@ -251,7 +251,9 @@ void TarSplitRecorder::feed(const uint8_t* p, size_t n) {
 }
 
 void TarSplitRecorder::finish() {
-  if (state_ == State::Header && blk_fill_ == 0) state_ = State::Trailing;  // no end blocks: Go accepts
+  // No end blocks, or even the last padding missing (umoci insert writes such tars): Go's
+  // reader, and so Docker, take a clean stop at an entry boundary as the end of the archive.
+  if ((state_ == State::Header && blk_fill_ == 0) || state_ == State::Padding) state_ = State::Trailing;
   if (state_ != State::Trailing) throw Error("tar stream ends early (inside " + cur_name_ + ")");
   emit_segment();
 }

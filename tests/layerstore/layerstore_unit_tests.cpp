@@ -1,0 +1,243 @@
+// Unit tests of the layer store's building blocks: digests and chain-ids, CRC-64, base64,
+// safe paths, whiteout names, tar-split recording and reassembly, hostile-tar extraction.
+#include <archive.h>
+#include <archive_entry.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "layerstore/archive/decompress.hpp"
+#include "layerstore/archive/digest.hpp"
+#include "layerstore/archive/extract.hpp"
+#include "layerstore/archive/fs_util.hpp"
+#include "layerstore/archive/safe_path.hpp"
+#include "layerstore/archive/tar_split.hpp"
+#include "layerstore/archive/whiteout.hpp"
+#include "layerstore/error.hpp"
+#include "layerstore/store/reference.hpp"
+
+using namespace strata;
+
+TEST(Digest, Sha256KnownValue) {
+  EXPECT_EQ(sha256_digest("abc"), "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_TRUE(is_valid_digest(sha256_digest("")));
+  EXPECT_FALSE(is_valid_digest("sha256:ABC"));
+  EXPECT_FALSE(is_valid_digest("md5:00"));
+}
+
+TEST(Digest, ChainIdRule) {
+  std::string a = "sha256:" + std::string(64, 'a'), b = "sha256:" + std::string(64, 'b');
+  auto chains = chain_ids({a, b});
+  ASSERT_EQ(chains.size(), 2u);
+  EXPECT_EQ(chains[0], a);
+  EXPECT_EQ(chains[1], sha256_digest(a + " " + b));
+  // Known value from Docker's layer package tests (busybox-like two-layer stack).
+  EXPECT_EQ(chain_id("sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4",
+                     "sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4"),
+            sha256_digest("sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4 "
+                          "sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4"));
+}
+
+TEST(Digest, RandomIds) {
+  std::string link = random_link_id();
+  EXPECT_EQ(link.size(), 26u);
+  EXPECT_EQ(link.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"), std::string::npos);
+  EXPECT_TRUE(is_valid_digest("sha256:" + random_hex_id()));
+}
+
+TEST(TarSplit, Crc64GoIsoCheckValue) {
+  const char* s = "123456789";
+  // CRC-64/GO-ISO check value (Go's hash/crc64 with the ISO table).
+  EXPECT_EQ(crc64_iso(0, reinterpret_cast<const uint8_t*>(s), 9), 0xb90956c775a41001ull);
+}
+
+TEST(TarSplit, Base64RoundTrip) {
+  for (std::string s : {"", "f", "fo", "foo", "foob", "fooba", "foobar"}) EXPECT_EQ(base64_decode(base64_encode(s)), s);
+  EXPECT_EQ(base64_encode("foobar"), "Zm9vYmFy");
+  EXPECT_EQ(go_json_string("a<b>&\"\n"), "\"a\\u003cb\\u003e\\u0026\\\"\\n\"");
+}
+
+TEST(SafePath, CleansAndRejects) {
+  EXPECT_EQ(clean_entry_path("./a//b/"), "a/b");
+  EXPECT_EQ(clean_entry_path("./"), "");
+  EXPECT_THROW(clean_entry_path("/etc/passwd"), Error);
+  EXPECT_THROW(clean_entry_path("a/../../x"), Error);
+  EXPECT_THROW(clean_entry_path(".."), Error);
+}
+
+TEST(Whiteout, Names) {
+  EXPECT_EQ(classify_whiteout("foo").kind, WhiteoutKind::None);
+  EXPECT_EQ(classify_whiteout(".wh..wh..opq").kind, WhiteoutKind::Opaque);
+  EXPECT_EQ(classify_whiteout(".wh..wh.plnk").kind, WhiteoutKind::AufsMeta);
+  auto w = classify_whiteout(".wh.gone");
+  EXPECT_EQ(w.kind, WhiteoutKind::Whiteout);
+  EXPECT_EQ(w.target, "gone");
+  EXPECT_THROW(classify_whiteout(".wh."), Error);
+  EXPECT_THROW(classify_whiteout(".wh.."), Error);
+  EXPECT_THROW(classify_whiteout(".wh..."), Error);
+}
+
+TEST(Reference, Parse) {
+  auto r = parse_reference("busybox");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->str(), "busybox:latest");
+  EXPECT_EQ(parse_reference("docker.io/library/busybox:1.36")->str(), "busybox:1.36");
+  EXPECT_EQ(parse_reference("localhost:5000/a/b:t")->name, "localhost:5000/a/b");
+  EXPECT_FALSE(parse_reference("Upper:tag"));
+  EXPECT_FALSE(parse_reference("a@sha256:12"));
+}
+
+TEST(Decompress, GzipZstdPlainAndTruncation) {
+  uint8_t gz[] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3};
+  EXPECT_EQ(detect_compression(gz, sizeof gz), Compression::Gzip);
+  uint8_t zs[] = {0x28, 0xb5, 0x2f, 0xfd};
+  EXPECT_EQ(detect_compression(zs, 4), Compression::Zstd);
+  auto d = make_decompressor(Compression::Gzip);
+  std::string out;
+  d->feed(gz, sizeof gz, [&](const uint8_t* p, size_t n) { out.append(reinterpret_cast<const char*>(p), n); });
+  EXPECT_THROW(d->finish(), Error);  // header only: truncated
+}
+
+// Builds a tar in memory with libarchive's writer.
+struct TarBuilder {
+  archive* a = archive_write_new();
+  std::vector<char> buf = std::vector<char>(1 << 20);
+  size_t used = 0;
+  TarBuilder() {
+    archive_write_set_format_pax_restricted(a);
+    archive_write_set_bytes_in_last_block(a, 1);
+    archive_write_open_memory(a, buf.data(), buf.size(), &used);
+  }
+  void add(const std::string& name, mode_t type, const std::string& data = "", const char* link = nullptr,
+           bool hard = false) {
+    archive_entry* e = archive_entry_new();
+    archive_entry_set_pathname(e, name.c_str());
+    archive_entry_set_filetype(e, type);
+    archive_entry_set_perm(e, type == AE_IFDIR ? 0755 : 0644);
+    archive_entry_set_mtime(e, 1000000000, 0);
+    if (link && hard) archive_entry_set_hardlink(e, link);
+    if (link && !hard) archive_entry_set_symlink(e, link);
+    archive_entry_set_size(e, type == AE_IFREG && !hard ? data.size() : 0);
+    archive_write_header(a, e);
+    if (!data.empty()) archive_write_data(a, data.data(), data.size());
+    archive_entry_free(e);
+  }
+  std::string finish() {
+    archive_write_close(a);
+    archive_write_free(a);
+    return std::string(buf.data(), used);
+  }
+};
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char t[] = "/tmp/strata-unit-XXXXXX";
+    path = mkdtemp(t);
+  }
+  ~TempDir() { remove_tree(path); }
+};
+
+static void extract_string(const std::string& tar, int dirfd) {
+  archive* a = archive_read_new();
+  archive_read_support_format_tar(a);
+  archive_read_open_memory(a, tar.data(), tar.size());
+  LayerExtractor ex(dirfd, WhiteoutStyle{}, [](const std::string&) {});
+  try {
+    ex.extract_all(a);
+  } catch (...) {
+    archive_read_free(a);
+    throw;
+  }
+  archive_read_free(a);
+}
+
+TEST(TarSplit, RecordAndReassembleByteForByte) {
+  TarBuilder t;
+  t.add("dir", AE_IFDIR);
+  t.add("dir/file", AE_IFREG, std::string(1000, 'x'));
+  t.add("dir/" + std::string(150, 'n'), AE_IFREG, "long name via PAX");
+  t.add("dir/link", AE_IFLNK, "", "file");
+  t.add("dir/hard", AE_IFREG, "", "dir/file", true);
+  std::string tar = t.finish() + std::string(3000, '\0');  // trailing zeros are kept too
+  TarSplitRecorder rec;
+  rec.feed(reinterpret_cast<const uint8_t*>(tar.data()), 700);
+  rec.feed(reinterpret_cast<const uint8_t*>(tar.data()) + 700, tar.size() - 700);
+  rec.finish();
+  TempDir d;
+  UniqueFd fd = open_dir(d.path);
+  if (geteuid() != 0) GTEST_SKIP() << "extraction chowns: needs root";
+  extract_string(tar, fd.get());
+  write_tar_split_gz(fd.get(), "ts.json.gz", rec.json());
+  std::string rebuilt;
+  UniqueFd diff = open_dir(d.path);
+  assemble_tar_split(d.path + "/ts.json.gz", diff.get(),
+                     [&](const uint8_t* p, size_t n) { rebuilt.append(reinterpret_cast<const char*>(p), n); });
+  EXPECT_EQ(rebuilt.size(), tar.size());
+  EXPECT_TRUE(rebuilt == tar);
+}
+
+TEST(Extract, HostileTarsFail) {
+  if (geteuid() != 0) GTEST_SKIP() << "extraction chowns: needs root";
+  struct Case {
+    const char* what;
+    std::function<void(TarBuilder&)> build;
+  } cases[] = {
+      {"dotdot", [](TarBuilder& t) { t.add("../evil", AE_IFREG, "x"); }},
+      {"absolute", [](TarBuilder& t) { t.add("/evil", AE_IFREG, "x"); }},
+      {"symlinked parent", [](TarBuilder& t) {
+         t.add("esc", AE_IFLNK, "", "/tmp");
+         t.add("esc/evil", AE_IFREG, "x");
+       }},
+      {"relative symlink out", [](TarBuilder& t) {
+         t.add("esc", AE_IFLNK, "", "../../..");
+         t.add("esc/evil", AE_IFREG, "x");
+       }},
+      {"hardlink out", [](TarBuilder& t) { t.add("h", AE_IFREG, "", "../../etc/passwd", true); }},
+      {"bad whiteout", [](TarBuilder& t) { t.add("d/.wh.", AE_IFREG); }},
+      {"duplicate", [](TarBuilder& t) {
+         t.add("f", AE_IFREG, "1");
+         t.add("f", AE_IFREG, "2");
+       }},
+  };
+  for (auto& c : cases) {
+    TempDir d;
+    std::string inner = d.path + "/layer";
+    mkdir(inner.c_str(), 0755);
+    TarBuilder t;
+    c.build(t);
+    UniqueFd fd = open_dir(inner);
+    EXPECT_THROW(extract_string(t.finish(), fd.get()), Error) << c.what;
+    EXPECT_FALSE(path_exists(d.path + "/evil")) << c.what;
+    EXPECT_FALSE(path_exists("/tmp/evil")) << c.what;
+  }
+}
+
+TEST(Extract, WhiteoutsBecomeOverlayMarkers) {
+  if (geteuid() != 0) GTEST_SKIP() << "mknod 0/0 and trusted.* xattrs need root";
+  TarBuilder t;
+  t.add("d", AE_IFDIR);
+  t.add("d/.wh..wh..opq", AE_IFREG);
+  t.add("d/.wh.gone", AE_IFREG);
+  t.add("lnk", AE_IFLNK, "", "d");
+  t.add("lnk/.wh.x", AE_IFREG);  // umoci quirk: skipped, never followed
+  TempDir d;
+  UniqueFd fd = open_dir(d.path);
+  extract_string(t.finish(), fd.get());
+  struct stat st;
+  ASSERT_EQ(lstat((d.path + "/d/gone").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISCHR(st.st_mode));
+  EXPECT_EQ(st.st_rdev, 0u);
+  char v[4] = {};
+  EXPECT_EQ(getxattr((d.path + "/d").c_str(), "trusted.overlay.opaque", v, sizeof v), 1);
+  EXPECT_EQ(v[0], 'y');
+  EXPECT_FALSE(path_exists(d.path + "/d/x"));
+  EXPECT_FALSE(path_exists(d.path + "/d/.wh.gone"));
+}

@@ -1,0 +1,173 @@
+"""Shared helpers for strata's layer-store end-to-end tests (python3, stdlib only)."""
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+
+SKIP = 77
+STRATA = os.environ.get("STRATA_BIN", "strata")
+
+
+def skip(why):
+    print(f"SKIP: {why}")
+    sys.exit(SKIP)
+
+
+def need_root():
+    if os.geteuid() != 0:
+        skip("needs root (overlay mounts, chown, whiteout device nodes)")
+
+
+def need_tools(*tools):
+    for t in tools:
+        if shutil.which(t) is None:
+            skip(f"{t} not installed")
+
+
+def run(*args, check=True, **kw):
+    r = subprocess.run(list(args), capture_output=True, text=True, **kw)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, args))} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+def strata(root, *args, check=True, **kw):
+    return run(STRATA, "--root", root, *args, check=check, **kw)
+
+
+def workdir():
+    d = tempfile.mkdtemp(prefix="strata-ls-")
+    return d
+
+
+def build_umoci_image(layout, tag="v1", extra_layer=None):
+    """busybox-static base + layers that add, change and delete files, an opaque dir,
+    hardlinks, symlinks, xattrs, setuid and other owners."""
+    b = layout + ".bundle"
+    run("umoci", "init", "--layout", layout)
+    run("umoci", "new", "--image", f"{layout}:{tag}")
+
+    def layer(fn):
+        run("umoci", "unpack", "--image", f"{layout}:{tag}", b)
+        fn(os.path.join(b, "rootfs"))
+        run("umoci", "repack", "--image", f"{layout}:{tag}", b)
+        shutil.rmtree(b)
+
+    def base(r):
+        for d in ("bin", "etc", "data/sub", "opq/deep", "dev"):
+            os.makedirs(os.path.join(r, d), exist_ok=True)
+        shutil.copy("/bin/busybox", os.path.join(r, "bin/busybox"))
+        os.symlink("busybox", os.path.join(r, "bin/sh"))
+        for name, text in (("etc/hello", "hello\n"), ("data/keep", "keep\n"), ("data/gone", "gone\n"),
+                           ("opq/old", "old\n"), ("data/sub/x", "x\n"), ("opq/deep/d", "d\n")):
+            with open(os.path.join(r, name), "w") as f:
+                f.write(text)
+        os.mknod(os.path.join(r, "dev/null"), 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        os.mkfifo(os.path.join(r, "dev/fifo"))
+
+    def change(r):
+        with open(os.path.join(r, "etc/hello"), "w") as f:
+            f.write("changed\n")
+        os.unlink(os.path.join(r, "data/gone"))
+        os.link(os.path.join(r, "data/keep"), os.path.join(r, "data/keep.hard"))
+        os.symlink("../etc/hello", os.path.join(r, "data/hello.link"))
+        os.setxattr(os.path.join(r, "data/keep"), "user.test", b"val")
+        shutil.rmtree(os.path.join(r, "data/sub"))
+
+    def owners(r):
+        os.makedirs(os.path.join(r, "added"))
+        p = os.path.join(r, "added/a")
+        with open(p, "w") as f:
+            f.write("a" * 5000)
+        os.chown(p, 1000, 1000)
+        os.chmod(p, 0o4755)
+        os.chmod(os.path.join(r, "added"), 0o750)
+
+    layer(base)
+    layer(change)
+    layer(owners)
+    if extra_layer:
+        layer(extra_layer)
+    # An opaque dir: /opq keeps only what this layer puts there.
+    empty = layout + ".empty"
+    os.makedirs(empty)
+    with open(os.path.join(empty, "new"), "w") as f:
+        f.write("new\n")
+    run("umoci", "insert", "--image", f"{layout}:{tag}", "--opaque", empty, "/opq")
+    shutil.rmtree(empty)
+
+
+def listing(root):
+    """Every entry below root: type, mode, owner, size, content hash, link target, xattrs, nlink."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(dirnames + filenames):
+            p = os.path.join(dirpath, name)
+            rel = os.path.relpath(p, root)
+            st = os.lstat(p)
+            ent = [stat.S_IFMT(st.st_mode), oct(stat.S_IMODE(st.st_mode)), st.st_uid, st.st_gid]
+            if stat.S_ISREG(st.st_mode):
+                with open(p, "rb") as f:
+                    ent += [st.st_size, hashlib.sha256(f.read()).hexdigest(), st.st_nlink, int(st.st_mtime)]
+            elif stat.S_ISLNK(st.st_mode):
+                ent.append(os.readlink(p))
+            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                ent.append(st.st_rdev)
+            try:
+                xs = sorted(x for x in os.listxattr(p, follow_symlinks=False)
+                            if not x.startswith(("trusted.overlay.", "security.selinux")))
+                ent.append({x: os.getxattr(p, x, follow_symlinks=False) for x in xs})
+            except OSError:
+                pass
+            out[rel] = ent
+    return out
+
+
+def diff_listings(a, b):
+    lines = []
+    for k in sorted(set(a) | set(b)):
+        if a.get(k) != b.get(k):
+            lines.append(f"{k}: {a.get(k)} != {b.get(k)}")
+    return lines
+
+
+def tree_hash(root):
+    """Hash of a whole store tree (names, types, modes, owners, contents, link targets,
+    xattrs) to prove a failed command changed nothing."""
+    h = hashlib.sha256()
+    if not os.path.exists(root):
+        return "absent"
+    for k, v in sorted(listing(root).items()):
+        if isinstance(v[-1], dict):
+            v = v[:-1] + [sorted(v[-1].items())]
+        # mtimes of dirs are not part of the listing; file mtimes are
+        h.update(repr((k, v)).encode())
+    return h.hexdigest()
+
+
+def image_layers(root, image):
+    import json
+    info = json.loads(strata(root, "inspect", image).stdout)[0]
+    return [os.path.join(root, "overlay2", l["cache_id"], "diff") for l in info["Layers"]]
+
+
+class OverlayMount:
+    """Read-only kernel overlayfs of an image's layers (top-most lower first)."""
+
+    def __init__(self, layers, work):
+        self.mnt = os.path.join(work, "mnt")
+        empty = os.path.join(work, "empty-lower")
+        os.makedirs(self.mnt, exist_ok=True)
+        os.makedirs(empty, exist_ok=True)
+        lowers = ":".join(list(reversed(layers)) + [empty])
+        run("mount", "-t", "overlay", "overlay", "-o", f"ro,lowerdir={lowers}", self.mnt)
+
+    def __enter__(self):
+        return self.mnt
+
+    def __exit__(self, *exc):
+        run("umount", self.mnt, check=False)
