@@ -49,14 +49,42 @@ class StagingGuard {
 
 std::string layer_label(size_t i, size_t n) { return "layer " + std::to_string(i + 1) + "/" + std::to_string(n); }
 
+std::string layer_what(const ImageToLoad& img, size_t i) {
+  return "layer " + std::to_string(i + 1) + " (" + img.layers[i].blob.name + ")";
+}
+
+void check_size(const ImageToLoad& img, size_t i) {
+  const LayerToLoad& layer = img.layers[i];
+  if (layer.size >= 0 && static_cast<uint64_t>(layer.size) != layer.blob.length)
+    throw Error(layer_what(img, i) + ": size mismatch (manifest says " + std::to_string(layer.size) +
+                " bytes, blob has " + std::to_string(layer.blob.length) + ")");
+}
+
+// A layer already in the store is not unpacked again, but its blob must still be what the
+// manifest and config say: it is hashed (not extracted), so any mismatch fails the load.
+void check_reused_blob(const StoreLayout& l, const ImageToLoad& img, size_t i, Progress& progress) {
+  const LayerToLoad& layer = img.layers[i];
+  (void)l;
+  std::string what = layer_what(img, i);
+  progress.begin_layer(layer_label(i, img.layers.size()) + " (verify)", layer.blob.length);
+  BlobHashes h;
+  try {
+    h = hash_layer_blob(layer.blob, [&](uint64_t done) { progress.update(done); });
+  } catch (const Error& e) {
+    throw Error(what + ": " + e.what());
+  }
+  if (!layer.digest.empty() && h.digest != layer.digest)
+    throw Error(what + ": digest mismatch (want " + layer.digest + ", got " + h.digest + ")");
+  if (h.diff_id != img.diff_ids[i])
+    throw Error(what + ": diff_id mismatch (want " + img.diff_ids[i] + ", got " + h.diff_id + ")");
+  progress.end_layer("verified");
+}
+
 void stage_layer(const StoreLayout& l, const LayerDb& db, const ImageToLoad& img, size_t i, StagedLayer& out,
                  const StagedLayer* parent, Progress& progress, LoadSummary& sum, std::optional<WhiteoutStyle>& style) {
   const LayerToLoad& layer = img.layers[i];
   std::string label = layer_label(i, img.layers.size());
-  std::string what = "layer " + std::to_string(i + 1) + " (" + layer.blob.name + ")";
-  if (layer.size >= 0 && static_cast<uint64_t>(layer.size) != layer.blob.length)
-    throw Error(what + ": size mismatch (manifest says " + std::to_string(layer.size) + " bytes, blob has " +
-                std::to_string(layer.blob.length) + ")");
+  std::string what = layer_what(img, i);
   std::string odir = db.overlay_staging(out.rec.chain_id);
   std::string tdir = db.layerdb_staging(out.rec.chain_id);
   out.rec.cache_id = random_hex_id();
@@ -113,10 +141,12 @@ void load_one(const StoreLayout& l, const ImageToLoad& img, Progress& progress, 
     // Chain-ids of a shared base are a shared prefix, so every load takes these locks in
     // the same order: no deadlock, and the second load finds the layer committed.
     chain_locks.push_back(lock_chain(l.lock_file(), chains[i]));
+    check_size(img, i);
     StagedLayer& s = staged[i];
     s.rec.chain_id = chains[i];
     s.rec.diff_id = img.diff_ids[i];
     if (auto existing = db.get(chains[i]); existing && path_exists(l.overlay2() + "/" + existing->cache_id + "/committed")) {
+      check_reused_blob(l, img, i, progress);
       s.rec = *existing;
       s.link = db.link_id(existing->cache_id);
       std::string lower_path = l.overlay2() + "/" + existing->cache_id + "/lower";

@@ -188,4 +188,30 @@ UnpackResult unpack_layer(const BlobRef& blob, int diff_dirfd, const WhiteoutSty
   return std::move(prod.result);
 }
 
+BlobHashes hash_layer_blob(const BlobRef& blob, const ProgressFn& progress) {
+  Sha256 digest, diff;
+  std::unique_ptr<Decompressor> dec;
+  std::vector<uint8_t> in(kReadChunk);
+  TarSplitRecorder tar;  // also proves the stream is a complete tar
+  auto sink = [&](const uint8_t* p, size_t n) {
+    diff.update(p, n);
+    tar.feed(p, n);
+  };
+  uint64_t pos = 0;
+  while (pos < blob.length) {
+    ssize_t n = pread(blob.file->get(), in.data(), std::min<uint64_t>(kReadChunk, blob.length - pos), blob.offset + pos);
+    if (n < 0) throw_errno("read " + blob.name);
+    if (n == 0) throw Error("unexpected end of file");
+    if (!dec) dec = make_decompressor(detect_compression(in.data(), n));
+    digest.update(in.data(), n);
+    dec->feed(in.data(), n, sink);
+    pos += n;
+    if (progress) progress(pos);
+  }
+  if (!dec) throw Error("empty layer blob");
+  dec->finish();
+  tar.finish();
+  return {digest.finish(), diff.finish()};
+}
+
 }  // namespace strata

@@ -32,4 +32,11 @@ using ProgressFn = std::function<void(uint64_t done)>;
 UnpackResult unpack_layer(const BlobRef& blob, int diff_dirfd, const WhiteoutStyle& style,
                           const WarnFn& warn, const ProgressFn& progress, UnpackLimits limits = {});
 
+// Digest and diff_id of a blob without extracting it: for layers already in the store,
+// so a manifest that lies about them still fails the load.
+struct BlobHashes {
+  std::string digest, diff_id;
+};
+BlobHashes hash_layer_blob(const BlobRef& blob, const ProgressFn& progress);
+
 }  // namespace strata

@@ -167,7 +167,7 @@ std::string ImageDb::resolve(const std::string& image, const Repositories& repos
 
 std::vector<std::string> config_diff_ids(const std::string& config_bytes) {
   auto j = json::parse(config_bytes, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) throw Error("image config is not valid JSON");
+  if (j.is_discarded() || !j.is_object()) throw Error("malformed JSON in image config");
   if (!j.contains("rootfs") || !j["rootfs"].is_object() || !j["rootfs"].contains("diff_ids") ||
       !j["rootfs"]["diff_ids"].is_array())
     throw Error("image config has no rootfs.diff_ids");
