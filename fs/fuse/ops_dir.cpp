@@ -37,10 +37,12 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
   Overlay& ov = overlay(req);
   Node* dir_node = node_of(req, ino);
   DirHandle& dir = dir_of(fi);
-  std::lock_guard lock(dir.mutex);
+  // The reply may let the kernel release the handle at once: build under the lock, reply after.
+  std::unique_lock lock(dir.mutex);
   if (off == 0 || !dir.loaded) {
     auto entries = ov.list_dir(dir_node);
     if (!entries) {
+      lock.unlock();
       fuse_reply_err(req, entries.error());
       return;
     }
@@ -76,6 +78,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
     if (n > size - used) break;
     used += n;
   }
+  lock.unlock();
   fuse_reply_buf(req, buf.data(), used);
 }
 

@@ -126,7 +126,6 @@ int run_filesystem(const Options& opts) {
         unsigned threads = opts.threads > 1 ? unsigned(opts.threads)
                                             : std::max(4u, 2 * std::thread::hardware_concurrency());
         fuse_loop_cfg_set_max_threads(cfg, threads);
-        fuse_loop_cfg_set_idle_threads(cfg, threads);
         int r = fuse_session_loop_mt(se, cfg);
         fuse_loop_cfg_destroy(cfg);
         // A signal ends the loop with the signal number; both are clean shutdowns.
