@@ -74,8 +74,9 @@ Result<struct stat> Overlay::getattr(Node* node) {
     int layer = node->top.load();
     struct stat st {};
     if (::fstatat(layers_[size_t(layer)].root.get(), path->c_str(), &st,
-                  AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) == 0)
+                  AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) == 0) {
       return present(st, *path, layer, node);
+    }
     if (errno != ENOENT || node->top.load() == layer) return last_errno();
     // Copied up between reading `top` and the stat: look again in the upper.
   }

@@ -6,7 +6,9 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -20,15 +22,6 @@ std::string Overlay::stage_name() {
   char buf[48];
   std::snprintf(buf, sizeof buf, "#%x-%llx", unsigned(::getpid()),
                 (unsigned long long)stage_counter_.fetch_add(1));
-  return buf;
-}
-
-std::string Overlay::index_key_for(int layer, const std::string& path, const struct stat& st) const {
-  (void)layer;
-  (void)path;
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%llx-%llx", (unsigned long long)st.st_dev,
-                (unsigned long long)st.st_ino);
   return buf;
 }
 
@@ -107,6 +100,82 @@ Status Overlay::copy_entry(int layer, const std::string& src, int dst_dirfd, con
   return 0;
 }
 
+Result<Overlay::Resolved> Overlay::resolve_path(const std::string& path) {
+  std::vector<int> layers;
+  for (size_t i = 0; i < layers_.size(); ++i) layers.push_back(int(i));
+  std::string dir = ".";
+  size_t start = 0;
+  for (;;) {
+    size_t slash = path.find('/', start);
+    std::string name = path.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+    auto found = resolve_in(layers, dir, name);
+    if (!found || slash == std::string::npos) return found;
+    if (!S_ISDIR(found->st.st_mode)) return Errno{ENOTDIR};
+    layers = found->dir_layers;
+    dir = join_path(dir, name);
+    start = slash + 1;
+  }
+}
+
+Node* Overlay::find_node(const std::string& path) {
+  Node* n = root_;
+  size_t start = 0;
+  while (n && start <= path.size()) {
+    size_t slash = path.find('/', start);
+    auto it = n->children.find(path.substr(start, slash == std::string::npos ? std::string::npos : slash - start));
+    n = it == n->children.end() ? nullptr : it->second;
+    if (slash == std::string::npos) break;
+    start = slash + 1;
+  }
+  return n;
+}
+
+void Overlay::mark_copied_up(const std::string& path) {
+  std::unique_lock lock(tree_);
+  Node* n = find_node(path);
+  if (!n || n->top.load() == 0) return;
+  if (n->is_dir()) n->dir_layers.insert(n->dir_layers.begin(), 0);
+  n->top.store(0);
+  n->copyups.fetch_add(1);
+}
+
+Status Overlay::ensure_upper_path(const std::string& dir_path) {
+  if (dir_path == ".") return 0;
+  int upper = layers_.upper_fd();
+  struct stat st {};
+  if (::fstatat(upper, dir_path.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+  auto slash = dir_path.rfind('/');
+  if (Status s = ensure_upper_path(slash == std::string::npos ? "." : dir_path.substr(0, slash)); s != 0) return s;
+  auto found = resolve_path(dir_path);
+  if (!found) return found.error();
+  std::string tmp = stage_name();
+  Status s = copy_entry(found->top, dir_path, work_fd_.get(), tmp, found->st, false);
+  if (s == 0 && ::renameat2(work_fd_.get(), tmp.c_str(), upper, dir_path.c_str(), RENAME_NOREPLACE) != 0) s = errno;
+  if (s != 0) {
+    ::unlinkat(work_fd_.get(), tmp.c_str(), AT_REMOVEDIR);
+    return s == EEXIST ? 0 : s;
+  }
+  mark_copied_up(dir_path);
+  return 0;
+}
+
+void Overlay::link_other_names(int layer, const struct stat& st, const std::string& path, uint64_t ino) {
+  const Layer& l = layers_[size_t(layer)];
+  int upper = layers_.upper_fd();
+  for (const std::string& other : hardlinks_[size_t(layer)]->names_of(l.root.get(), l.dev, st.st_ino)) {
+    if (other == path) continue;
+    // Only names the merged view still shows as this very file.
+    auto found = resolve_path(other);
+    if (!found || found->top != layer || found->st.st_ino != st.st_ino) continue;
+    auto slash = other.rfind('/');
+    if (ensure_upper_path(slash == std::string::npos ? "." : other.substr(0, slash)) != 0) continue;
+    if (::linkat(upper, path.c_str(), upper, other.c_str(), 0) != 0) continue;
+    struct stat ust {};
+    if (::fstatat(upper, other.c_str(), &ust, AT_SYMLINK_NOFOLLOW) == 0) record_origin(ust, ino);
+    mark_copied_up(other);
+  }
+}
+
 Status Overlay::ensure_upper_dir(Node* dir) {
   if (dir == root_ || dir->top.load() == 0) return 0;
   return copy_up(dir, true);
@@ -137,30 +206,16 @@ Status Overlay::copy_up_locked(Node* node, const std::string& path, bool with_da
   if (::fstatat(layers_[size_t(layer)].root.get(), path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
     return errno;
 
-  bool hardlinked = S_ISREG(st.st_mode) && st.st_nlink > 1;
-  std::string key = hardlinked ? index_key_for(layer, path, st) : std::string();
-  if (hardlinked && ::linkat(index_fd_.get(), key.c_str(), upper, path.c_str(), 0) == 0) {
-    node->index_key = key;  // another name was copied up first: share its inode
-  } else {
-    std::string tmp = stage_name();
-    Status s = copy_entry(layer, path, work_fd_.get(), tmp, st, with_data || hardlinked);
-    if (s == 0 && hardlinked) {
-      // Publish in the index first: other names of this file link to it from now on.
-      if (::linkat(work_fd_.get(), tmp.c_str(), index_fd_.get(), key.c_str(), 0) == 0) {
-        node->index_key = key;
-      } else if (errno == EEXIST) {
-        ::unlinkat(work_fd_.get(), tmp.c_str(), 0);
-        node->index_key = key;
-        s = ::linkat(index_fd_.get(), key.c_str(), upper, path.c_str(), 0) == 0 ? 0 : errno;
-        tmp.clear();
-      }
-    }
-    if (s == 0 && !tmp.empty() && ::renameat(work_fd_.get(), tmp.c_str(), upper, path.c_str()) != 0)
-      s = errno;
-    if (s != 0) {
-      if (!tmp.empty()) ::unlinkat(work_fd_.get(), tmp.c_str(), S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0);
-      return s;
-    }
+  std::string tmp = stage_name();
+  Status s = copy_entry(layer, path, work_fd_.get(), tmp, st, with_data || S_ISREG(st.st_mode));
+  // NOREPLACE: a hardlinked file may already have been linked here through another name.
+  if (s == 0 && ::renameat2(work_fd_.get(), tmp.c_str(), upper, path.c_str(), RENAME_NOREPLACE) != 0)
+    s = errno;
+  if (s != 0) {
+    ::unlinkat(work_fd_.get(), tmp.c_str(), S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0);
+    if (s != EEXIST) return s;
+  } else if (S_ISREG(st.st_mode) && st.st_nlink > 1 && layer >= layers_.first_lower()) {
+    link_other_names(layer, st, path, node->ino);
   }
 
   struct stat ust {};

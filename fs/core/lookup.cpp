@@ -96,28 +96,6 @@ Result<Entry> Overlay::lookup(Node* parent, std::string_view name) {
   if (!found) return Errno{found.error()};
   std::string path = join_path(*parent_path, name);
 
-  // A hardlinked lower file whose other name was already copied up: link this name to the
-  // same upper inode now, so every name shows the new content (as overlayfs index=on does).
-  if (!read_only_ && found->top > 0 && S_ISREG(found->st.st_mode) && found->st.st_nlink > 1) {
-    std::string key = index_key_for(found->top, path, found->st);
-    struct stat ist {};
-    if (!key.empty() && ::fstatat(index_fd_.get(), key.c_str(), &ist, AT_SYMLINK_NOFOLLOW) == 0) {
-      Entry entry = attach(parent, name, *found);
-      {
-        std::lock_guard nlock(entry.node->mutex);
-        entry.node->index_key = key;
-      }
-      if (copy_up(entry.node) == 0) {
-        struct stat ust {};
-        if (::fstatat(layers_.upper_fd(), path.c_str(), &ust, AT_SYMLINK_NOFOLLOW) == 0) {
-          entry.st = present(ust, path, 0, entry.node);
-          return entry;
-        }
-      }
-      entry.st = present(found->st, path, found->top, entry.node);
-      return entry;
-    }
-  }
   Entry entry = attach(parent, name, *found);
   entry.st = present(found->st, path, found->top, entry.node);
   return entry;

@@ -127,9 +127,10 @@ Result<std::pair<Entry, std::unique_ptr<OpenFile>>> Overlay::create(Node* parent
   });
   if (!entry) return Errno{entry.error()};
   auto file = std::make_unique<OpenFile>();
+  file->current = fd.get();
   file->fd = std::move(fd);
   file->node = entry->node;
-  file->flags = flags;
+  file->flags = open_flags;
   file->copyups_seen = entry->node->copyups.load();
   return std::make_pair(*entry, std::move(file));
 }
@@ -142,9 +143,10 @@ Result<Entry> Overlay::link(Node* node, Node* new_parent, std::string_view new_n
   if (!src) return Errno{src.error()};
   int upper = layers_.upper_fd();
   // A new name of an existing inode keeps its owner: no caller ids to apply.
-  return create_node(new_parent, new_name, false, nullptr, [&](int dirfd, const std::string& rel) -> Status {
+  auto entry = create_node(new_parent, new_name, false, nullptr, [&](int dirfd, const std::string& rel) -> Status {
     return ::linkat(upper, src->c_str(), dirfd, rel.c_str(), 0) == 0 ? 0 : errno;
   });
+  return entry;
 }
 
 Status Overlay::remove_upper_entry(const std::string& path, bool is_dir, bool leave_whiteout) {
@@ -178,6 +180,15 @@ Status Overlay::unlink(Node* parent, std::string_view name) {
   if (S_ISDIR(found->st.st_mode)) return EISDIR;
   std::string path = join_path(*parent_path, name);
   if (Status s = ensure_upper_dir(parent); s != 0) return s;
+  if (found->top > 0 && S_ISREG(found->st.st_mode) && found->st.st_nlink > 1) {
+    // The other names must show one link less, as with overlayfs index=on: copy-up links
+    // every name to one upper inode, whose count then drops with this name.
+    Entry held = attach(parent, name, *found);
+    Status s = copy_up(held.node);
+    forget(held.node, 1);
+    if (s != 0) return s;
+    found->top = 0;
+  }
   bool lower = name_in_lowers(parent, path, 0);
   Status s;
   if (found->top == 0) s = remove_upper_entry(path, false, lower);

@@ -31,10 +31,6 @@ struct Node {
   std::vector<int> dir_layers;  // tree lock
   bool opaque = false;          // tree lock
 
-  // Key of the copy-up index entry shared by all names of a hardlinked lower file ("" when
-  // the file has one name).
-  std::string index_key;  // node mutex
-
   std::atomic<uint32_t> copyups{0};  // bumped on copy-up: open lower fds reopen the upper file
   std::mutex mutex;
 

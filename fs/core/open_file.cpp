@@ -1,6 +1,7 @@
 // Opening files: writers copy up first; readers of a lower file switch to the upper copy
 // as soon as any name of it is copied up.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fs/core/overlay.hpp"

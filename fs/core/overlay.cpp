@@ -60,16 +60,10 @@ Result<std::unique_ptr<Overlay>> Overlay::create(const Options& opts, std::strin
       error = "workdir " + work + ": cannot clean: " + std::strerror(st);
       return Errno{st};
     }
-    std::string index = opts.workdir + "/strata-index";
-    if (::mkdir(index.c_str(), 0700) != 0 && errno != EEXIST) {
-      int err = errno;
-      error = "workdir " + opts.workdir + ": cannot create strata-index/: " + std::strerror(err);
-      return Errno{err};
-    }
-    ov->index_fd_ = UniqueFd(::open(index.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
     ov->style_ = probe_whiteout_style(ov->layers_.upper_fd(), ov->work_fd_.get());
   }
 
+  for (size_t i = 0; i < ov->layers_.size(); ++i) ov->hardlinks_.push_back(std::make_unique<LayerHardlinks>());
   Node* root = new Node;
   root->type = S_IFDIR;
   root->nlookup = 1;

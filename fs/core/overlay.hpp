@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "fs/core/id_mapping.hpp"
+#include "fs/core/layer_hardlinks.hpp"
 #include "fs/core/layer_stack.hpp"
 #include "fs/core/node.hpp"
 #include "fs/core/result.hpp"
@@ -76,9 +77,11 @@ class Overlay {
   Node* root() { return root_; }
   bool read_only() const { return read_only_; }
   const Options& options() const { return opts_; }
-  // True when the node's content can never change under the mount (served by a lower layer
-  // of a read-only mount): the adapter may let the kernel cache it for long.
-  bool immutable(const Node* node) const { return read_only_ && node != nullptr; }
+  // False when the kernel must not cache the attributes: a hardlinked lower file may be
+  // copied up through another name at any time.
+  bool attrs_cacheable(const Node* node, const struct stat& st) const {
+    return read_only_ || node->top.load() == 0 || !S_ISREG(st.st_mode) || st.st_nlink <= 1;
+  }
 
   // Lookup and lifetime.
   Result<Entry> lookup(Node* parent, std::string_view name);
@@ -172,8 +175,15 @@ class Overlay {
                        const std::string& parent_path, bool is_dir);
   Status remove_upper_entry(const std::string& path, bool is_dir, bool leave_whiteout);
   Result<bool> merged_dir_empty(Node* dir);
-  Status index_link(Node* node, const std::string& path);
-  std::string index_key_for(int layer, const std::string& path, const struct stat& st) const;
+  // After a hardlinked lower file is copied up to `path`, links every other visible name of it
+  // to the same upper inode.
+  void link_other_names(int layer, const struct stat& st, const std::string& path, uint64_t ino);
+  // Resolves a path from the root through the layers, without nodes.
+  Result<Resolved> resolve_path(const std::string& path);
+  // Makes sure directory `dir_path` (and its parents) exist in the upper, copying them up.
+  Status ensure_upper_path(const std::string& dir_path);
+  Node* find_node(const std::string& path);  // tree lock held; nullptr if not looked up
+  void mark_copied_up(const std::string& path);
 
   Options opts_;
   LayerStack layers_;
@@ -183,7 +193,6 @@ class Overlay {
   bool read_only_ = false;
   bool privileged_ = false;  // may chown to any owner
   UniqueFd work_fd_;         // <workdir>/work: staging for copy-up
-  UniqueFd index_fd_;        // <workdir>/strata-index: hardlinked copy-ups
   std::string work_path_;
 
   mutable std::shared_mutex tree_;  // node structure: parent, name, children, dir_layers
@@ -192,6 +201,7 @@ class Overlay {
   mutable std::mutex origins_mutex_;
   std::unordered_map<uint64_t, uint64_t> origins_;  // upper ino → st_ino shown before copy-up
   std::atomic<uint64_t> stage_counter_{0};
+  std::vector<std::unique_ptr<LayerHardlinks>> hardlinks_;  // per layer
 };
 
 }  // namespace strata::fs

@@ -11,7 +11,8 @@ fuse_entry_param entry_param(const Context& ctx, const Entry& entry) {
   e.ino = reinterpret_cast<fuse_ino_t>(entry.node);
   e.generation = 0;
   e.attr = entry.st;
-  e.attr_timeout = ctx.timeout;
+  bool cacheable = ctx.overlay->attrs_cacheable(entry.node, entry.st);
+  e.attr_timeout = cacheable ? ctx.timeout : 0;
   e.entry_timeout = ctx.timeout;
   return e;
 }
@@ -54,9 +55,10 @@ void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
 }
 
 void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
-  auto st = overlay(req).getattr(node_of(req, ino));
+  Node* node = node_of(req, ino);
+  auto st = overlay(req).getattr(node);
   if (!st) fuse_reply_err(req, st.error());
-  else fuse_reply_attr(req, &st.value(), context(req).timeout);
+  else fuse_reply_attr(req, &st.value(), overlay(req).attrs_cacheable(node, *st) ? context(req).timeout : 0);
 }
 
 struct timespec time_of(const struct stat& attr, int to_set, int set_flag, int now_flag, bool atime) {

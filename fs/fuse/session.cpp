@@ -32,6 +32,9 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_ASYNC_READ);
   want(FUSE_CAP_ATOMIC_O_TRUNC);
   want(FUSE_CAP_CACHE_SYMLINKS);
+  // Re-check size and mtime when cached attributes expire, so pages of a file changed
+  // through another name (hardlinks, files changed directly in the upper) are dropped.
+  want(FUSE_CAP_AUTO_INVAL_DATA);
   if (ctx->overlay->options().writeback) want(FUSE_CAP_WRITEBACK_CACHE);
   else conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
   // Locks are left to the kernel: with one mount per tree, local locking is exact.
