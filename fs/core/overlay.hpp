@@ -77,10 +77,11 @@ class Overlay {
   Node* root() { return root_; }
   bool read_only() const { return read_only_; }
   const Options& options() const { return opts_; }
-  // False when the kernel must not cache the attributes: a hardlinked lower file may be
-  // copied up through another name at any time.
+  // False when the kernel must not cache the attributes: a hardlinked file changes (link
+  // count, copy-up) through names the kernel sees as other inodes.
   bool attrs_cacheable(const Node* node, const struct stat& st) const {
-    return read_only_ || node->top.load() == 0 || !S_ISREG(st.st_mode) || st.st_nlink <= 1;
+    (void)node;
+    return read_only_ || !S_ISREG(st.st_mode) || st.st_nlink <= 1;
   }
 
   // Lookup and lifetime.

@@ -12,6 +12,7 @@ namespace strata::fs::fuse {
 
 struct Context {
   Overlay* overlay = nullptr;
+  fuse_session* session = nullptr;
   double timeout = 1.0;  // entry and attribute cache validity, seconds
   bool debug = false;
 };

@@ -111,6 +111,7 @@ int run_filesystem(const Options& opts) {
     std::fprintf(stderr, "strata-fs: cannot start a FUSE session with options %s\n", mopts.c_str());
     return 1;
   }
+  ctx.session = se;
   int status = 1;
   if (fuse_set_signal_handlers(se) != 0) {
     std::fprintf(stderr, "strata-fs: cannot install signal handlers\n");

@@ -7,7 +7,7 @@ import os
 import stat
 
 from . import env
-from .view import TYPES, data_ranges, is_private_xattr, mtime_class, short
+from .view import TYPES, data_ranges, mib_chunks, is_private_xattr, mtime_class, short
 
 
 class Ops:
@@ -92,7 +92,9 @@ class Ops:
         return self.do(f"fallocate({rel},{off},{length})", f)
 
     def ranges(self, rel):
-        return self.do(f"data_ranges({rel})", lambda: data_ranges(self.p(rel)))
+        # Kernel overlayfs copies up data in 1 MiB chunks, so a chunk with any data becomes
+        # fully allocated there; compare which MiB chunks hold data (holes kept at that grain).
+        return self.do(f"data_ranges({rel}) in MiB chunks", lambda: mib_chunks(data_ranges(self.p(rel))))
 
     def mmap_write(self, rel, off, data):
         def f():

@@ -148,6 +148,19 @@ def diff_records(kern, fs):
     return lines
 
 
+def mib_chunks(ranges):
+    """Data ranges widened to whole MiB chunks and merged."""
+    mib = 1 << 20
+    out = []
+    for start, end in ranges:
+        s, e = start // mib * mib, -(-end // mib) * mib
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out
+
+
 def data_ranges(path):
     """[(start, end)] of data as SEEK_DATA/SEEK_HOLE report it."""
     out = []
