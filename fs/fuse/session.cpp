@@ -1,6 +1,7 @@
 #include "fs/fuse/session.hpp"
 
 #include <sys/stat.h>
+#include <csignal>
 #include <unistd.h>
 
 #include <cstdarg>
@@ -132,8 +133,8 @@ int run_filesystem(const Options& opts) {
         fuse_loop_cfg_set_max_threads(cfg, threads);
         int r = fuse_session_loop_mt(se, cfg);
         fuse_loop_cfg_destroy(cfg);
-        // A signal ends the loop with the signal number; both are clean shutdowns.
-        status = (r == 0 || fuse_session_exited(se)) ? 0 : 1;
+        // libfuse returns the number of the signal that ended the loop: a clean shutdown too.
+        status = (r == 0 || r == SIGTERM || r == SIGINT || r == SIGHUP) ? 0 : 1;
       }
       fuse_session_unmount(se);
     }

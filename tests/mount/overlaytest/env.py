@@ -67,6 +67,12 @@ def is_mounted(path, fstype_prefix=""):
     return any(mp == path and fs.startswith(fstype_prefix) for mp, fs in mountinfo())
 
 
+def mount_count(path):
+    """How many mounts are stacked on path (a failed mount must not add one)."""
+    path = os.path.realpath(path)
+    return sum(1 for mp, _ in mountinfo() if mp == path)
+
+
 def wait_until(pred, guard=HANG_GUARD_S, step=0.02):
     end = time.monotonic() + guard
     while time.monotonic() < end:

@@ -143,8 +143,9 @@ def sigkill_copyup(ctx):
 def _cli(ctx, args, base, up, work, what, expect_ok=False):
     before_u, before_w = _tree(up), _tree(work)
     mnt = args[-1]
+    mounts_before = env.mount_count(mnt)
     p = env.run([ctx.binary] + args, timeout=env.HANG_GUARD_S)
-    mounted = env.is_mounted(mnt)
+    mounted = env.mount_count(mnt) > mounts_before
     if mounted:
         env.run(["fusermount3", "-u", mnt])
         env.run(["umount", "-l", mnt])
