@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -26,6 +27,16 @@ bool Overlay::name_in_lowers(const Node* parent, const std::string& path, int be
       return !is_whiteout_device(st);
   }
   return false;
+}
+
+mode_t Overlay::effective_mode(Node* parent, mode_t mode, const Caller& caller) {
+  if ((caller.umask & 0777) == 0) return mode;
+  // A default ACL on the parent replaces the umask: the backing filesystem applies it.
+  if (auto path = path_of(parent)) {
+    std::string abs = abs_path(parent->top.load(), *path);
+    if (::lgetxattr(abs.c_str(), "system.posix_acl_default", nullptr, 0) > 0) return mode;
+  }
+  return mode & ~(caller.umask & 0777);
 }
 
 Status Overlay::set_new_owner(int dirfd, const std::string& rel, const Caller& caller,
@@ -96,12 +107,14 @@ Result<Entry> Overlay::create_node(Node* parent, std::string_view name, bool is_
 }
 
 Result<Entry> Overlay::mknod(Node* parent, std::string_view name, mode_t mode, dev_t rdev, const Caller& caller) {
+  mode = effective_mode(parent, mode, caller);
   return create_node(parent, name, false, &caller, [&](int dirfd, const std::string& rel) -> Status {
     return ::mknodat(dirfd, rel.c_str(), mode, rdev) == 0 ? 0 : errno;
   });
 }
 
 Result<Entry> Overlay::mkdir(Node* parent, std::string_view name, mode_t mode, const Caller& caller) {
+  mode = effective_mode(parent, mode, caller);
   return create_node(parent, name, true, &caller, [&](int dirfd, const std::string& rel) -> Status {
     return ::mkdirat(dirfd, rel.c_str(), mode) == 0 ? 0 : errno;
   });
@@ -117,6 +130,7 @@ Result<Entry> Overlay::symlink(Node* parent, std::string_view name, const std::s
 Result<std::pair<Entry, std::unique_ptr<OpenFile>>> Overlay::create(Node* parent, std::string_view name,
                                                                     mode_t mode, int flags,
                                                                     const Caller& caller) {
+  mode = effective_mode(parent, mode, caller);
   UniqueFd fd;
   int open_flags = (flags & ~(O_CREAT | O_EXCL | O_NOFOLLOW)) | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW;
   // Reads through a write-only handle happen (writeback, mmap): open read-write when we can.

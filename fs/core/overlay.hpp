@@ -31,6 +31,7 @@ namespace strata::fs {
 struct Caller {
   uid_t uid = 0;
   gid_t gid = 0;
+  mode_t umask = 0;  // applied by the overlay unless the parent has a default ACL
 };
 
 struct Entry {
@@ -172,6 +173,7 @@ class Overlay {
   // created over a whiteout opaque.
   Result<Entry> create_node(Node* parent, std::string_view name, bool is_dir, const Caller* caller,
                             const std::function<Status(int, const std::string&)>& make);
+  mode_t effective_mode(Node* parent, mode_t mode, const Caller& caller);
   Status set_new_owner(int dirfd, const std::string& rel, const Caller& caller,
                        const std::string& parent_path, bool is_dir);
   Status remove_upper_entry(const std::string& path, bool is_dir, bool leave_whiteout);

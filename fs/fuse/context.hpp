@@ -26,7 +26,7 @@ inline Node* node_of(fuse_req_t req, fuse_ino_t ino) {
 
 inline Caller caller_of(fuse_req_t req) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
-  return Caller{ctx->uid, ctx->gid};
+  return Caller{ctx->uid, ctx->gid, ctx->umask};
 }
 
 inline OpenFile& file_of(fuse_file_info* fi) { return *reinterpret_cast<OpenFile*>(fi->fh); }

@@ -122,11 +122,11 @@ void op_symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const cha
 
 void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent, const char* new_name) {
   auto entry = overlay(req).link(node_of(req, ino), node_of(req, new_parent), new_name);
-  bool ok = entry.ok();
-  fuse_session* se = context(req).session;
-  reply_entry(req, entry);
   // Each name is its own inode to the kernel: the source's cached link count is now stale.
-  if (ok && se) fuse_lowlevel_notify_inval_inode(se, ino, -1, 0);
+  // Dropping attributes takes no inode lock, so it is safe while link(2) holds the source's.
+  fuse_session* se = context(req).session;
+  if (entry && se) fuse_lowlevel_notify_inval_inode(se, ino, -1, 0);
+  reply_entry(req, entry);
 }
 
 void op_unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {

@@ -33,6 +33,13 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_ASYNC_READ);
   want(FUSE_CAP_ATOMIC_O_TRUNC);
   want(FUSE_CAP_CACHE_SYMLINKS);
+  // ACLs pass through as xattrs, and the kernel enforces them (needed at all in a user
+  // namespace). The kernel then leaves umask and default ACLs to us: DONT_MASK hands us the
+  // umask, and the backing filesystem applies default ACLs.
+  if (!ctx->overlay->options().noacl) {
+    want(FUSE_CAP_POSIX_ACL);
+    want(FUSE_CAP_DONT_MASK);
+  }
   // Re-check size and mtime when cached attributes expire, so pages of a file changed
   // through another name (hardlinks, files changed directly in the upper) are dropped.
   want(FUSE_CAP_AUTO_INVAL_DATA);
@@ -86,7 +93,7 @@ int run_filesystem(const Options& opts) {
   spdlog::set_default_logger(logger);
   spdlog::set_level(opts.debug ? spdlog::level::debug : spdlog::level::warn);
   fuse_set_log_func(log_from_libfuse);
-  ::umask(0);  // modes arrive already masked by the caller's umask
+  ::umask(0);  // the caller's umask is applied per request
 
   std::string error;
   auto overlay = Overlay::create(opts, error);

@@ -1,5 +1,6 @@
 """Copy-up by every kind of change: metadata, xattrs, capabilities, ACLs, holes, parents."""
 
+import os
 import struct
 
 from ..core import case
@@ -25,7 +26,8 @@ def copyup_layers(mode):
     for n in files:
         top.append(F(f"p1/p2/{n}", f"lower {n}\n" * 100, mode=0o640,
                      xattrs={"user.keep": n, "user.bin": b"\x00\x01"}, **own))
-        top.append(X(f"p1/p2/{n}", "system.posix_acl_access", acl(4242)))
+        # An ACL may only name ids mapped in the caller's user namespace.
+        top.append(X(f"p1/p2/{n}", "system.posix_acl_access", acl(4242 if root else os.getuid())))
         if root:
             top.append(X(f"p1/p2/{n}", "security.capability", CAP))
     top += [F("exec", "#!/bin/sh\n", mode=0o4755, **own), L("p1/p2/sym", "w"),
