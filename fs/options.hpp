@@ -12,8 +12,9 @@
 
 namespace strata::fs {
 
-// One range of a uidmapping=/gidmapping= option: container ids [container, container+count)
-// are host ids [host, host+count).
+// One range of a uidmapping=/gidmapping= option "A:B:N", with fuse-overlayfs's meaning: ids
+// [A, A+N) as stored in the layers (`container`, the image's own ids) are shown to the kernel
+// as [B, B+N) (`host`, the ids the mounting user namespace maps).
 struct IdMapRange {
   uint32_t container = 0;
   uint32_t host = 0;
