@@ -75,12 +75,30 @@ Result<struct stat> Overlay::getattr(Node* node) {
     struct stat st {};
     if (::fstatat(layers_[size_t(layer)].root.get(), path->c_str(), &st,
                   AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) == 0) {
-      return present(st, *path, layer, node);
+      struct stat shown = present(st, *path, layer, node);
+      if (node->is_dir()) show_newest_layer_mtime(node, *path, shown);
+      return shown;
     }
     if (errno != ENOENT || node->top.load() == layer) return last_errno();
     // Copied up between reading `top` and the stat: look again in the upper.
   }
   return Errno{ENOENT};
+}
+
+void Overlay::show_newest_layer_mtime(Node* dir, const std::string& path, struct stat& st) const {
+  std::vector<int> dir_layers;
+  {
+    std::shared_lock lock(tree_);
+    if (dir->dir_layers.size() <= 1) return;
+    dir_layers = dir->dir_layers;
+  }
+  for (size_t i = 1; i < dir_layers.size(); ++i) {
+    struct stat lst {};
+    if (::fstatat(layers_[size_t(dir_layers[i])].root.get(), path.c_str(), &lst, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (lst.st_mtim.tv_sec > st.st_mtim.tv_sec ||
+        (lst.st_mtim.tv_sec == st.st_mtim.tv_sec && lst.st_mtim.tv_nsec > st.st_mtim.tv_nsec))
+      st.st_mtim = lst.st_mtim;
+  }
 }
 
 Result<std::string> Overlay::readlink(Node* node) {

@@ -40,6 +40,9 @@ Result<Overlay::Resolved> Overlay::resolve_in(const std::vector<int>& parent_lay
       continue;
     }
     if (is_whiteout_device(st)) break;
+    if (found.top < 0 || st.st_mtim.tv_sec > found.newest_mtime.tv_sec ||
+        (st.st_mtim.tv_sec == found.newest_mtime.tv_sec && st.st_mtim.tv_nsec > found.newest_mtime.tv_nsec))
+      found.newest_mtime = st.st_mtim;
     if (found.top < 0) {
       found.top = layer;
       found.st = st;
@@ -98,6 +101,28 @@ Result<Entry> Overlay::lookup(Node* parent, std::string_view name) {
 
   Entry entry = attach(parent, name, *found);
   entry.st = present(found->st, path, found->top, entry.node);
+  show_newest_mtime(entry.st, *found);
+  return entry;
+}
+
+}  // namespace strata::fs
+
+namespace strata::fs {
+
+Result<Entry> Overlay::lookup_listed(Node* dir, const DirEntry& listed) {
+  auto dir_path = path_of(dir);
+  if (!dir_path) return Errno{dir_path.error()};
+  std::vector<int> below;
+  {
+    std::shared_lock lock(tree_);
+    for (int layer : dir->dir_layers)
+      if (layer >= listed.layer) below.push_back(layer);
+  }
+  auto found = resolve_in(below, *dir_path, listed.name);
+  if (!found || found->top != listed.layer) return lookup(dir, listed.name);  // changed since listed
+  Entry entry = attach(dir, listed.name, *found);
+  entry.st = present(found->st, join_path(*dir_path, listed.name), found->top, entry.node);
+  show_newest_mtime(entry.st, *found);
   return entry;
 }
 

@@ -87,6 +87,9 @@ class Overlay {
 
   // Lookup and lifetime.
   Result<Entry> lookup(Node* parent, std::string_view name);
+  // Lookup of a name list_dir just returned: the listing already says which layer holds it,
+  // so only that layer and the ones below are probed (readdirplus).
+  Result<Entry> lookup_listed(Node* dir, const DirEntry& entry);
   void forget(Node* node, uint64_t count);
 
   // Attributes.
@@ -135,7 +138,13 @@ class Overlay {
     struct stat st {};
     std::vector<int> dir_layers;
     bool opaque = false;
+    struct timespec newest_mtime {};  // of all merged layers of a directory
   };
+  // A merged directory shows the newest mtime of its layers, so the kernel's readdir cache
+  // notices a file added directly to any of them.
+  void show_newest_mtime(struct stat& st, const Resolved& found) const {
+    if (S_ISDIR(st.st_mode) && found.dir_layers.size() > 1) st.st_mtim = found.newest_mtime;
+  }
   Result<Resolved> resolve(const Node* parent, const std::string& parent_path, std::string_view name);
   Result<Resolved> resolve_in(const std::vector<int>& parent_layers, const std::string& parent_path,
                               std::string_view name);
@@ -151,6 +160,7 @@ class Overlay {
 
   struct stat present(struct stat st, const std::string& path, int layer, const Node* node) const;
   uint64_t ino_for(int layer, const struct stat& st) const;
+  void show_newest_layer_mtime(Node* dir, const std::string& path, struct stat& st) const;
   std::string abs_path(int layer, const std::string& rel) const;
   Result<std::string> xattr_source(Node* node, int& layer);
 

@@ -10,6 +10,8 @@
 
 namespace strata::fs::fuse {
 
+inline constexpr double kLowerFileTimeout = 86400;
+
 struct Context {
   Overlay* overlay = nullptr;
   fuse_session* session = nullptr;
@@ -30,6 +32,16 @@ inline Caller caller_of(fuse_req_t req) {
 }
 
 inline OpenFile& file_of(fuse_file_info* fi) { return *reinterpret_cast<OpenFile*>(fi->fh); }
+
+// How long the kernel may trust attributes. Files served by a lower layer cannot change
+// except through this mount (lowers are read-only; a copy-up replies with the new attributes),
+// so the kernel keeps them for long; upper files and directories (whose listing may gain
+// files added directly to a layer) only for the configured timeout; hardlinked files not at all.
+inline double attr_timeout(const Context& ctx, const Node* node, const struct stat& st) {
+  if (!ctx.overlay->attrs_cacheable(node, st)) return 0;
+  if (node->top.load() != 0 && !S_ISDIR(st.st_mode)) return kLowerFileTimeout;
+  return ctx.timeout;
+}
 
 // The kernel's view of a looked-up entry.
 fuse_entry_param entry_param(const Context& ctx, const Entry& entry);

@@ -24,7 +24,11 @@ DirHandle& dir_of(fuse_file_info* fi) { return *reinterpret_cast<DirHandle*>(fi-
 void op_opendir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   auto dir = std::make_unique<DirHandle>();
   fi->fh = reinterpret_cast<uint64_t>(dir.release());
-  fi->cache_readdir = 0;
+  // The kernel may cache listings: it drops them when the directory changes through the
+  // mount, and (auto_inval_data) when its mtime changes, which for a merged directory is the
+  // newest mtime of its layers.
+  fi->cache_readdir = 1;
+  fi->keep_cache = 1;
   if (fuse_reply_open(req, fi) == -ENOENT) delete &dir_of(fi);
 }
 
@@ -67,7 +71,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
         e.attr.st_ino = d.ino;
         e.attr.st_mode = mode_t(d.type) << 12;
       } else {
-        auto entry = ov.lookup(dir_node, d.name);
+        auto entry = ov.lookup_listed(dir_node, d);
         if (!entry) continue;  // vanished since the snapshot
         e = entry_param(context(req), *entry);
         looked_up = entry->node;

@@ -11,9 +11,9 @@ fuse_entry_param entry_param(const Context& ctx, const Entry& entry) {
   e.ino = reinterpret_cast<fuse_ino_t>(entry.node);
   e.generation = 0;
   e.attr = entry.st;
-  bool cacheable = ctx.overlay->attrs_cacheable(entry.node, entry.st);
-  e.attr_timeout = cacheable ? ctx.timeout : 0;
-  e.entry_timeout = ctx.timeout;
+  e.attr_timeout = attr_timeout(ctx, entry.node, entry.st);
+  // A directory's layers may change beside the mount (a new upper dir): look it up again.
+  e.entry_timeout = entry.node->top.load() != 0 && !S_ISDIR(entry.st.st_mode) ? kLowerFileTimeout : ctx.timeout;
   return e;
 }
 
@@ -58,7 +58,7 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   Node* node = node_of(req, ino);
   auto st = overlay(req).getattr(node);
   if (!st) fuse_reply_err(req, st.error());
-  else fuse_reply_attr(req, &st.value(), overlay(req).attrs_cacheable(node, *st) ? context(req).timeout : 0);
+  else fuse_reply_attr(req, &st.value(), attr_timeout(context(req), node, *st));
 }
 
 struct timespec time_of(const struct stat& attr, int to_set, int set_flag, int now_flag, bool atime) {
@@ -93,7 +93,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
   }
   auto st = ov.setattr(node, change, caller_of(req));
   if (!st) fuse_reply_err(req, st.error());
-  else fuse_reply_attr(req, &st.value(), context(req).timeout);
+  else fuse_reply_attr(req, &st.value(), attr_timeout(context(req), node, *st));
 }
 
 void op_readlink(fuse_req_t req, fuse_ino_t ino) {
