@@ -107,6 +107,8 @@ Result<Entry> Overlay::create_node(Node* parent, std::string_view name, bool is_
 }
 
 Result<Entry> Overlay::mknod(Node* parent, std::string_view name, mode_t mode, dev_t rdev, const Caller& caller) {
+  // In the upper it would be a whiteout, so it could never be seen; overlayfs refuses it too.
+  if (S_ISCHR(mode) && rdev == 0) return Errno{EPERM};
   mode = effective_mode(parent, mode, caller);
   return create_node(parent, name, false, &caller, [&](int dirfd, const std::string& rel) -> Status {
     return ::mknodat(dirfd, rel.c_str(), mode, rdev) == 0 ? 0 : errno;

@@ -62,8 +62,6 @@ void op_write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_f
   else fuse_reply_write(req, size_t(n));
 }
 
-void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
-
 void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   delete &file_of(fi);
   fuse_reply_err(req, 0);
@@ -100,7 +98,7 @@ void add_file_ops(fuse_lowlevel_ops& ops) {
   ops.create = guarded<op_create>;
   ops.read = guarded<op_read>;
   ops.write_buf = guarded<op_write_buf>;
-  ops.flush = guarded<op_flush>;
+  // No flush: nothing to do on close(2), and without the operation the kernel stops sending it.
   ops.release = guarded<op_release>;
   ops.fsync = guarded<op_fsync>;
   ops.fallocate = guarded<op_fallocate>;
