@@ -4,7 +4,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <mutex>
+#include <thread>
 
 #include "layerstore/archive/digest.hpp"
 #include "layerstore/archive/fs_util.hpp"
@@ -53,8 +56,13 @@ std::string layer_what(const ImageToLoad& img, size_t i) {
   return "layer " + std::to_string(i + 1) + " (" + img.layers[i].blob.name + ")";
 }
 
+uint64_t layer_length(const LayerToLoad& layer) {
+  return layer.fetch && layer.size >= 0 ? static_cast<uint64_t>(layer.size) : layer.blob.length;
+}
+
 void check_size(const ImageToLoad& img, size_t i) {
   const LayerToLoad& layer = img.layers[i];
+  if (layer.fetch) return;  // a download is checked by its digest
   if (layer.size >= 0 && static_cast<uint64_t>(layer.size) != layer.blob.length)
     throw Error(layer_what(img, i) + ": size mismatch (manifest says " + std::to_string(layer.size) +
                 " bytes, blob has " + std::to_string(layer.blob.length) + ")");
@@ -62,14 +70,13 @@ void check_size(const ImageToLoad& img, size_t i) {
 
 // A layer already in the store is not unpacked again, but its blob must still be what the
 // manifest and config say: it is hashed (not extracted), so any mismatch fails the load.
-void check_reused_blob(const StoreLayout& l, const ImageToLoad& img, size_t i, Progress& progress) {
+void check_reused_blob(const ImageToLoad& img, size_t i, Progress& progress) {
   const LayerToLoad& layer = img.layers[i];
-  (void)l;
   std::string what = layer_what(img, i);
-  progress.begin_layer(layer_label(i, img.layers.size()) + " (verify)", layer.blob.length);
+  int bar = progress.begin_layer(layer_label(i, img.layers.size()) + " (verify)", layer.blob.length, "verifying");
   BlobHashes h;
   try {
-    h = hash_layer_blob(layer.blob, [&](uint64_t done) { progress.update(done); });
+    h = hash_layer_blob(layer.blob, [&](uint64_t done) { progress.update(bar, done); });
   } catch (const Error& e) {
     throw Error(what + ": " + e.what());
   }
@@ -77,19 +84,19 @@ void check_reused_blob(const StoreLayout& l, const ImageToLoad& img, size_t i, P
     throw Error(what + ": digest mismatch (want " + layer.digest + ", got " + h.digest + ")");
   if (h.diff_id != img.diff_ids[i])
     throw Error(what + ": diff_id mismatch (want " + img.diff_ids[i] + ", got " + h.diff_id + ")");
-  progress.end_layer("verified");
+  progress.end_layer(bar, "verified");
 }
 
-void stage_layer(const StoreLayout& l, const LayerDb& db, const ImageToLoad& img, size_t i, StagedLayer& out,
-                 const StagedLayer* parent, Progress& progress, LoadSummary& sum, std::optional<WhiteoutStyle>& style) {
-  const LayerToLoad& layer = img.layers[i];
-  std::string label = layer_label(i, img.layers.size());
-  std::string what = layer_what(img, i);
+// Creates the staging pair of a layer: ids are chosen once (a retry reuses them), so the
+// child's "lower" can be written before the parent is unpacked.
+void prepare_staging(const LayerDb& db, StagedLayer& out, const StagedLayer* parent) {
+  if (out.rec.cache_id.empty()) {
+    out.rec.cache_id = random_hex_id();
+    out.link = random_link_id();
+  }
+  if (parent) out.lower = "l/" + parent->link + (parent->lower.empty() ? "" : ":" + parent->lower);
   std::string odir = db.overlay_staging(out.rec.chain_id);
   std::string tdir = db.layerdb_staging(out.rec.chain_id);
-  out.rec.cache_id = random_hex_id();
-  out.link = random_link_id();
-  if (parent) out.lower = "l/" + parent->link + (parent->lower.empty() ? "" : ":" + parent->lower);
   if (mkdir(tdir.c_str(), 0700) != 0) throw_errno("mkdir " + tdir);
   UniqueFd tfd = open_dir(tdir);
   // cache-id first: it lets a later run find an overlay2 dir a crashed commit left behind.
@@ -99,37 +106,86 @@ void stage_layer(const StoreLayout& l, const LayerDb& db, const ImageToLoad& img
   UniqueFd ofd = open_dir(odir);
   write_file_at(ofd.get(), "link", out.link, 0644);
   if (!out.lower.empty()) write_file_at(ofd.get(), "lower", out.lower, 0644);
-  UniqueFd diff = open_dir(odir + "/diff");
-  if (!style) style = detect_whiteout_style(ofd.get());
+}
 
-  progress.begin_layer(label, layer.blob.length);
+struct SharedState {
+  std::mutex mu;
+  LoadSummary& sum;
+  std::atomic<bool> stop{false};
+};
+
+void unpack_staged(const LayerDb& db, const ImageToLoad& img, size_t i, StagedLayer& out, const std::string& parent_chain,
+                   const WhiteoutStyle& style, Progress& progress, SharedState& st) {
+  const LayerToLoad& layer = img.layers[i];
+  std::string label = layer_label(i, img.layers.size());
+  std::string what = layer_what(img, i);
+  UniqueFd diff = open_dir(db.overlay_staging(out.rec.chain_id) + "/diff");
+  int bar = progress.begin_layer(label, layer_length(layer), layer.fetch ? "downloading" : "unpacking");
   UnpackResult r;
   try {
-    r = unpack_layer(layer.blob, diff.get(), *style, [&](const std::string& w) { progress.message("warning: " + what + ": " + w); },
-                     [&](uint64_t done) { progress.update(done); });
+    auto warn = [&](const std::string& w) { progress.message("warning: " + what + ": " + w); };
+    auto prog = [&](uint64_t done) { progress.update(bar, done); };
+    if (layer.fetch) {
+      // Another layer's failure stops this download at its next chunk.
+      BlobStream stream = [&](const BlobWriter& write) {
+        layer.fetch([&](const uint8_t* p, size_t n) {
+          if (st.stop) throw Error("stopped: another layer failed");
+          write(p, n);
+        });
+      };
+      r = unpack_layer_stream(stream, diff.get(), style, warn, prog);
+    } else {
+      r = unpack_layer(layer.blob, diff.get(), style, warn, prog);
+    }
   } catch (const Error& e) {
+    progress.end_layer(bar, "failed");
     throw Error(what + ": " + e.what());
   }
-  if (!layer.digest.empty() && r.digest != layer.digest)
-    throw Error(what + ": digest mismatch (want " + layer.digest + ", got " + r.digest + ")");
-  if (r.diff_id != out.rec.diff_id)
-    throw Error(what + ": diff_id mismatch (want " + out.rec.diff_id + ", got " + r.diff_id + ")");
+  auto fail = [&](const std::string& why) {
+    progress.end_layer(bar, "failed");
+    throw Error(what + ": " + why);
+  };
+  if (!layer.digest.empty() && r.digest != layer.digest) fail("digest mismatch (want " + layer.digest + ", got " + r.digest + ")");
+  if (layer.fetch && layer.size >= 0 && r.compressed_bytes != static_cast<uint64_t>(layer.size))
+    fail("size mismatch (manifest says " + std::to_string(layer.size) + " bytes, got " + std::to_string(r.compressed_bytes) + ")");
+  if (r.diff_id != out.rec.diff_id) fail("diff_id mismatch (want " + out.rec.diff_id + ", got " + r.diff_id + ")");
   out.rec.size = r.stats.content_bytes;
+  UniqueFd tfd = open_dir(db.layerdb_staging(out.rec.chain_id));
   write_file_at(tfd.get(), "diff", out.rec.diff_id, 0600);
-  if (parent) write_file_at(tfd.get(), "parent", parent->rec.chain_id, 0600);
+  if (!parent_chain.empty()) write_file_at(tfd.get(), "parent", parent_chain, 0600);
   write_file_at(tfd.get(), "size", std::to_string(out.rec.size), 0600);
   write_tar_split_gz(tfd.get(), "tar-split.json.gz", r.tar_split_json);
   out.is_new = true;
-  sum.layers_new++;
-  sum.bytes_read += r.compressed_bytes;
-  sum.bytes_unpacked += r.uncompressed_bytes;
-  sum.skipped_devices += r.stats.skipped_devices;
-  progress.end_layer("done: " + human_bytes(r.compressed_bytes) + " " + compression_name(r.compression) + " -> " +
-                     human_bytes(r.uncompressed_bytes) + ", " + r.diff_id.substr(0, 19));
-  (void)l;
+  {
+    std::lock_guard lk(st.mu);
+    st.sum.layers_new++;
+    st.sum.bytes_read += r.compressed_bytes;
+    st.sum.bytes_unpacked += r.uncompressed_bytes;
+    st.sum.skipped_devices += r.stats.skipped_devices;
+  }
+  progress.end_layer(bar, "done: " + human_bytes(r.compressed_bytes) + " " + compression_name(r.compression) + " -> " +
+                              human_bytes(r.uncompressed_bytes) + ", " + r.diff_id.substr(0, 19));
 }
 
-void load_one(const StoreLayout& l, const ImageToLoad& img, Progress& progress, LoadSummary& sum) {
+// Unpacks one staged layer; a remote one that fails is discarded and tried once more.
+void stage_layer(const LayerDb& db, const ImageToLoad& img, size_t i, std::vector<StagedLayer>& staged,
+                 const WhiteoutStyle& style, Progress& progress, SharedState& st) {
+  std::string parent_chain = i ? staged[i - 1].rec.chain_id : "";
+  int attempts = img.layers[i].fetch ? 2 : 1;
+  for (int a = 1;; a++) {
+    try {
+      unpack_staged(db, img, i, staged[i], parent_chain, style, progress, st);
+      return;
+    } catch (const Error& e) {
+      if (a >= attempts || st.stop) throw;
+      progress.message(std::string(e.what()) + "; discarded, retrying once");
+      db.clear_stale(staged[i].rec.chain_id);
+      prepare_staging(db, staged[i], i ? &staged[i - 1] : nullptr);
+    }
+  }
+}
+
+void load_one(const StoreLayout& l, const ImageToLoad& img, Progress& progress, LoadSummary& sum, int jobs) {
   LayerDb db(l);
   ImageDb idb(l);
   std::vector<std::string> chains = chain_ids(img.diff_ids);
@@ -137,6 +193,7 @@ void load_one(const StoreLayout& l, const ImageToLoad& img, Progress& progress, 
   std::vector<StagedLayer> staged(img.layers.size());
   StagingGuard guard(db);
   std::optional<WhiteoutStyle> style;
+  std::vector<size_t> todo;
   for (size_t i = 0; i < img.layers.size(); i++) {
     // Chain-ids of a shared base are a shared prefix, so every load takes these locks in
     // the same order: no deadlock, and the second load finds the layer committed.
@@ -146,7 +203,7 @@ void load_one(const StoreLayout& l, const ImageToLoad& img, Progress& progress, 
     s.rec.chain_id = chains[i];
     s.rec.diff_id = img.diff_ids[i];
     if (auto existing = db.get(chains[i]); existing && path_exists(l.overlay2() + "/" + existing->cache_id + "/committed")) {
-      check_reused_blob(l, img, i, progress);
+      if (!img.layers[i].fetch) check_reused_blob(img, i, progress);
       s.rec = *existing;
       s.link = db.link_id(existing->cache_id);
       std::string lower_path = l.overlay2() + "/" + existing->cache_id + "/lower";
@@ -157,7 +214,33 @@ void load_one(const StoreLayout& l, const ImageToLoad& img, Progress& progress, 
     }
     db.clear_stale(chains[i]);
     guard.add(chains[i]);
-    stage_layer(l, db, img, i, s, i ? &staged[i - 1] : nullptr, progress, sum, style);
+    prepare_staging(db, s, i ? &staged[i - 1] : nullptr);
+    if (!style) style = detect_whiteout_style(open_dir(db.overlay_staging(chains[i])).get());
+    todo.push_back(i);
+  }
+  SharedState st{{}, sum};
+  if (jobs <= 1 || todo.size() <= 1) {
+    for (size_t i : todo) stage_layer(db, img, i, staged, *style, progress, st);
+  } else {
+    std::atomic<size_t> next{0};
+    std::exception_ptr first_error;
+    auto worker = [&] {
+      for (;;) {
+        size_t k = next++;
+        if (k >= todo.size() || st.stop) return;
+        try {
+          stage_layer(db, img, todo[k], staged, *style, progress, st);
+        } catch (...) {
+          std::lock_guard lk(st.mu);
+          if (!first_error) first_error = std::current_exception();
+          st.stop = true;
+        }
+      }
+    };
+    std::vector<std::thread> pool;
+    for (int t = 0; t < std::min<int>(jobs, static_cast<int>(todo.size())); t++) pool.emplace_back(worker);
+    for (auto& t : pool) t.join();
+    if (first_error) std::rethrow_exception(first_error);
   }
   RangeLock index = lock_index(l.lock_file());
   for (const auto& s : staged)
@@ -196,7 +279,7 @@ LoadSummary load_images(const StoreLayout& l, const LoadOptions& opts, Progress&
   RangeLock store = lock_store(l.lock_file(), false);
   for (const auto& img : images) {
     try {
-      load_one(l, img, progress, sum);
+      load_one(l, img, progress, sum, 1);
     } catch (const Error& e) {
       if (sum.images == 0) throw Error(std::string(e.what()) + "; nothing was imported");
       throw Error(std::string(e.what()) + "; " + std::to_string(sum.images) + " earlier image(s) were imported");
@@ -204,6 +287,16 @@ LoadSummary load_images(const StoreLayout& l, const LoadOptions& opts, Progress&
   }
   sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return sum;
+}
+
+void store_image(const StoreLayout& l, const ImageToLoad& img, Progress& progress, LoadSummary& sum, int jobs) {
+  l.ensure_skeleton();
+  RangeLock store = lock_store(l.lock_file(), false);
+  try {
+    load_one(l, img, progress, sum, jobs);
+  } catch (const Error& e) {
+    throw Error(std::string(e.what()) + "; nothing was imported");
+  }
 }
 
 }  // namespace strata

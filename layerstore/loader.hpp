@@ -35,4 +35,10 @@ struct LoadSummary {
 
 LoadSummary load_images(const StoreLayout& layout, const LoadOptions& opts, Progress& progress);
 
+// Stores one image that is already described (pull builds it from a registry): the same
+// staging, unpack and commit as load, with up to `jobs` layers unpacked at once. A layer
+// with `fetch` that fails (download or verification) is discarded and tried once more.
+// Throws strata::Error ending in "; nothing was imported" when the image was not stored.
+void store_image(const StoreLayout& layout, const ImageToLoad& img, Progress& progress, LoadSummary& sum, int jobs);
+
 }  // namespace strata

@@ -23,50 +23,71 @@ Progress::Mode Progress::detect(bool quiet) {
   return isatty(STDERR_FILENO) ? Mode::Bars : Mode::Lines;
 }
 
-void Progress::begin_layer(const std::string& label, uint64_t total) {
-  std::lock_guard lk(mu_);
-  label_ = label;
-  total_ = total;
-  start_ = last_draw_ = std::chrono::steady_clock::now();
-  if (mode_ == Mode::Lines) fprintf(stderr, "%s: unpacking (%s)\n", label_.c_str(), human_bytes(total).c_str());
-  if (mode_ == Mode::Bars) draw(0, false);
-}
-
-void Progress::update(uint64_t done) {
-  if (mode_ != Mode::Bars) return;
-  std::lock_guard lk(mu_);
-  auto now = std::chrono::steady_clock::now();
-  if (now - last_draw_ < std::chrono::milliseconds(100) && done < total_) return;
-  last_draw_ = now;
-  draw(done, false);
-}
-
-void Progress::draw(uint64_t done, bool final) {
-  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  double rate = secs > 0 ? done / secs : 0;
+std::string Progress::bar_line(const Bar& b) const {
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - b.start).count();
+  double rate = secs > 0 ? b.done / secs : 0;
   constexpr int width = 30;
-  int fill = total_ ? static_cast<int>(width * static_cast<double>(done) / total_) : width;
+  int fill = b.total ? static_cast<int>(width * static_cast<double>(b.done) / b.total) : width;
   if (fill > width) fill = width;
   std::string bar(fill, '=');
   if (fill < width) bar += '>' + std::string(width - fill - 1, ' ');
-  fprintf(stderr, "\r\033[K%s [%s] %s / %s  %s/s", label_.c_str(), bar.c_str(), human_bytes(done).c_str(),
-          human_bytes(total_).c_str(), human_bytes(rate).c_str());
-  if (final) fputc('\n', stderr);
-  fflush(stderr);
+  return b.label + " [" + bar + "] " + human_bytes(b.done) + " / " + human_bytes(b.total) + "  " + human_bytes(rate) + "/s";
 }
 
-void Progress::end_layer(const std::string& outcome) {
+// Moves the cursor to the first bar line and clears from there down.
+void Progress::erase_bars() {
+  if (drawn_) fprintf(stderr, "\033[%dA", drawn_);
+  fprintf(stderr, "\r\033[J");
+  drawn_ = 0;
+}
+
+void Progress::draw_bars() {
+  erase_bars();
+  for (const auto& [id, b] : bars_) fprintf(stderr, "%s\n", bar_line(b).c_str());
+  drawn_ = static_cast<int>(bars_.size());
+  fflush(stderr);
+  last_draw_ = std::chrono::steady_clock::now();
+}
+
+int Progress::begin_layer(const std::string& label, uint64_t total, const std::string& verb) {
   std::lock_guard lk(mu_);
+  int id = next_id_++;
+  bars_[id] = Bar{label, total, 0, std::chrono::steady_clock::now()};
+  if (mode_ == Mode::Lines) fprintf(stderr, "%s: %s (%s)\n", label.c_str(), verb.c_str(), human_bytes(total).c_str());
+  if (mode_ == Mode::Bars) draw_bars();
+  return id;
+}
+
+void Progress::update(int id, uint64_t done) {
+  if (mode_ != Mode::Bars) return;
+  std::lock_guard lk(mu_);
+  auto it = bars_.find(id);
+  if (it == bars_.end()) return;
+  it->second.done = done;
+  if (std::chrono::steady_clock::now() - last_draw_ < std::chrono::milliseconds(100)) return;
+  draw_bars();
+}
+
+void Progress::end_layer(int id, const std::string& outcome) {
+  std::lock_guard lk(mu_);
+  auto it = bars_.find(id);
+  std::string label = it == bars_.end() ? "" : it->second.label;
+  if (it != bars_.end()) bars_.erase(it);
   if (mode_ == Mode::Bars) {
-    fprintf(stderr, "\r\033[K%s %s\n", label_.c_str(), outcome.c_str());
+    erase_bars();
+    fprintf(stderr, "%s %s\n", label.c_str(), outcome.c_str());
+    draw_bars();
   } else if (mode_ == Mode::Lines) {
-    fprintf(stderr, "%s: %s\n", label_.c_str(), outcome.c_str());
+    fprintf(stderr, "%s: %s\n", label.c_str(), outcome.c_str());
   }
 }
 
 void Progress::message(const std::string& line) {
   std::lock_guard lk(mu_);
-  if (mode_ != Mode::Quiet) fprintf(stderr, "%s\n", line.c_str());
+  if (mode_ == Mode::Quiet) return;
+  if (mode_ == Mode::Bars) erase_bars();
+  fprintf(stderr, "%s\n", line.c_str());
+  if (mode_ == Mode::Bars) draw_bars();
 }
 
 }  // namespace strata

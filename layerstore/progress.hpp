@@ -1,8 +1,10 @@
 #pragma once
-// Load progress on stderr: a bar per layer (bytes, rate) on a terminal, plain lines
-// otherwise, nothing with --quiet.
+// Progress on stderr: on a terminal one bar per running layer (bytes, rate, done/total),
+// redrawn in place as `docker pull` does, several at once when layers download in
+// parallel; plain lines otherwise; nothing with --quiet. Safe to call from any thread.
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <string>
 
@@ -14,18 +16,28 @@ class Progress {
   explicit Progress(Mode mode) : mode_(mode) {}
   static Mode detect(bool quiet);
 
-  void begin_layer(const std::string& label, uint64_t total);
-  void update(uint64_t done);  // any thread; throttled
-  void end_layer(const std::string& outcome);
+  // `verb` is what the plain-lines mode prints ("unpacking", "downloading").
+  int begin_layer(const std::string& label, uint64_t total, const std::string& verb = "unpacking");
+  void update(int id, uint64_t done);  // throttled
+  void end_layer(int id, const std::string& outcome);
   void message(const std::string& line);
 
  private:
-  void draw(uint64_t done, bool final);
+  struct Bar {
+    std::string label;
+    uint64_t total = 0, done = 0;
+    std::chrono::steady_clock::time_point start;
+  };
+  void erase_bars();
+  void draw_bars();
+  std::string bar_line(const Bar& b) const;
+
   Mode mode_;
   std::mutex mu_;
-  std::string label_;
-  uint64_t total_ = 0;
-  std::chrono::steady_clock::time_point start_, last_draw_;
+  std::map<int, Bar> bars_;  // running, in start order
+  int next_id_ = 0;
+  int drawn_ = 0;            // bar lines currently on screen
+  std::chrono::steady_clock::time_point last_draw_;
 };
 
 std::string human_bytes(double bytes);

@@ -6,6 +6,8 @@
 
 #include "layerstore/error.hpp"
 #include "tools/commands.hpp"
+#include "tools/container_commands.hpp"
+#include "tools/registry_commands.hpp"
 
 using namespace strata;
 
@@ -16,6 +18,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   std::string root;
   app.add_option("--root", root, "store root (default $STRATA_ROOT, /var/lib/strata or $XDG_DATA_HOME/strata)");
+  cli::add_container_commands(app, root);
 
   cli::LoadArgs load;
   auto* c_load = app.add_subcommand("load", "load a docker-archive, OCI layout (dir or tar) or registry storage dir");
@@ -54,6 +57,8 @@ int main(int argc, char** argv) {
   std::string verify_image;
   auto* c_verify = app.add_subcommand("verify", "re-check layer contents and indexes");
   c_verify->add_option("image", verify_image, "IMAGE (default: all)");
+
+  cli::add_registry_commands(app, root);
 
   CLI11_PARSE(app, argc, argv);
   StoreLayout l{root.empty() ? default_store_root() : root};

@@ -76,7 +76,7 @@ class ChunkQueue {
 };
 
 struct Producer {
-  const BlobRef& blob;
+  const BlobStream& stream;
   const ProgressFn& progress;
   UnpackLimits limits;
   ChunkQueue queue;
@@ -88,7 +88,6 @@ struct Producer {
     try {
       Sha256 digest, diff;
       std::unique_ptr<Decompressor> dec;
-      std::vector<uint8_t> in(kReadChunk);
       uint64_t pos = 0;
       auto sink = [&](const uint8_t* p, size_t n) {
         result.uncompressed_bytes += n;
@@ -98,21 +97,28 @@ struct Producer {
         recorder.feed(p, n);
         queue.push(std::vector<uint8_t>(p, p + n));
       };
-      posix_fadvise(blob.file->get(), blob.offset, blob.length, POSIX_FADV_SEQUENTIAL);
-      while (pos < blob.length) {
-        size_t want = std::min<uint64_t>(kReadChunk, blob.length - pos);
-        ssize_t n = pread(blob.file->get(), in.data(), want, blob.offset + pos);
-        if (n < 0) throw_errno("read " + blob.name);
-        if (n == 0) throw Error("unexpected end of file (" + std::to_string(pos) + " of " +
-                                std::to_string(blob.length) + " bytes)");
-        if (!dec) {
-          result.compression = detect_compression(in.data(), n);
-          dec = make_decompressor(result.compression);
-        }
-        digest.update(in.data(), n);
-        dec->feed(in.data(), n, sink);
+      // The first bytes decide the compression; a stream may deliver fewer than 4 at once.
+      std::vector<uint8_t> head;
+      auto feed = [&](const uint8_t* p, size_t n) {
+        if (!n) return;
+        digest.update(p, n);
         pos += n;
+        if (!dec) {
+          head.insert(head.end(), p, p + n);
+          if (head.size() < 4) return;
+          result.compression = detect_compression(head.data(), head.size());
+          dec = make_decompressor(result.compression);
+          dec->feed(head.data(), head.size(), sink);
+          head.clear();
+        } else {
+          dec->feed(p, n, sink);
+        }
         if (progress) progress(pos);
+      };
+      stream(feed);
+      if (!dec && !head.empty()) {
+        dec = make_decompressor(detect_compression(head.data(), head.size()));
+        dec->feed(head.data(), head.size(), sink);
       }
       if (!dec) throw Error("empty layer blob");
       dec->finish();
@@ -152,9 +158,31 @@ la_ssize_t read_callback(archive*, void* client, const void** buf) {
 
 }  // namespace
 
+BlobStream blob_file_stream(const BlobRef& blob) {
+  return [&blob](const BlobWriter& write) {
+    std::vector<uint8_t> in(kReadChunk);
+    posix_fadvise(blob.file->get(), blob.offset, blob.length, POSIX_FADV_SEQUENTIAL);
+    uint64_t pos = 0;
+    while (pos < blob.length) {
+      size_t want = std::min<uint64_t>(kReadChunk, blob.length - pos);
+      ssize_t n = pread(blob.file->get(), in.data(), want, blob.offset + pos);
+      if (n < 0) throw_errno("read " + blob.name);
+      if (n == 0)
+        throw Error("unexpected end of file (" + std::to_string(pos) + " of " + std::to_string(blob.length) + " bytes)");
+      write(in.data(), n);
+      pos += n;
+    }
+  };
+}
+
 UnpackResult unpack_layer(const BlobRef& blob, int diff_dirfd, const WhiteoutStyle& style,
                           const WarnFn& warn, const ProgressFn& progress, UnpackLimits limits) {
-  Producer prod{blob, progress, limits, {}, {}, {}, nullptr};
+  return unpack_layer_stream(blob_file_stream(blob), diff_dirfd, style, warn, progress, limits);
+}
+
+UnpackResult unpack_layer_stream(const BlobStream& stream, int diff_dirfd, const WhiteoutStyle& style,
+                                 const WarnFn& warn, const ProgressFn& progress, UnpackLimits limits) {
+  Producer prod{stream, progress, limits, {}, {}, {}, nullptr};
   std::thread producer([&] { prod.run(); });
   ReaderState rs{&prod.queue, &prod.result.uncompressed_bytes, {}, false};
   std::exception_ptr extract_error;

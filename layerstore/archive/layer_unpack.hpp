@@ -32,6 +32,13 @@ using ProgressFn = std::function<void(uint64_t done)>;
 UnpackResult unpack_layer(const BlobRef& blob, int diff_dirfd, const WhiteoutStyle& style,
                           const WarnFn& warn, const ProgressFn& progress, UnpackLimits limits = {});
 
+// The same pass over a blob that arrives as a stream (blob_ref.hpp); `stream` runs on the
+// producer thread.
+UnpackResult unpack_layer_stream(const BlobStream& stream, int diff_dirfd, const WhiteoutStyle& style,
+                                 const WarnFn& warn, const ProgressFn& progress, UnpackLimits limits = {});
+// A BlobStream over a BlobRef (pread in 1 MiB chunks); `blob` must outlive it.
+BlobStream blob_file_stream(const BlobRef& blob);
+
 // Digest and diff_id of a blob without extracting it: for layers already in the store,
 // so a manifest that lies about them still fails the load.
 struct BlobHashes {

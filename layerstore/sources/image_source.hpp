@@ -17,6 +17,9 @@ struct LayerToLoad {
   std::string media_type;  // empty: docker-archive, any compression accepted
   std::string digest;      // expected blob digest; empty when the format has none
   int64_t size = -1;       // expected blob size; -1 when unknown
+  // Remote layers (pull): streams the blob instead of `blob`, whose length stays 0; may be
+  // called again to retry. Layers already in the store are then trusted by chain-id.
+  BlobStream fetch;
 };
 
 struct ImageToLoad {

@@ -1,0 +1,197 @@
+// libcurl easy handles, one per request, sharing connections, DNS and TLS sessions through
+// one CURLSH so the parallel layer downloads of a pull reuse their connections.
+#include "layerstore/sources/http.hpp"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <exception>
+#include <mutex>
+
+namespace strata {
+namespace {
+
+struct Share {
+  CURLSH* sh;
+  std::mutex locks[CURL_LOCK_DATA_LAST];
+  Share() {
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    sh = curl_share_init();
+    curl_share_setopt(sh, CURLSHOPT_LOCKFUNC, +[](CURL*, curl_lock_data d, curl_lock_access, void* p) {
+      static_cast<Share*>(p)->locks[d].lock();
+    });
+    curl_share_setopt(sh, CURLSHOPT_UNLOCKFUNC, +[](CURL*, curl_lock_data d, void* p) {
+      static_cast<Share*>(p)->locks[d].unlock();
+    });
+    curl_share_setopt(sh, CURLSHOPT_USERDATA, this);
+    curl_share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    curl_share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    curl_share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+  }
+};
+
+Share& share() {
+  static Share s;
+  return s;
+}
+
+struct Transfer {
+  const HttpRequest& req;
+  HttpResponse& resp;
+  CURL* curl;
+  std::exception_ptr error;  // from the sink or reader: never thrown through C frames
+  size_t upload_pos = 0;
+  uint64_t skipped = 0;
+};
+
+size_t on_header(char* p, size_t size, size_t n, void* ud) {
+  auto* t = static_cast<Transfer*>(ud);
+  std::string line(p, size * n);
+  if (line.rfind("HTTP/", 0) == 0) {
+    t->resp.headers.clear();  // a 100 Continue or a proxy's response came first
+    return size * n;
+  }
+  size_t colon = line.find(':');
+  if (colon == std::string::npos) return size * n;
+  std::string name = line.substr(0, colon);
+  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::string value = line.substr(colon + 1);
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.erase(0, 1);
+  while (!value.empty() && (value.back() == '\r' || value.back() == '\n' || value.back() == ' ')) value.pop_back();
+  t->resp.headers[name] = value;
+  return size * n;
+}
+
+size_t on_body(char* p, size_t size, size_t n, void* ud) {
+  auto* t = static_cast<Transfer*>(ud);
+  size_t len = size * n;
+  long status = 0;
+  curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
+  try {
+    if (status >= 200 && status < 300 && t->req.sink) {
+      if (status == 200 && t->skipped < t->req.skip_if_full) {
+        size_t k = std::min<uint64_t>(len, t->req.skip_if_full - t->skipped);
+        t->skipped += k;
+        p += k;
+        len -= k;
+        if (!len) return size * n;
+      }
+      t->req.sink(reinterpret_cast<const uint8_t*>(p), len);
+      t->resp.sink_bytes += len;
+      return size * n;
+    } else {
+      if (t->resp.body.size() + len > t->req.max_body) throw Error("response body larger than " + std::to_string(t->req.max_body) + " bytes");
+      t->resp.body.append(p, len);
+    }
+  } catch (...) {
+    t->error = std::current_exception();
+    return CURL_WRITEFUNC_ERROR;
+  }
+  return len;
+}
+
+size_t on_read(char* buf, size_t size, size_t n, void* ud) {
+  auto* t = static_cast<Transfer*>(ud);
+  try {
+    if (t->req.reader) return t->req.reader(buf, size * n);
+    size_t k = std::min(size * n, t->req.body.size() - t->upload_pos);
+    std::copy_n(t->req.body.data() + t->upload_pos, k, buf);
+    t->upload_pos += k;
+    return k;
+  } catch (...) {
+    t->error = std::current_exception();
+    return CURL_READFUNC_ABORT;
+  }
+}
+
+}  // namespace
+
+bool TransportError::certificate_problem() const {
+  return curl_code == CURLE_PEER_FAILED_VERIFICATION || curl_code == CURLE_SSL_CACERT_BADFILE ||
+         curl_code == CURLE_SSL_ISSUER_ERROR || curl_code == CURLE_SSL_PINNEDPUBKEYNOTMATCH;
+}
+
+bool TransportError::tls_handshake_problem() const { return curl_code == CURLE_SSL_CONNECT_ERROR; }
+
+HttpResponse http_perform(const HttpRequest& req) {
+  HttpResponse resp;
+  CURL* c = curl_easy_init();
+  if (!c) throw Error("cannot start an HTTP client (curl_easy_init)");
+  std::unique_ptr<CURL, void (*)(CURL*)> guard(c, curl_easy_cleanup);
+  Transfer t{req, resp, c, nullptr};
+  curl_slist* hdrs = nullptr;
+  for (const auto& h : req.headers) hdrs = curl_slist_append(hdrs, h.c_str());
+  std::unique_ptr<curl_slist, void (*)(curl_slist*)> hguard(hdrs, curl_slist_free_all);
+  char errbuf[CURL_ERROR_SIZE] = "";
+  curl_easy_setopt(c, CURLOPT_SHARE, share().sh);
+  curl_easy_setopt(c, CURLOPT_URL, req.url.c_str());
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+  curl_easy_setopt(c, CURLOPT_USERAGENT, "strata/0.1");
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
+  // A stalled transfer (no byte for 60 s) is a transport error, so it can be resumed.
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
+  curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
+  if (req.tls) {
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, req.tls->verify ? 1L : 0L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, req.tls->verify ? 2L : 0L);
+    if (!req.tls->ca_pem.empty()) {
+      curl_blob blob{const_cast<char*>(req.tls->ca_pem.data()), req.tls->ca_pem.size(), CURL_BLOB_NOCOPY};
+      curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob);
+    }
+  }
+  if (req.method == "HEAD") {
+    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+  } else if (req.method != "GET") {
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+    curl_easy_setopt(c, CURLOPT_READDATA, &t);
+    if (!req.reader) curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
+  }
+  CURLcode rc = curl_easy_perform(c);
+  if (t.error) std::rethrow_exception(t.error);
+  if (rc != CURLE_OK) {
+    std::string why = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+    throw TransportError(req.method + " " + req.url + ": " + why, rc, resp.sink_bytes);
+  }
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
+  return resp;
+}
+
+std::string url_host(const std::string& url) {
+  size_t s = url.find("://");
+  size_t b = s == std::string::npos ? 0 : s + 3;
+  size_t e = url.find_first_of("/?#", b);
+  return url.substr(b, e == std::string::npos ? std::string::npos : e - b);
+}
+
+std::string resolve_url(const std::string& base, const std::string& location) {
+  CURLU* u = curl_url();
+  std::unique_ptr<CURLU, void (*)(CURLU*)> g(u, curl_url_cleanup);
+  if (curl_url_set(u, CURLUPART_URL, base.c_str(), 0) != CURLUE_OK ||
+      curl_url_set(u, CURLUPART_URL, location.c_str(), 0) != CURLUE_OK)
+    throw Error("bad redirect location \"" + location + "\"");
+  char* out = nullptr;
+  if (curl_url_get(u, CURLUPART_URL, &out, 0) != CURLUE_OK) throw Error("bad redirect location \"" + location + "\"");
+  std::string r = out;
+  curl_free(out);
+  return r;
+}
+
+std::string url_escape(const std::string& s) {
+  char* e = curl_easy_escape(nullptr, s.data(), static_cast<int>(s.size()));
+  std::string r = e ? e : "";
+  curl_free(e);
+  return r;
+}
+
+}  // namespace strata
