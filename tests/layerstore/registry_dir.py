@@ -5,10 +5,7 @@ must equal `umoci unpack`, and tags and name@digest must resolve."""
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from strata_test_lib import *  # noqa: E402,F403
@@ -18,24 +15,8 @@ need_tools("umoci", "skopeo", "docker-registry")
 work = workdir()
 proc = None
 try:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    storage = os.path.join(work, "registry")
-    cfg = os.path.join(work, "config.yml")
-    with open(cfg, "w") as f:
-        f.write(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {storage}\n"
-                f"http:\n  addr: 127.0.0.1:{port}\n")
-    proc = subprocess.Popen(["docker-registry", "serve", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        raise AssertionError("docker-registry did not start")
+    proc = Registry(work)
+    port, storage = proc.port, proc.storage
 
     layout = os.path.join(work, "img")
     build_umoci_image(layout)
@@ -66,6 +47,5 @@ try:
     print("PASS")
 finally:
     if proc:
-        proc.terminate()
-        proc.wait()
+        proc.stop()
     shutil.rmtree(work, ignore_errors=True)

@@ -171,3 +171,70 @@ class OverlayMount:
 
     def __exit__(self, *exc):
         run("umount", self.mnt, check=False)
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, proc=None, what="server"):
+    import socket
+    import time
+    for _ in range(150):
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{what} exited ({proc.returncode})")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{what} did not start on 127.0.0.1:{port}")
+
+
+class Registry:
+    """Debian's docker-registry on 127.0.0.1 with its own config and storage under `work`;
+    optional TLS (cert and key files) and htpasswd (bcrypt file) auth. Use as a context
+    manager, or call stop(); `addr` is "127.0.0.1:PORT"."""
+
+    def __init__(self, work, name="registry", tls=None, htpasswd=None):
+        self.port = free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        self.storage = os.path.join(work, name)
+        cfg = os.path.join(work, name + ".yml")
+        text = (f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {self.storage}\n"
+                f"  delete:\n    enabled: true\nhttp:\n  addr: {self.addr}\n")
+        if tls:
+            text += f"  tls:\n    certificate: {tls[0]}\n    key: {tls[1]}\n"
+        if htpasswd:
+            text += f"auth:\n  htpasswd:\n    realm: strata-test\n    path: {htpasswd}\n"
+        with open(cfg, "w") as f:
+            f.write(text)
+        self.log = open(os.path.join(work, name + ".log"), "w")
+        self.proc = subprocess.Popen(["docker-registry", "serve", cfg], stdout=self.log, stderr=subprocess.STDOUT)
+        try:
+            wait_port(self.port, self.proc, "docker-registry")
+        except Exception:
+            self.stop()
+            raise
+
+    def stop(self):
+        if self.proc:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+            self.log.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
