@@ -11,7 +11,7 @@ packages=(
   libgtest-dev libgmock-dev libacl1-dev
   # tests: oracle helpers, rootless runs, real image tools
   attr acl uidmap util-linux kmod python3
-  umoci skopeo busybox-static docker-registry tar-split zstd isal
+  umoci skopeo busybox-static docker-registry tar-split zstd isal apache2-utils openssl
   # side-by-side benchmarks
   fuse-overlayfs unionfs-fuse
 )
