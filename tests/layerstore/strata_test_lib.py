@@ -198,10 +198,11 @@ def wait_port(port, proc=None, what="server"):
 
 class Registry:
     """Debian's docker-registry on 127.0.0.1 with its own config and storage under `work`;
-    optional TLS (cert and key files) and htpasswd (bcrypt file) auth. Use as a context
+    optional TLS (cert and key files), htpasswd (bcrypt file) auth, or token auth
+    (realm, service, issuer, root cert bundle). Use as a context
     manager, or call stop(); `addr` is "127.0.0.1:PORT"."""
 
-    def __init__(self, work, name="registry", tls=None, htpasswd=None):
+    def __init__(self, work, name="registry", tls=None, htpasswd=None, token=None):
         self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
         self.storage = os.path.join(work, name)
@@ -212,6 +213,9 @@ class Registry:
             text += f"  tls:\n    certificate: {tls[0]}\n    key: {tls[1]}\n"
         if htpasswd:
             text += f"auth:\n  htpasswd:\n    realm: strata-test\n    path: {htpasswd}\n"
+        if token:
+            text += (f"auth:\n  token:\n    realm: {token[0]}\n    service: {token[1]}\n    issuer: {token[2]}\n"
+                     f"    rootcertbundle: {token[3]}\n")
         with open(cfg, "w") as f:
             f.write(text)
         self.log = open(os.path.join(work, name + ".log"), "w")
