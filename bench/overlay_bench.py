@@ -1,0 +1,842 @@
+#!/usr/bin/python3
+"""Side-by-side benchmark: kernel overlayfs vs fuse-overlayfs vs strata-fs.
+
+Driven by bench/run.sh (which builds strata and checks the prerequisites). One run:
+  1. generates a layered tree (3 lower layers: merged dirs of 4 KiB files with shadowed
+     files and whiteouts, a 100k-entry directory split over the layers, a big file) under a
+     fresh dir in /var/tmp, used read-only as the lowers of every mount;
+  2. builds (once, cached in /var/tmp/strata-bench-cache) a real rootfs tarball with GNU tar
+     from files Debian packages installed under /usr on this machine;
+  3. runs every workload on every implementation, interleaved, repeated (median), each try
+     on a fresh mount with its own fresh upper/work dirs; cold tries drop caches first;
+  4. checks each result (counts, sizes, checksums) so a fast wrong answer does not count;
+  5. prints a table with ratios and PASS/MISS against the targets; --json writes all
+     raw samples and medians.
+"""
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import random
+import shlex
+import signal
+import stat
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STRATA_FS = os.path.join(ROOT, "build", "fs", "strata-fs")
+IMPLS = ["kernel", "fuse-overlayfs", "strata-fs"]
+CACHE = "/var/tmp/strata-bench-cache"
+MiB = 1 << 20
+
+SIZES = {
+    # small_dirs x 100 files of 4 KiB; many: entries of the big directory
+    "full": dict(small_dirs=200, many=100_000, big_mib=1024, create=10_000, unlink=10_000,
+                 copyup=5_000, chmod=10_000, write_mib=1024, rootfs_mib=300, reps=3),
+    "quick": dict(small_dirs=50, many=20_000, big_mib=256, create=2_000, unlink=2_000,
+                  copyup=1_000, chmod=2_000, write_mib=256, rootfs_mib=40, reps=1),
+}
+FILES_PER_DIR = 100
+SMALL = 4096
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def sh(cmd, cwd=None, check=True):
+    """Runs a bash command line; returns stdout. Raises with stderr on failure."""
+    p = subprocess.run(["bash", "-c", cmd], cwd=cwd, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"`{cmd}` failed ({p.returncode}): {p.stderr.strip()[-500:]}")
+    return p.stdout
+
+
+def drop_caches():
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def q(p):
+    return shlex.quote(p)
+
+
+# ----------------------------------------------------------------------------- the tree
+
+class Tree:
+    """The layered lower tree and everything the checks expect of its merged view."""
+
+    def __init__(self, run, sz):
+        self.run = run
+        self.sz = sz
+        self.layers = [os.path.join(run, "tree", f"L{i + 1}") for i in range(3)]  # L1 top-most
+        self.lowerdir = ":".join(self.layers)
+
+    def small_name(self, d, i):
+        return f"small/d{d:03d}/f{i:03d}"
+
+    def generate(self):
+        sz = self.sz
+        t0 = time.perf_counter()
+        base = os.urandom(16384)
+
+        def content(tag, idx):
+            off = (idx * 37) % 8192
+            return (f"{tag}:{idx}\n".encode() + base[off:off + SMALL])[:SMALL]
+
+        for L in self.layers:
+            os.makedirs(os.path.join(L, "many"))
+            for d in range(sz["small_dirs"]):
+                os.makedirs(os.path.join(L, f"small/d{d:03d}"))
+        os.makedirs(os.path.join(self.layers[2], "big"))
+        visible = []  # (merged relative path, path of the file that must show through)
+        for d in range(sz["small_dirs"]):
+            for i in range(FILES_PER_DIR):
+                idx = d * FILES_PER_DIR + i
+                rel = self.small_name(d, i)
+                layer = idx % 3
+                src = os.path.join(self.layers[layer], rel)
+                with open(src, "wb") as f:
+                    f.write(content(f"L{layer + 1}", idx))
+                if idx % 50 == 0 and layer < 2:   # a stale copy further down, shadowed
+                    with open(os.path.join(self.layers[2], rel), "wb") as f:
+                        f.write(content("stale", idx))
+                if idx % 97 == 1 and layer == 2:  # whited out by the top layer
+                    os.mknod(os.path.join(self.layers[0], rel), 0o600 | stat.S_IFCHR, os.makedev(0, 0))
+                    continue
+                visible.append((rel, src))
+        for i in range(sz["many"]):
+            open(os.path.join(self.layers[i % 3], "many", f"e{i:06d}"), "wb").close()
+        chunk = bytearray(os.urandom(MiB))
+        with open(os.path.join(self.layers[2], "big", "big.bin"), "wb") as f:
+            for m in range(sz["big_mib"]):
+                chunk[:8] = m.to_bytes(8, "little")
+                f.write(chunk)
+        self.big_rel = "big/big.bin"
+        self.big_size = sz["big_mib"] * MiB
+        self.visible = visible
+        self.small_files = len(visible)
+        # merged view: root, small/, small dirs, visible files, many/, entries, big/, big.bin
+        self.count = 1 + 1 + sz["small_dirs"] + len(visible) + 1 + sz["many"] + 1 + 1
+        self.fsize = len(visible) * SMALL + self.big_size
+        # file lists (NUL-separated, relative to a mount) and expected checksums, made by
+        # the same tools the workloads use, over the files that must show through
+        lists = os.path.join(self.run, "lists")
+        os.makedirs(lists)
+        self.list_all = os.path.join(lists, "small.all")
+        self.lists_q = [os.path.join(lists, f"small.q{k}") for k in range(4)]
+        self._write_list(self.list_all, [r for r, _ in visible])
+        self.ck_all = self._cksum_of([s for _, s in visible])
+        self.ck_q = []
+        for k in range(4):
+            part = visible[k::4]
+            self._write_list(self.lists_q[k], [r for r, _ in part])
+            self.ck_q.append(self._cksum_of([s for _, s in part]))
+        self.big_ck = sh(f"cksum < {q(os.path.join(self.layers[2], self.big_rel))}").split()[:2]
+        # a source tree for `cp -r` (create small files), in the run dir, kept warm
+        self.create_src = os.path.join(self.run, "create-src")
+        for n in range(sz["create"]):
+            d = os.path.join(self.create_src, f"c{n // FILES_PER_DIR:03d}")
+            if n % FILES_PER_DIR == 0:
+                os.makedirs(d)
+            with open(os.path.join(d, f"n{n:05d}"), "wb") as f:
+                f.write(content("new", n))
+        self.create_ck = sh("find . -type f -print0 | sort -z | xargs -0 cat | cksum", cwd=self.create_src).split()[:2]
+        os.sync()
+        log(f"tree: {self.small_files} small files in {sz['small_dirs']} merged dirs, "
+            f"{sz['many']}-entry dir, {sz['big_mib']} MiB file, 3 layers "
+            f"({time.perf_counter() - t0:.1f} s)")
+
+    def _write_list(self, path, rels):
+        with open(path, "wb") as f:
+            f.write(b"".join(r.encode() + b"\0" for r in rels))
+
+    def _cksum_of(self, paths):
+        tmp = os.path.join(self.run, "lists", "tmp.src")
+        self._write_list(tmp, paths)
+        return sh(f"xargs -0 cat < {q(tmp)} | cksum").split()[:2]
+
+    def dirs_for(self, nfiles, first=0):
+        """Small dirs (relative) holding about nfiles lower files, starting at dir `first`."""
+        n = max(1, min(self.sz["small_dirs"] - first, (nfiles + FILES_PER_DIR - 1) // FILES_PER_DIR))
+        return [f"small/d{d:03d}" for d in range(first, first + n)]
+
+
+# --------------------------------------------------------------------------- the rootfs
+
+def rootfs_tar(limit_mib):
+    """A tarball of a real Debian tree (files under /usr installed by Debian packages),
+    made by GNU tar, about limit_mib MiB; cached. Returns (path, manifest)."""
+    os.makedirs(CACHE, exist_ok=True)
+    path = os.path.join(CACHE, f"rootfs-v2-{limit_mib}m.tar")
+    man_path = path + ".manifest-v2.json"
+    if os.path.exists(path) and os.path.exists(man_path):
+        with open(man_path) as f:
+            return path, json.load(f)
+    t0 = time.perf_counter()
+    # a mix like a real rootfs: many small text files (perl, python, docs, man pages),
+    # executables and shared libraries; files over 16 MiB left out
+    roots = ["usr/share/perl", "usr/lib/python3", "usr/share/doc", "usr/share/man", "usr/bin",
+             "usr/sbin", "usr/lib/x86_64-linux-gnu", "usr/share/locale", "usr/include", "usr/share"]
+    limit = limit_mib * MiB
+    total, names, seen = 0, [], set()
+
+    def add_tree(top):
+        nonlocal total
+        for dirpath, dirnames, filenames in os.walk(top):
+            dirnames.sort()
+            rel = dirpath[1:]
+            if rel in seen:
+                dirnames[:] = []
+                continue
+            seen.add(rel)
+            names.append(rel)
+            for fn in sorted(filenames):
+                p = os.path.join(dirpath, fn)
+                try:
+                    st = os.lstat(p)
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    if st.st_size > 16 * MiB or not os.access(p, os.R_OK):
+                        continue
+                    if total + st.st_size > limit:
+                        return True
+                    total += st.st_size
+                elif not stat.S_ISLNK(st.st_mode):
+                    continue
+                names.append(p[1:])
+        return False
+
+    for r in roots:
+        if add_tree("/" + r):
+            break
+    lst = path + ".list"
+    with open(lst, "w") as f:
+        f.write("\n".join(names) + "\n")
+    sh(f"tar -C / --no-recursion -cf {q(path)}.tmp -T {q(lst)}")
+    os.rename(path + ".tmp", path)
+    # manifest: type and size per path, content hashes of a sample of regular files
+    entries, sample, rnd = {}, {}, random.Random(1)
+    with tarfile.open(path) as t:
+        members = t.getmembers()
+        sizes = {m.name: m.size for m in members if m.isreg()}
+        for m in members:
+            name = m.name.rstrip("/")
+            if m.isdir():
+                entries[name] = ["d", 0]
+            elif m.issym():
+                entries[name] = ["l", 0]
+            elif m.islnk():
+                entries[name] = ["f", sizes.get(m.linkname, 0)]
+            elif m.isreg():
+                entries[name] = ["f", m.size]
+                if rnd.random() < 0.02:
+                    sample[name] = hashlib.sha256(t.extractfile(m).read()).hexdigest()
+    for name in list(entries):  # tar x creates the parents the archive does not list
+        parent = os.path.dirname(name)
+        while parent and parent not in entries:
+            entries[parent] = ["d", 0]
+            parent = os.path.dirname(parent)
+    man = {"entries": entries, "sample": sample, "bytes": sum(v[1] for v in entries.values())}
+    with open(man_path, "w") as f:
+        json.dump(man, f)
+    log(f"rootfs: {path}: {len(entries)} entries, {man['bytes'] / MiB:.0f} MiB "
+        f"({time.perf_counter() - t0:.1f} s)")
+    return path, man
+
+
+def walk_manifest(top):
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(top):
+        for n in dirnames + filenames:
+            p = os.path.join(dirpath, n)
+            rel = os.path.relpath(p, top)
+            st = os.lstat(p)
+            if stat.S_ISDIR(st.st_mode):
+                out[rel] = ["d", 0]
+            elif stat.S_ISLNK(st.st_mode):
+                out[rel] = ["l", 0]
+            elif stat.S_ISREG(st.st_mode):
+                out[rel] = ["f", st.st_size]
+            else:
+                out[rel] = ["?", 0]
+    return out
+
+
+# ------------------------------------------------------------------------------ mounts
+
+class Mount:
+    def __init__(self, impl, tree, base, extra_opts):
+        self.impl, self.tree = impl, tree
+        self.upper = os.path.join(base, "upper")
+        self.work = os.path.join(base, "work")
+        self.mnt = os.path.join(base, "mnt")
+        for d in (self.upper, self.work, self.mnt):
+            os.makedirs(d)
+        self.extra = extra_opts
+        self.pid = None
+
+    def mount(self):
+        opts = f"lowerdir={self.tree.lowerdir},upperdir={self.upper},workdir={self.work}"
+        if self.extra:
+            opts += "," + self.extra
+        if self.impl == "kernel":
+            cmd = ["mount", "-t", "overlay", "overlay", "-o", opts, self.mnt]
+        elif self.impl == "fuse-overlayfs":
+            cmd = ["fuse-overlayfs", "-o", opts, self.mnt]
+        else:
+            cmd = [STRATA_FS, "-o", opts, self.mnt]
+        t0 = time.perf_counter()
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        t = time.perf_counter() - t0
+        if p.returncode != 0 or not os.path.ismount(self.mnt):
+            raise RuntimeError(f"{self.impl}: mount failed: {p.stderr.strip()}")
+        if self.impl != "kernel":
+            self.pid = find_daemon(self.impl, self.mnt)
+        return t
+
+    def rss_hwm_mib(self):
+        if not self.pid:
+            return None
+        try:
+            with open(f"/proc/{self.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            return None
+        return None
+
+    def umount(self):
+        if not os.path.ismount(self.mnt):
+            return
+        if self.impl == "kernel":
+            r = subprocess.run(["umount", self.mnt], stderr=subprocess.PIPE)
+        else:
+            r = subprocess.run(["fusermount3", "-u", self.mnt], stderr=subprocess.PIPE)
+        if r.returncode != 0:
+            subprocess.run(["umount", "-l", self.mnt], stderr=subprocess.DEVNULL)
+        if self.pid:  # wait for the daemon to exit
+            for _ in range(600):
+                if not os.path.exists(f"/proc/{self.pid}"):
+                    break
+                time.sleep(0.05)
+
+
+def find_daemon(impl, mnt):
+    """The pid of the FUSE daemon serving mnt: its argv names the binary and the mountpoint."""
+    name = "strata-fs" if impl == "strata-fs" else "fuse-overlayfs"
+    for _ in range(100):
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if argv and os.path.basename(argv[0].decode(errors="replace")) == name \
+                    and mnt.encode() in argv:
+                return int(pid)
+        time.sleep(0.02)
+    return None
+
+
+# ---------------------------------------------------------------------------- workloads
+
+class W:
+    """A workload. run(ctx) is timed; check(ctx, out) returns an error string or None."""
+
+    def __init__(self, key, label, unit, run, check, cold=False, prime=None, setup=None,
+                 nbytes=None, target=None, fresh=True):
+        self.key, self.label, self.unit = key, label, unit
+        self.run, self.check, self.cold = run, check, cold
+        self.prime, self.setup, self.nbytes, self.target = prime, setup, nbytes, target
+
+
+class Ctx:
+    def __init__(self, m, tree, rootfs, refs):
+        self.m, self.mnt, self.tree, self.rootfs, self.refs = m, m.mnt, tree, rootfs, refs
+
+
+def walk_cmd(c):
+    return sh("find . -printf '%y %s\\n'", cwd=c.mnt)
+
+
+def walk_check(c, out):
+    lines = out.splitlines()
+    fs = sum(int(l.split()[1]) for l in lines if l.startswith("f "))
+    if len(lines) != c.tree.count or fs != c.tree.fsize:
+        return f"walk saw {len(lines)} entries / {fs} file bytes, want {c.tree.count} / {c.tree.fsize}"
+    return None
+
+
+def read_small(c):
+    return sh(f"xargs -0 cat < {q(c.tree.list_all)} | cksum", cwd=c.mnt).split()[:2]
+
+
+def read_small_check(c, out):
+    return None if out == c.tree.ck_all else f"cksum {out} != {c.tree.ck_all}"
+
+
+def read_big(c):
+    sh(f"dd if={c.tree.big_rel} of=/dev/null bs=1M status=none", cwd=c.mnt)
+
+
+def read_big_check(c, out):
+    got = sh(f"cksum < {c.tree.big_rel}", cwd=c.mnt).split()[:2]
+    return None if got == c.tree.big_ck else f"cksum {got} != {c.tree.big_ck}"
+
+
+def par4(c):
+    procs = [subprocess.Popen(["bash", "-c", f"xargs -0 cat < {q(l)} | cksum"], cwd=c.mnt,
+                              stdout=subprocess.PIPE, text=True) for l in c.tree.lists_q]
+    return [p.communicate()[0].split()[:2] for p in procs]
+
+
+def par4_check(c, out):
+    return None if out == c.tree.ck_q else f"cksums {out} != {c.tree.ck_q}"
+
+
+def readdir(c):
+    return int(sh("ls -f many | wc -l", cwd=c.mnt))
+
+
+def readdir_check(c, out):
+    want = c.tree.sz["many"] + 2
+    return None if out == want else f"ls -f listed {out} names, want {want}"
+
+
+def create_small(c):
+    sh(f"cp -r {q(c.tree.create_src)} new", cwd=c.mnt)
+
+
+def create_check(c, out):
+    got = sh("find . -type f -print0 | sort -z | xargs -0 cat | cksum", cwd=os.path.join(c.mnt, "new")).split()[:2]
+    return None if got == c.tree.create_ck else f"copied tree cksum {got} != {c.tree.create_ck}"
+
+
+def unlink_dirs(c):
+    return c.tree.dirs_for(c.tree.sz["unlink"])
+
+
+def unlink_small(c):
+    sh("rm -rf " + " ".join(unlink_dirs(c)), cwd=c.mnt)
+
+
+def unlink_check(c, out):
+    left = [d for d in unlink_dirs(c) if os.path.lexists(os.path.join(c.mnt, d))]
+    n = len(os.listdir(os.path.join(c.mnt, "small")))
+    want = c.tree.sz["small_dirs"] - len(unlink_dirs(c))
+    if left or n != want:
+        return f"{len(left)} removed dirs still visible, small/ has {n} entries, want {want}"
+    if not os.path.isdir(os.path.join(c.tree.layers[0], unlink_dirs(c)[0])):
+        return "a lower dir was removed"
+    return None
+
+
+def write_big(c):
+    sh(f"dd if=/dev/zero of=newbig bs=1M count={c.tree.sz['write_mib']} status=none", cwd=c.mnt)
+
+
+def write_big_check(c, out):
+    st = os.stat(os.path.join(c.mnt, "newbig"))
+    want = c.tree.sz["write_mib"] * MiB
+    return None if st.st_size == want else f"size {st.st_size} != {want}"
+
+
+def copyup_files(c):
+    return [os.path.join(c.mnt, r) for r, _ in c.tree.visible[:c.tree.sz["copyup"]]]
+
+
+def copyup_small(c):
+    for p in copyup_files(c):  # no tool appends a byte to 5k files without a fork each
+        with open(p, "ab") as f:
+            f.write(b"x")
+
+
+def copyup_small_check(c, out):
+    bad = 0
+    for (rel, src), p in zip(c.tree.visible, copyup_files(c)):
+        with open(p, "rb") as f:
+            data = f.read()
+        with open(src, "rb") as f:
+            low = f.read()
+        if data != low + b"x" or len(low) != SMALL:
+            bad += 1
+    up = sum(len(fs) for _, _, fs in os.walk(c.m.upper))
+    if bad:
+        return f"{bad} copied-up files have wrong contents"
+    if up < len(copyup_files(c)):
+        return f"only {up} files in the upper dir"
+    return None
+
+
+def copyup_big_setup(c):
+    sh(f"cat {q(os.path.join(c.tree.layers[2], c.tree.big_rel))} > /dev/null")  # warm lower
+
+
+def copyup_big(c):
+    sh(f"printf x >> {c.tree.big_rel}", cwd=c.mnt)
+
+
+def copyup_big_check(c, out):
+    p = os.path.join(c.mnt, c.tree.big_rel)
+    low = os.path.join(c.tree.layers[2], c.tree.big_rel)
+    if os.path.getsize(p) != c.tree.big_size + 1 or os.path.getsize(low) != c.tree.big_size:
+        return f"sizes {os.path.getsize(p)} / lower {os.path.getsize(low)}"
+    if not os.path.exists(os.path.join(c.m.upper, c.tree.big_rel)):
+        return "no copy in the upper dir"
+    got = sh(f"head -c {c.tree.big_size} {c.tree.big_rel} | cksum", cwd=c.mnt).split()[:2]
+    with open(p, "rb") as f:
+        f.seek(c.tree.big_size)
+        tail = f.read()
+    if got != c.tree.big_ck or tail != b"x":
+        return f"copied-up contents differ (cksum {got}, tail {tail!r})"
+    return None
+
+
+def chmod_dirs(c):
+    return c.tree.dirs_for(c.tree.sz["chmod"], first=c.tree.sz["small_dirs"] // 2 - c.tree.sz["chmod"] // FILES_PER_DIR // 2)
+
+
+def chmod_files(c):
+    return sh("chmod -R g+w " + " ".join(chmod_dirs(c)), cwd=c.mnt)
+
+
+def chmod_check(c, out):
+    n, bad = 0, 0
+    for d in chmod_dirs(c):
+        for e in os.scandir(os.path.join(c.mnt, d)):
+            st = e.stat(follow_symlinks=False)
+            n += 1
+            if not st.st_mode & stat.S_IWGRP or st.st_size != SMALL:
+                bad += 1
+        for L in c.tree.layers:
+            for e in os.scandir(os.path.join(L, d)):
+                if e.stat(follow_symlinks=False).st_mode & stat.S_IWGRP:
+                    return f"chmod reached the lower file {e.path}"
+    if bad or n == 0:
+        return f"{bad} of {n} files lack g+w or changed size"
+    return None
+
+
+def untar_setup(c):
+    os.mkdir(os.path.join(c.mnt, "rootfs"))
+
+
+def untar(c):
+    sh(f"tar -xf {q(c.rootfs[0])} -C rootfs", cwd=c.mnt)
+
+
+def untar_check(c, out):
+    got = walk_manifest(os.path.join(c.mnt, "rootfs"))
+    want = c.rootfs[1]["entries"]
+    if got != want:
+        missing = [k for k in want if k not in got][:3]
+        differ = [k for k in want if k in got and got[k] != want[k]][:3]
+        extra = [k for k in got if k not in want][:3]
+        return f"tree differs: {len(got)} vs {len(want)} entries; missing {missing} differ {differ} extra {extra}"
+    for name, h in c.rootfs[1]["sample"].items():
+        with open(os.path.join(c.mnt, "rootfs", name), "rb") as f:
+            if hashlib.sha256(f.read()).hexdigest() != h:
+                return f"{name}: contents differ"
+    return None
+
+
+def tar_c(c):
+    return int(sh("tar -cf - . 2>/dev/null | wc -c", cwd=c.mnt))
+
+
+def tar_c_check(c, out):
+    ref = c.refs.setdefault("tar_c", out)  # every implementation must produce the same size
+    low = c.tree.fsize + 512 * c.tree.count
+    if out != ref or out < low:
+        return f"tar wrote {out} bytes; first implementation wrote {ref}; at least {low}"
+    return None
+
+
+def du_s(c):
+    return int(sh("du -s --inodes .", cwd=c.mnt).split()[0])
+
+
+def du_check(c, out):
+    return None if out == c.tree.count else f"du counted {out} inodes, want {c.tree.count}"
+
+
+def workloads():
+    return [
+        W("stat_cold", "stat walk (find), cold", "s", walk_cmd, walk_check, cold=True),
+        W("stat_warm", "stat walk (find), warm", "s", walk_cmd, walk_check, prime=walk_cmd,
+          target=("kernel", 1.2)),
+        W("readdir", "readdir 100k-entry dir (ls -f), cold", "s", readdir, readdir_check, cold=True),
+        W("read_small_cold", "read small files (cat), cold", "s", read_small, read_small_check,
+          cold=True, target=("kernel", 2.0)),
+        W("read_small_warm", "read small files (cat), warm", "s", read_small, read_small_check,
+          prime=read_small),
+        W("read_big_cold", "read big file (dd), cold", "MB/s", read_big, read_big_check, cold=True,
+          nbytes=lambda t: t.big_size, target=("kernel", 0.25)),
+        W("read_big_warm", "re-read big file (dd), warm", "MB/s", read_big, read_big_check,
+          prime=read_big, nbytes=lambda t: t.big_size, target=("kernel", 0.8)),
+        W("par4", "4 parallel readers of small files, warm", "s", par4, par4_check, prime=par4),
+        W("create_small", "create small files (cp -r)", "s", create_small, create_check,
+          target=("kernel", 3.0)),
+        W("unlink_small", "unlink lower small files (rm -rf)", "s", unlink_small, unlink_check),
+        W("write_big", "write big file (dd)", "MB/s", write_big, write_big_check,
+          nbytes=lambda t: t.sz["write_mib"] * MiB),
+        W("copyup_small", "copy-up small files (append 1 byte)", "s", copyup_small, copyup_small_check),
+        W("copyup_big", "copy-up big file (append 1 byte)", "s", copyup_big, copyup_big_check,
+          setup=copyup_big_setup, target=("kernel", 1.5)),
+        W("chmod", "chmod -R lower files (metadata copy-up)", "s", chmod_files, chmod_check),
+        W("untar", "untar rootfs (tar x)", "s", untar, untar_check, setup=untar_setup,
+          target=("kernel", 4.0)),
+        W("tar_c", "tar c merged view | wc -c, warm", "s", tar_c, tar_c_check, prime=tar_c),
+        W("du", "du -s --inodes, cold", "s", du_s, du_check, cold=True),
+    ]
+
+
+# -------------------------------------------------------------------------------- driver
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.sz = dict(SIZES["quick" if args.quick else "full"])
+        if args.reps:
+            self.sz["reps"] = args.reps
+        self.impls = args.impls.split(",")
+        self.opts = {"kernel": os.environ.get("KERNEL_OVERLAY_OPTS", "redirect_dir=on,index=on,metacopy=on"),
+                     "fuse-overlayfs": os.environ.get("FUSE_OVERLAYFS_OPTS", ""),
+                     "strata-fs": os.environ.get("STRATA_FS_OPTS", "")}
+        self.run = None
+        self.mounts = []
+        self.samples = {}   # key -> impl -> [ {value, ok, err, rss, mount_s} ]
+        self.refs = {}
+        self.seq = 0
+
+    def try_once(self, w, impl, rep):
+        self.seq += 1
+        base = os.path.join(self.run, "tries", f"{self.seq:04d}-{w.key}-{impl}")
+        m = Mount(impl, self.tree, base, self.opts[impl])
+        self.mounts.append(m)
+        rec = {"rep": rep}
+        t_try = time.perf_counter()
+        try:
+            rec["mount_s"] = m.mount()
+            c = Ctx(m, self.tree, self.rootfs, self.refs)
+            if w.setup:
+                w.setup(c)
+            if w.prime:
+                w.prime(c)
+            if w.cold:
+                drop_caches()
+            else:
+                os.sync()  # flush earlier tries' dirty data outside the timed part
+            perf = self.start_perf(m, w, rep)
+            t0 = time.perf_counter()
+            out = w.run(c)
+            dt = time.perf_counter() - t0
+            if perf:
+                perf.send_signal(signal.SIGINT)
+                perf.wait()
+                rec["perf"] = True
+            rec["rss_mib"] = m.rss_hwm_mib()
+            rec["seconds"] = dt
+            rec["wall_s"] = time.perf_counter() - t_try
+            rec["value"] = w.nbytes(self.tree) / dt / 1e6 if w.nbytes else dt
+            err = w.check(c, out)
+            rec["ok"] = err is None
+            if err:
+                rec["err"] = err
+                log(f"  WRONG {w.key} on {impl}: {err}")
+        except Exception as e:  # a failed try is reported, not fatal
+            rec["ok"] = False
+            rec["err"] = str(e)
+            log(f"  ERROR {w.key} on {impl}: {e}")
+        finally:
+            m.umount()
+            self.mounts.remove(m)
+        return rec
+
+    def start_perf(self, m, w, rep):
+        if not self.args.perf or not m.pid:
+            return None
+        os.makedirs(self.args.perf, exist_ok=True)
+        out = os.path.join(self.args.perf, f"{w.key}-{m.impl}-{rep}.data")
+        p = subprocess.Popen(["perf", "record", "-g", "-q", "-p", str(m.pid), "-o", out],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.3)
+        return p
+
+    def main(self):
+        t_start = time.perf_counter()
+        self.run = os.path.realpath(os.path.join("/var/tmp", f"strata-bench-{os.getpid()}-{int(time.time())}"))
+        os.makedirs(self.run)
+        log(f"run dir: {self.run}")
+        try:
+            self.tree = Tree(self.run, self.sz)
+            self.tree.generate()
+            ws = workloads()
+            if self.args.only:
+                keep = self.args.only.split(",")
+                ws = [w for w in ws if w.key in keep]
+            self.rootfs = rootfs_tar(self.sz["rootfs_mib"]) if any(w.key == "untar" for w in ws) else None
+            for w in ws:
+                t0 = time.perf_counter()
+                self.samples[w.key] = {i: [] for i in self.impls}
+                for rep in range(self.sz["reps"]):
+                    order = self.impls[rep % len(self.impls):] + self.impls[:rep % len(self.impls)]
+                    for impl in order:
+                        self.samples[w.key][impl].append(self.try_once(w, impl, rep))
+                log(f"{w.key}: {time.perf_counter() - t0:.1f} s")
+            self.report(ws, time.perf_counter() - t_start)
+        finally:
+            for m in list(self.mounts):
+                m.umount()
+            if not self.args.keep:
+                # mass deletes on this ext4 (no journal) take a minute: leave them to a
+                # detached, idle-priority rm after the table is out
+                subprocess.Popen(["ionice", "-c3", "nice", "rm", "-rf", self.run], start_new_session=True,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                log(f"removing {self.run} in the background")
+            else:
+                log(f"kept {self.run}")
+
+    # ------------------------------------------------------------------------- report
+
+    def median(self, recs, field="value"):
+        vals = [r[field] for r in recs if r.get("ok") and r.get(field) is not None]
+        if not recs or len(vals) != len(recs):
+            return None
+        return statistics.median(vals)
+
+    def report(self, ws, elapsed):
+        rows = []
+        mounts = {i: [r["mount_s"] for w in ws for r in self.samples[w.key][i] if "mount_s" in r]
+                  for i in self.impls}
+        rows.append(self.row("mount", "mount time", "s", {i: statistics.median(v) if v else None
+                                                          for i, v in mounts.items()}, None, True))
+        for w in ws:
+            med = {i: self.median(self.samples[w.key][i]) for i in self.impls}
+            rows.append(self.row(w.key, w.label, w.unit, med, w.target, True))
+            if w.key == "readdir":
+                rss = {i: (self.median(self.samples[w.key][i], "rss_mib") if i != "kernel" else None)
+                       for i in self.impls}
+                rows.append(self.row("readdir_rss", "  peak daemon RSS (VmHWM) during it", "MiB",
+                                     rss, ("abs", 64), False))
+        table = self.format(rows)
+        head = self.header(elapsed)
+        print(head + "\n" + table)
+        if self.args.json:
+            with open(self.args.json, "w") as f:
+                json.dump({"header": head, "table": table, "sizes": self.sz, "options": self.opts,
+                           "machine": machine(), "rows": rows, "samples": self.samples,
+                           "mount_samples": mounts}, f, indent=1)
+            log(f"wrote {self.args.json}")
+
+    def row(self, key, label, unit, med, target, vs_fuse):
+        higher_better = unit == "MB/s"
+        s, k, f = med.get("strata-fs"), med.get("kernel"), med.get("fuse-overlayfs")
+        r = {"key": key, "label": label, "unit": unit, "median": med,
+             "s/k": s / k if s and k else None, "s/f": s / f if s and f else None, "verdicts": []}
+        if target and target[0] == "kernel":
+            t = target[1]
+            txt = f"{'>=' if higher_better else '<='}{t}x kernel"
+            ok = r["s/k"] is not None and (r["s/k"] >= t if higher_better else r["s/k"] <= t)
+            r["verdicts"].append((txt, "PASS" if ok else "MISS"))
+        elif target and target[0] == "abs":
+            ok = s is not None and s <= target[1]
+            r["verdicts"].append((f"<={target[1]} {unit}", "PASS" if ok else "MISS"))
+        if vs_fuse and "fuse-overlayfs" in med:
+            ok = r["s/f"] is not None and (r["s/f"] >= 1 if higher_better else r["s/f"] <= 1)
+            r["verdicts"].append(("no slower than fuse-ovl", "PASS" if ok else "MISS"))
+        return r
+
+    def format(self, rows):
+        def cell(v, unit):
+            if v is None:
+                return "-"
+            return f"{v:.0f}" if unit == "MB/s" else (f"{v:.1f}" if unit == "MiB" else f"{v:.3f}")
+
+        names = {"kernel": "kernel", "fuse-overlayfs": "fuse-ovl", "strata-fs": "strata"}
+        hdr = ["workload", "unit"] + [names[i] for i in self.impls] + ["s/k", "s/f", "targets"]
+        lines = []
+        for r in rows:
+            wrong = [i for i in self.impls for x in self.samples.get(r["key"], {}).get(i, []) if not x.get("ok")]
+            cells = [r["label"], r["unit"]]
+            for i in self.impls:
+                v = r["median"].get(i)
+                cells.append("WRONG" if (v is None and i in wrong) else cell(v, r["unit"]))
+            cells += [f"{r['s/k']:.2f}x" if r["s/k"] else "-", f"{r['s/f']:.2f}x" if r["s/f"] else "-",
+                      "; ".join(f"{t} {v}" for t, v in r["verdicts"])]
+            lines.append(cells)
+        widths = [max(len(str(x[j])) for x in lines + [hdr]) for j in range(len(hdr))]
+        fmt = lambda cs: "  ".join(str(c).ljust(widths[j]) if j < 2 or j == len(cs) - 1
+                                   else str(c).rjust(widths[j]) for j, c in enumerate(cs)).rstrip()
+        out = [fmt(hdr), "  ".join("-" * w for w in widths)] + [fmt(l) for l in lines]
+        return "\n".join(out)
+
+    def header(self, elapsed):
+        m = machine()
+        sz = self.sz
+        return (f"strata-fs side-by-side benchmark, {m['date']}, {'--quick' if self.args.quick else 'full'} "
+                f"({elapsed:.0f} s)\n"
+                f"machine: {m['cpu']}, {m['cores']} cores, {m['mem_gib']} GiB RAM, kernel {m['kernel']}, "
+                f"{m['fs']} at /var/tmp\n"
+                f"versions: {m['fuse_overlayfs']}; strata {m['strata']}\n"
+                f"tree: 3 lowers, {self.tree.small_files} x 4 KiB files in {sz['small_dirs']} merged dirs, "
+                f"{sz['many']}-entry dir, {sz['big_mib']} MiB file; rootfs tar ~{sz['rootfs_mib']} MiB "
+                f"of Debian /usr files; median of {sz['reps']}\n"
+                f"options: kernel: {self.opts['kernel'] or 'defaults'}; fuse-overlayfs: "
+                f"{self.opts['fuse-overlayfs'] or 'defaults'}; strata-fs: {self.opts['strata-fs'] or 'defaults'}\n"
+                f"s/k = strata-fs/kernel, s/f = strata-fs/fuse-overlayfs (of time in s, of throughput in MB/s)\n")
+
+
+def machine():
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30)
+    fs = sh("findmnt -no FSTYPE,OPTIONS -T /var/tmp", check=False).strip().split(" ")[0]
+    fo = sh("fuse-overlayfs --version 2>&1 | grep -m1 '^fuse-overlayfs'", check=False).strip()
+    strata = sh(f"git -C {q(ROOT)} rev-parse --short HEAD", check=False).strip()
+    return {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "cpu": cpu,
+            "cores": os.cpu_count(), "mem_gib": round(mem), "kernel": platform.release(),
+            "fs": fs, "fuse_overlayfs": fo, "strata": strata}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smaller tree, one repetition (< 3 min)")
+    ap.add_argument("--json", metavar="FILE", help="write raw samples and medians to FILE")
+    ap.add_argument("--reps", type=int, help="repetitions per workload (default 3, --quick 1)")
+    ap.add_argument("--only", metavar="KEYS", help="comma-separated workload keys to run")
+    ap.add_argument("--impls", default=",".join(IMPLS), help="comma-separated implementations")
+    ap.add_argument("--perf", metavar="DIR", help="perf record -g each FUSE daemon during the timed "
+                    "part into DIR (perturbs those timings)")
+    ap.add_argument("--keep", action="store_true", help="keep the run dir in /var/tmp")
+    ap.add_argument("--list", action="store_true", help="list workload keys and exit")
+    args = ap.parse_args()
+    if args.list:
+        for w in workloads():
+            print(f"{w.key:16} {w.label}")
+        return
+    for i in args.impls.split(","):
+        if i not in IMPLS:
+            ap.error(f"unknown implementation {i}")
+    Bench(args).main()
+
+
+if __name__ == "__main__":
+    main()
