@@ -48,8 +48,8 @@ struct HttpResponse {
 // Connection or transfer failure (refused, reset, cut mid-body, TLS): may be retried.
 class TransportError : public Error {
  public:
-  TransportError(const std::string& what, int curl_code, uint64_t sink_bytes)
-      : Error(what), curl_code(curl_code), sink_bytes(sink_bytes) {}
+  TransportError(const std::string& what, int code, uint64_t received)
+      : Error(what), curl_code(code), sink_bytes(received) {}
   int curl_code;
   uint64_t sink_bytes;  // how much of the body reached the sink before the failure
   bool certificate_problem() const;
