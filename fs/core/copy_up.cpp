@@ -100,6 +100,34 @@ Status Overlay::copy_entry(int layer, const std::string& src, int dst_dirfd, con
   return 0;
 }
 
+namespace {
+
+// Copy-up is invisible: like overlayfs, put back the upper parent's times that adding the
+// copied entry changed.
+class KeepParentTimes {
+ public:
+  KeepParentTimes(int upper_fd, const std::string& child_path) : upper_fd_(upper_fd) {
+    auto slash = child_path.rfind('/');
+    parent_ = slash == std::string::npos ? "." : child_path.substr(0, slash);
+    saved_ = ::fstatat(upper_fd_, parent_.c_str(), &st_, AT_SYMLINK_NOFOLLOW) == 0;
+  }
+  ~KeepParentTimes() {
+    if (!saved_) return;
+    struct timespec times[2] = {st_.st_atim, st_.st_mtim};
+    ::utimensat(upper_fd_, parent_.c_str(), times, AT_SYMLINK_NOFOLLOW);
+  }
+  KeepParentTimes(const KeepParentTimes&) = delete;
+  KeepParentTimes& operator=(const KeepParentTimes&) = delete;
+
+ private:
+  int upper_fd_;
+  std::string parent_;
+  struct stat st_ {};
+  bool saved_ = false;
+};
+
+}  // namespace
+
 Result<Overlay::Resolved> Overlay::resolve_path(const std::string& path) {
   std::vector<int> layers;
   for (size_t i = 0; i < layers_.size(); ++i) layers.push_back(int(i));
@@ -150,11 +178,18 @@ Status Overlay::ensure_upper_path(const std::string& dir_path) {
   if (!found) return found.error();
   std::string tmp = stage_name();
   Status s = copy_entry(found->top, dir_path, work_fd_.get(), tmp, found->st, false);
-  if (s == 0 && ::renameat2(work_fd_.get(), tmp.c_str(), upper, dir_path.c_str(), RENAME_NOREPLACE) != 0) s = errno;
+  {
+    KeepParentTimes keep(upper, dir_path);
+    if (s == 0 && ::renameat2(work_fd_.get(), tmp.c_str(), upper, dir_path.c_str(), RENAME_NOREPLACE) != 0)
+      s = errno;
+  }
   if (s != 0) {
     ::unlinkat(work_fd_.get(), tmp.c_str(), AT_REMOVEDIR);
     return s == EEXIST ? 0 : s;
   }
+  struct stat ust {};
+  if (::fstatat(upper, dir_path.c_str(), &ust, AT_SYMLINK_NOFOLLOW) == 0)
+    record_origin(ust, ino_for(found->top, found->st));
   mark_copied_up(dir_path);
   return 0;
 }
@@ -169,7 +204,10 @@ void Overlay::link_other_names(int layer, const struct stat& st, const std::stri
     if (!found || found->top != layer || found->st.st_ino != st.st_ino) continue;
     auto slash = other.rfind('/');
     if (ensure_upper_path(slash == std::string::npos ? "." : other.substr(0, slash)) != 0) continue;
-    if (::linkat(upper, path.c_str(), upper, other.c_str(), 0) != 0) continue;
+    {
+      KeepParentTimes keep(upper, other);
+      if (::linkat(upper, path.c_str(), upper, other.c_str(), 0) != 0) continue;
+    }
     struct stat ust {};
     if (::fstatat(upper, other.c_str(), &ust, AT_SYMLINK_NOFOLLOW) == 0) record_origin(ust, ino);
     mark_copied_up(other);
@@ -207,10 +245,15 @@ Status Overlay::copy_up_locked(Node* node, const std::string& path, bool with_da
     return errno;
 
   std::string tmp = stage_name();
-  Status s = copy_entry(layer, path, work_fd_.get(), tmp, st, with_data || S_ISREG(st.st_mode));
-  // NOREPLACE: a hardlinked file may already have been linked here through another name.
-  if (s == 0 && ::renameat2(work_fd_.get(), tmp.c_str(), upper, path.c_str(), RENAME_NOREPLACE) != 0)
-    s = errno;
+  // Other names of a hardlinked file keep their content: never skip its data.
+  bool keep_data = with_data || (S_ISREG(st.st_mode) && st.st_nlink > 1);
+  Status s = copy_entry(layer, path, work_fd_.get(), tmp, st, keep_data);
+  {
+    KeepParentTimes keep(upper, path);
+    // NOREPLACE: a hardlinked file may already have been linked here through another name.
+    if (s == 0 && ::renameat2(work_fd_.get(), tmp.c_str(), upper, path.c_str(), RENAME_NOREPLACE) != 0)
+      s = errno;
+  }
   if (s != 0) {
     ::unlinkat(work_fd_.get(), tmp.c_str(), S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0);
     if (s != EEXIST) return s;

@@ -23,6 +23,10 @@ Status Overlay::copy_tree(const std::vector<int>& dir_layers, const std::string&
     auto found = resolve_in(dir_layers, src_path, e.name);
     if (!found) return found.error();
     if (Status s = copy_entry(found->top, src, work_fd_.get(), dst, found->st, true); s != 0) return s;
+    // The copies keep the inode numbers the files showed before the rename.
+    struct stat cst {};
+    if (::fstatat(work_fd_.get(), dst.c_str(), &cst, AT_SYMLINK_NOFOLLOW) == 0)
+      record_origin(cst, ino_for(found->top, found->st));
     if (S_ISDIR(found->st.st_mode)) {
       if (Status s = copy_tree(found->dir_layers, src, dst); s != 0) return s;
       // copy_entry set the times before the children were written.
@@ -39,6 +43,9 @@ Result<std::string> Overlay::materialize_dir(const std::vector<int>& dir_layers,
   struct stat st {};
   if (::fstatat(layers_[size_t(top)].root.get(), path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return last_errno();
   Status s = copy_entry(top, path, work_fd_.get(), tmp, st, true);
+  struct stat cst {};
+  if (s == 0 && ::fstatat(work_fd_.get(), tmp.c_str(), &cst, AT_SYMLINK_NOFOLLOW) == 0)
+    record_origin(cst, ino_for(top, st));
   if (s == 0) s = copy_tree(dir_layers, path, tmp);
   if (s == 0) s = mark_opaque(work_fd_.get(), tmp, work_path_ + "/" + tmp, style_);
   if (s == 0) {
