@@ -1,0 +1,20 @@
+#pragma once
+// `strata commit`: the container's rw layer becomes a new image layer, stored exactly like a
+// loaded one (cache-id, link, lower, layerdb chain with tar-split), and a new image config
+// with the diff_id and a history entry appended.
+#include <string>
+
+#include "layerstore/container/container.hpp"
+
+namespace strata {
+
+struct CommitResult {
+  std::string image_id;
+  std::string diff_id, gzip_digest, chain_id;
+  bool layer_reused = false;
+};
+
+CommitResult commit_container(const StoreLayout& l, const Container& c, const std::string& tag,
+                              const std::string& comment);
+
+}  // namespace strata

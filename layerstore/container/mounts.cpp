@@ -1,0 +1,115 @@
+#include "layerstore/container/mounts.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstdlib>
+
+#include "layerstore/archive/digest.hpp"
+#include "layerstore/archive/fs_util.hpp"
+#include "layerstore/container/fuse_mount.hpp"
+#include "layerstore/error.hpp"
+#include "layerstore/store/image_db.hpp"
+#include "layerstore/store/layer_db.hpp"
+#include "layerstore/store/store_lock.hpp"
+
+namespace strata {
+
+namespace {
+
+std::string absolute(const std::string& p) {
+  char buf[PATH_MAX];
+  if (realpath(p.c_str(), buf)) return buf;
+  throw_errno(p);
+}
+
+// Live: reuse. Stale (daemon killed): detach, say so, mount again. Returns true when mounted.
+bool check_existing(const std::string& target, const NoteFn& note) {
+  switch (mount_state(target)) {
+    case MountState::Mounted:
+      return true;
+    case MountState::Stale:
+      note("stale mount at " + target + " (strata-fs is gone); detaching it and mounting again");
+      unmount_path(target, true);
+      return false;
+    case MountState::NotMounted:
+      return false;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string image_mount_dir(const StoreLayout& l, const std::string& image_id) {
+  return l.root + "/mnt/" + digest_hex(image_id);
+}
+
+std::string mount_image(const StoreLayout& l, const std::string& image, const std::string& dir, const NoteFn& note) {
+  if (!path_exists(l.lock_file())) throw Error("no such image: " + image);
+  RangeLock store = lock_store(l.lock_file(), false);
+  ImageDb idb(l);
+  LayerDb db(l);
+  std::string id = idb.resolve(image, Repositories::load(l));
+  auto chains = chain_ids(config_diff_ids(idb.config(id)));
+  if (chains.empty()) throw Error("image has no layers");
+  auto top = db.get(chains.back());
+  if (!top) throw Error("top layer " + chains.back() + " is missing from the store");
+  std::string target = dir.empty() ? image_mount_dir(l, id) : dir;
+  mkdirs(target, 0755);
+  target = absolute(target);
+  if (check_existing(target, note)) return target;
+  OverlayMountSpec s;
+  s.lowers = layer_lowers(l, top->cache_id);
+  s.target = target;
+  s.rootless = geteuid() != 0;
+  mount_overlay(l, s);
+  return target;
+}
+
+std::string umount_image(const StoreLayout& l, const std::string& arg) {
+  std::string target;
+  bool is_default = false;
+  struct stat st;
+  if (stat(arg.c_str(), &st) == 0 || errno == ENOTCONN) {
+    char cwd[PATH_MAX];
+    target = arg.front() == '/' ? arg : std::string(getcwd(cwd, sizeof cwd) ? cwd : ".") + "/" + arg;
+    char buf[PATH_MAX];
+    if (realpath(target.c_str(), buf)) target = buf;
+  } else {
+    ImageDb idb(l);
+    std::string id = idb.resolve(arg, Repositories::load(l));
+    target = image_mount_dir(l, id);
+    is_default = true;
+  }
+  if (target.rfind(l.root + "/mnt/", 0) == 0) is_default = true;
+  if (mount_state(target) == MountState::NotMounted) throw Error(target + " is not mounted");
+  unmount_path(target, mount_state(target) == MountState::Stale);
+  if (is_default) rmdir(target.c_str());
+  return target;
+}
+
+std::string mount_container(const StoreLayout& l, const Container& c, const NoteFn& note) {
+  RangeLock store = lock_store(l.lock_file(), false);
+  std::string target = c.merged(l);
+  mkdirs(target, 0755);
+  if (check_existing(target, note)) return target;
+  OverlayMountSpec s;
+  s.lowers = container_lowers(l, c);
+  s.upper = c.rw_dir(l) + "/diff";
+  s.work = c.rw_dir(l) + "/work";
+  s.target = target;
+  s.rootless = geteuid() != 0;
+  mount_overlay(l, s);
+  return target;
+}
+
+void umount_container(const StoreLayout& l, const Container& c) {
+  std::string target = c.merged(l);
+  MountState st = mount_state(target);
+  if (st == MountState::NotMounted) throw Error("container " + c.name + " is not mounted");
+  unmount_path(target, st == MountState::Stale);
+  rmdir(target.c_str());
+}
+
+}  // namespace strata

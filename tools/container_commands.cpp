@@ -1,0 +1,258 @@
+// strata mount/umount/create/ps/container/run/diff/commit/save/rm: parse, call
+// layerstore/container, print. Each callback exits with the command's status.
+#include "tools/container_commands.hpp"
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <memory>
+
+#include "layerstore/container/changes.hpp"
+#include "layerstore/container/commit.hpp"
+#include "layerstore/container/container.hpp"
+#include "layerstore/container/mounts.hpp"
+#include "layerstore/container/run.hpp"
+#include "layerstore/container/save.hpp"
+#include "layerstore/error.hpp"
+#include "layerstore/store/image_db.hpp"
+
+namespace strata::cli {
+
+using nlohmann::json;
+
+namespace {
+
+void note(const std::string& s) { std::fprintf(stderr, "strata: %s\n", s.c_str()); }
+
+// Runs a command body, turning an exception into "strata: <what>: <reason>" and exit 1.
+void run_command(const std::string& what, const std::function<int()>& body) {
+  int code;
+  try {
+    code = body();
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "strata: %s: %s\n", what.c_str(), e.what());
+    code = 1;
+  }
+  std::fflush(stdout);
+  std::fflush(stderr);
+  std::exit(code);
+}
+
+StoreLayout layout(const std::string& root) { return StoreLayout{root.empty() ? default_store_root() : root}; }
+
+struct Args {
+  std::string image, dir, name, format, output, tag, comment, hostname, workdir, user, entrypoint;
+  std::vector<std::string> refs, env, volumes, cmd;
+  bool all = false, force = false, rm = false, entrypoint_set = false;
+};
+
+void add_create_options(CLI::App* c, Args& a) {
+  c->add_option("--name", a.name, "container name");
+  c->add_option("-e,--env", a.env, "K=V environment variable (repeatable)");
+  c->add_option("-w,--workdir", a.workdir, "working directory inside the container");
+  c->add_option("-u,--user", a.user, "USER[:GROUP] (name or id, from the container's /etc/passwd)");
+  c->add_option("-v,--volume", a.volumes, "HOST:CTR[:ro] bind mount (repeatable)");
+  c->add_option("--hostname", a.hostname, "hostname (default: first 12 chars of the id)");
+  c->add_option("--entrypoint", a.entrypoint, "override the image's Entrypoint");
+  c->add_option("image", a.image, "IMAGE")->required();
+  c->prefix_command();  // everything after IMAGE is the command: CMD [ARG...]
+}
+
+ContainerSpec spec_of(const Args& a) {
+  ContainerSpec s;
+  s.image = a.image;
+  s.name = a.name;
+  s.hostname = a.hostname;
+  s.env = a.env;
+  s.workdir = a.workdir;
+  s.user = a.user;
+  s.volumes = a.volumes;
+  s.cmd = a.cmd;
+  if (!a.entrypoint.empty()) s.entrypoint = std::vector<std::string>{a.entrypoint};
+  return s;
+}
+
+// prefix_command leaves the command (CMD [ARG...]) in remaining(), options and all.
+void collect_cmd(CLI::App* c, Args& a) {
+  for (const auto& r : c->remaining()) a.cmd.push_back(r);
+}
+
+}  // namespace
+
+void add_container_commands(CLI::App& app, const std::string& root) {
+  auto args = std::make_shared<Args>();
+  Args& a = *args;
+
+  auto* mount = app.add_subcommand("mount", "mount an image read-only with strata-fs and print the mount point");
+  mount->add_option("image", a.image, "IMAGE")->required();
+  mount->add_option("dir", a.dir, "mount point (default <root>/mnt/<image-id>)");
+  mount->callback([&root, args] {
+    run_command("mount " + args->image, [&] {
+      std::printf("%s\n", mount_image(layout(root), args->image, args->dir, note).c_str());
+      return 0;
+    });
+  });
+
+  auto* umount = app.add_subcommand("umount", "unmount an image mounted with `strata mount`");
+  umount->add_option("target", a.dir, "DIR|IMAGE")->required();
+  umount->callback([&root, args] {
+    run_command("umount " + args->dir, [&] {
+      umount_image(layout(root), args->dir);
+      return 0;
+    });
+  });
+
+  auto* create = app.add_subcommand("create", "create a container from an image and print its ID");
+  add_create_options(create, a);
+  create->callback([&root, args, create] {
+    collect_cmd(create, *args);
+    run_command("create " + args->image, [&] {
+      Container c = create_container(layout(root), spec_of(*args));
+      std::printf("%s\n", c.id.c_str());
+      return 0;
+    });
+  });
+
+  auto* run = app.add_subcommand("run", "create a container and run its command (rootless: user namespaces)");
+  run->add_flag("--rm", a.rm, "remove the container when it exits");
+  add_create_options(run, a);
+  run->callback([&root, args, run] {
+    collect_cmd(run, *args);
+    StoreLayout l = layout(root);
+    std::optional<Container> c;
+    int code = 125;
+    try {
+      c = create_container(l, spec_of(*args));
+      code = run_container(l, *c, note);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "strata: run %s: %s\n", args->image.c_str(), e.what());
+    }
+    if (c && args->rm) {
+      try {
+        remove_container(l, find_container(l, c->id), true);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "strata: run: removing %s: %s\n", c->name.c_str(), e.what());
+      }
+    }
+    std::fflush(stdout);
+    std::exit(code);
+  });
+
+  auto* ps = app.add_subcommand("ps", "list containers");
+  ps->add_flag("-a,--all", a.all, "also containers that are not running");
+  ps->add_option("--format", a.format, "json for machine-readable output");
+  ps->callback([&root, args] {
+    run_command("ps", [&] {
+      if (!args->format.empty() && args->format != "json") throw Error("unknown --format \"" + args->format + "\" (only json)");
+      StoreLayout l = layout(root);
+      Repositories repos = Repositories::load(l);
+      json rows = json::array();
+      for (const auto& c : list_containers(l)) {
+        std::string status = c.status();
+        if (!args->all && status != "Up") continue;
+        std::string image = c.cfg["Config"].value("Image", c.image_id);
+        std::string cmd = c.cfg.value("Path", std::string());
+        for (const auto& x : c.cfg.value("Args", json::array())) cmd += " " + x.get<std::string>();
+        rows.push_back({{"ID", c.id}, {"Names", c.name}, {"Image", image}, {"ImageID", c.image_id}, {"Command", cmd},
+                        {"CreatedAt", c.cfg.value("Created", std::string())}, {"Status", status}, {"MountID", c.mount_id}});
+      }
+      if (args->format == "json") {
+        std::printf("%s\n", rows.dump(2).c_str());
+        return 0;
+      }
+      std::printf("%-14s %-24s %-24s %-22s %-18s %s\n", "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES");
+      for (const auto& r : rows) {
+        std::string cmd = "\"" + r["Command"].get<std::string>() + "\"";
+        if (cmd.size() > 24) cmd = cmd.substr(0, 20) + "...\"";
+        std::printf("%-14s %-24s %-24s %-22s %-18s %s\n", r["ID"].get<std::string>().substr(0, 12).c_str(),
+                    r["Image"].get<std::string>().substr(0, 24).c_str(), cmd.c_str(),
+                    r["CreatedAt"].get<std::string>().substr(0, 19).c_str(), r["Status"].get<std::string>().c_str(),
+                    r["Names"].get<std::string>().c_str());
+      }
+      return 0;
+    });
+  });
+
+  auto* container = app.add_subcommand("container", "container subcommands (mount, umount)");
+  container->require_subcommand(1);
+  auto* cmount = container->add_subcommand("mount", "mount a container's rw rootfs and print the path");
+  cmount->add_option("container", a.name, "CONTAINER")->required();
+  cmount->callback([&root, args] {
+    run_command("container mount " + args->name, [&] {
+      StoreLayout l = layout(root);
+      std::printf("%s\n", mount_container(l, find_container(l, args->name), note).c_str());
+      return 0;
+    });
+  });
+  auto* cumount = container->add_subcommand("umount", "unmount a container's rootfs");
+  cumount->add_option("container", a.name, "CONTAINER")->required();
+  cumount->callback([&root, args] {
+    run_command("container umount " + args->name, [&] {
+      StoreLayout l = layout(root);
+      umount_container(l, find_container(l, args->name));
+      return 0;
+    });
+  });
+
+  auto* diff = app.add_subcommand("diff", "list paths a container added (A), changed (C) or deleted (D)");
+  diff->add_option("container", a.name, "CONTAINER")->required();
+  diff->callback([&root, args] {
+    run_command("diff " + args->name, [&] {
+      StoreLayout l = layout(root);
+      Container c = find_container(l, args->name);
+      for (const auto& ch : layer_changes(c.rw_dir(l) + "/diff", container_lower_dirs(l, c)))
+        std::printf("%c %s\n", ch.kind, ch.path.c_str());
+      return 0;
+    });
+  });
+
+  auto* commit = app.add_subcommand("commit", "make a new image from a container's changes");
+  commit->add_option("container", a.name, "CONTAINER")->required();
+  commit->add_option("tag", a.tag, "NAME[:TAG]");
+  commit->add_option("-m,--message", a.comment, "history comment");
+  commit->callback([&root, args] {
+    run_command("commit " + args->name, [&] {
+      StoreLayout l = layout(root);
+      CommitResult r = commit_container(l, find_container(l, args->name), args->tag, args->comment);
+      std::fprintf(stderr, "layer %s (gzip %s)%s\n", r.diff_id.c_str(), r.gzip_digest.c_str(),
+                   r.layer_reused ? ", already in the store" : "");
+      std::printf("%s\n", r.image_id.c_str());
+      return 0;
+    });
+  });
+
+  auto* save = app.add_subcommand("save", "write images to a docker-archive, oci-archive or oci-dir");
+  save->add_option("images", a.refs, "IMAGE...")->required();
+  save->add_option("-o,--output", a.output, "output file (dir for oci-dir)")->required();
+  save->add_option("--format", a.format, "docker-archive (default), oci-archive or oci-dir");
+  save->callback([&root, args] {
+    run_command("save " + args->output, [&] {
+      SaveResult r = save_images(layout(root), args->refs, args->output, parse_save_format(args->format));
+      std::fprintf(stderr, "%d image(s), %d layer(s) written to %s\n", r.images, r.layers, args->output.c_str());
+      return 0;
+    });
+  });
+
+  auto* rm = app.add_subcommand("rm", "remove containers (unmount, delete rw and init layers)");
+  rm->add_flag("-f,--force", a.force, "also running or busy containers");
+  rm->add_option("containers", a.refs, "CONTAINER...")->required();
+  rm->callback([&root, args] {
+    StoreLayout l = layout(root);
+    int code = 0;
+    for (const auto& ref : args->refs) {
+      try {
+        remove_container(l, find_container(l, ref), args->force);
+        std::printf("%s\n", ref.c_str());
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "strata: rm %s: %s\n", ref.c_str(), e.what());
+        code = 1;
+      }
+    }
+    std::fflush(stdout);
+    std::exit(code);
+  });
+}
+
+}  // namespace strata::cli
