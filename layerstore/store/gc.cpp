@@ -8,6 +8,7 @@
 
 #include "layerstore/archive/digest.hpp"
 #include "layerstore/archive/fs_util.hpp"
+#include "layerstore/container/container.hpp"
 #include "layerstore/error.hpp"
 #include "layerstore/store/image_db.hpp"
 #include "layerstore/store/layer_db.hpp"
@@ -119,6 +120,13 @@ RmiReport remove_images(const StoreLayout& l, const std::vector<std::string>& im
   // Resolve everything first: one bad name removes nothing.
   std::vector<std::pair<std::string, std::string>> targets;
   for (const auto& img : images) targets.emplace_back(img, idb.resolve(img, repos));
+  if (!force) {
+    for (const auto& c : list_containers(l))
+      for (const auto& [arg, id] : targets)
+        if (c.image_id == id && !(parse_reference(arg) && repos.refs_of(id).size() > 1))
+          throw Error("image " + arg + " is used by container " + c.name + " (" + c.id.substr(0, 12) +
+                      "): remove the container first or use -f");
+  }
   for (const auto& [arg, id] : targets) {
     auto ref = parse_reference(arg);
     bool by_ref = ref && repos.lookup(*ref) == id;
