@@ -50,14 +50,14 @@ struct Args {
 
 void add_create_options(CLI::App* c, Args& a) {
   c->add_option("--name", a.name, "container name");
-  c->add_option("-e,--env", a.env, "K=V environment variable (repeatable)");
+  c->add_option("-e,--env", a.env, "K=V environment variable (repeatable)")->allow_extra_args(false);
   c->add_option("-w,--workdir", a.workdir, "working directory inside the container");
   c->add_option("-u,--user", a.user, "USER[:GROUP] (name or id, from the container's /etc/passwd)");
-  c->add_option("-v,--volume", a.volumes, "HOST:CTR[:ro] bind mount (repeatable)");
+  c->add_option("-v,--volume", a.volumes, "HOST:CTR[:ro] bind mount (repeatable)")->allow_extra_args(false);
   c->add_option("--hostname", a.hostname, "hostname (default: first 12 chars of the id)");
   c->add_option("--entrypoint", a.entrypoint, "override the image's Entrypoint");
-  c->add_option("image", a.image, "IMAGE")->required();
-  c->prefix_command();  // everything after IMAGE is the command: CMD [ARG...]
+  // IMAGE [CMD [ARG...]]: parsing stops at IMAGE, the rest is left in remaining() as is.
+  c->prefix_command();
 }
 
 ContainerSpec spec_of(const Args& a) {
@@ -74,9 +74,14 @@ ContainerSpec spec_of(const Args& a) {
   return s;
 }
 
-// prefix_command leaves the command (CMD [ARG...]) in remaining(), options and all.
 void collect_cmd(CLI::App* c, Args& a) {
-  for (const auto& r : c->remaining()) a.cmd.push_back(r);
+  auto rest = c->remaining();
+  if (rest.empty()) {
+    std::fprintf(stderr, "strata: %s: IMAGE is required\n", c->get_name().c_str());
+    std::exit(2);
+  }
+  a.image = rest[0];
+  a.cmd.assign(rest.begin() + 1, rest.end());
 }
 
 }  // namespace

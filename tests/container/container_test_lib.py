@@ -1,0 +1,154 @@
+"""Helpers for the container tests (python3 stdlib only): a busybox image built with umoci,
+strata invocations, rootfs listings, and a check that a store is left clean."""
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+
+SKIP = 77
+STRATA = os.environ.get("STRATA_BIN", "strata")
+TEST_USER = "strata-test"
+
+
+def skip(why):
+    print(f"SKIP: {why}")
+    sys.exit(SKIP)
+
+
+def need_env(rootless=False):
+    if os.geteuid() != 0:
+        skip("needs root (sets up the test user and /dev/fuse)")
+    for t in ("umoci", "skopeo", "fusermount3", "busybox"):
+        if shutil.which(t) is None:
+            skip(f"{t} not installed")
+    if not os.path.exists("/dev/fuse"):
+        skip("no /dev/fuse")
+    if not os.path.exists(os.environ.get("STRATA_FS", "")):
+        skip("strata-fs not built")
+    if rootless:
+        if shutil.which("runuser") is None:
+            skip("runuser not installed")
+        subprocess.run(["useradd", "-m", TEST_USER], capture_output=True)
+        os.chmod("/dev/fuse", 0o666)
+
+
+def run(*args, check=True, user=None, **kw):
+    args = [str(a) for a in args]
+    if user:
+        args = ["runuser", "-u", user, "--", "env", f"STRATA_FS={os.environ.get('STRATA_FS', '')}"] + args
+    r = subprocess.run(args, capture_output=True, text=True, **kw)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({r.returncode}):\nstdout: {r.stdout}\nstderr: {r.stderr}")
+    return r
+
+
+class Strata:
+    def __init__(self, root, user=None):
+        self.root, self.user = root, user
+
+    def __call__(self, *args, check=True, **kw):
+        return run(STRATA, "--root", self.root, *args, check=check, user=self.user, timeout=120, **kw)
+
+
+def build_busybox_image(layout, tag="1"):
+    """Two layers: busybox-static with `busybox --install -s` style links, passwd/group, /tmp;
+    then /data with files a container will change and delete. Cmd /bin/sh."""
+    bundle = layout + ".bundle"
+    run("umoci", "init", "--layout", layout)
+    run("umoci", "new", "--image", f"{layout}:{tag}")
+    run("umoci", "unpack", "--image", f"{layout}:{tag}", bundle)
+    r = os.path.join(bundle, "rootfs")
+    for d in ("bin", "etc", "tmp", "root", "home/user"):
+        os.makedirs(os.path.join(r, d), exist_ok=True)
+    shutil.copy("/bin/busybox", os.path.join(r, "bin/busybox"))
+    for name in run("busybox", "--list").stdout.split():
+        if name != "busybox":
+            os.symlink("busybox", os.path.join(r, "bin", name))
+    with open(os.path.join(r, "etc/passwd"), "w") as f:
+        f.write("root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n")
+    with open(os.path.join(r, "etc/group"), "w") as f:
+        f.write("root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n")
+    os.chmod(os.path.join(r, "tmp"), 0o1777)
+    os.chown(os.path.join(r, "home/user"), 1000, 1000)
+    run("umoci", "repack", "--image", f"{layout}:{tag}", bundle)
+    shutil.rmtree(bundle)
+    run("umoci", "unpack", "--image", f"{layout}:{tag}", bundle)
+    r = os.path.join(bundle, "rootfs")
+    os.makedirs(os.path.join(r, "data/sub"))
+    for name, text in (("data/lower.txt", "from the lower layer\n"), ("data/keep.txt", "keep\n"),
+                       ("data/sub/deep.txt", "deep\n")):
+        with open(os.path.join(r, name), "w") as f:
+            f.write(text)
+    run("umoci", "repack", "--image", f"{layout}:{tag}", bundle)
+    shutil.rmtree(bundle)
+    run("umoci", "config", "--image", f"{layout}:{tag}", "--config.cmd", "/bin/sh",
+        "--config.env", "PATH=/usr/sbin:/usr/bin:/sbin:/bin")
+
+
+def listing(root, owners=True):
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(dirnames + filenames):
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            ent = [stat.S_IFMT(st.st_mode), oct(stat.S_IMODE(st.st_mode))]
+            if owners:
+                ent += [st.st_uid, st.st_gid]
+            if stat.S_ISREG(st.st_mode):
+                with open(p, "rb") as f:
+                    ent += [st.st_size, hashlib.sha256(f.read()).hexdigest(), int(st.st_mtime)]
+            elif stat.S_ISLNK(st.st_mode):
+                ent.append(os.readlink(p))
+            out[os.path.relpath(p, root)] = ent
+    return out
+
+
+def diff_listings(a, b):
+    return [f"{k}: {a.get(k)} != {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def assert_clean_store(root):
+    """After rm and rmi of everything: no layer, link, mount, container or staging left."""
+    left = []
+    ov = os.path.join(root, "overlay2")
+    for n in os.listdir(ov):
+        if n not in ("l", ".staging"):
+            left.append(f"overlay2/{n}")
+    for sub in ("overlay2/l", "overlay2/.staging", "image/overlay2/layerdb/sha256", "image/overlay2/layerdb/tmp",
+                "image/overlay2/layerdb/mounts", "image/overlay2/imagedb/content/sha256", "containers"):
+        p = os.path.join(root, sub)
+        if os.path.isdir(p):
+            left += [f"{sub}/{n}" for n in os.listdir(p)]
+    assert not left, "left behind:\n" + "\n".join(left)
+    with open("/proc/self/mountinfo") as f:
+        mounts = [l for l in f if root in l]
+    assert not mounts, "mounts left:\n" + "".join(mounts)
+
+
+def unmount_all_under(path):
+    """Teardown: unmount anything still mounted below path (innermost first)."""
+    with open("/proc/self/mountinfo") as f:
+        points = [l.split()[4] for l in f]
+    for p in sorted((p for p in points if p.startswith(path)), key=len, reverse=True):
+        subprocess.run(["fusermount3", "-u", "-z", p], capture_output=True)
+        subprocess.run(["umount", "-l", p], capture_output=True)
+
+
+def find_daemon(mountpoint):
+    """pid of the strata-fs serving mountpoint."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"strata-fs") and mountpoint.encode() in argv:
+            return int(pid)
+    return None
