@@ -83,8 +83,11 @@ void LayerExtractor::make_parents(const std::string& parent, const std::string& 
         throw Error("entry \"" + entry + "\" escapes the layer through a symlinked parent");
       throw SysError("entry \"" + entry + "\": open parent", err);
     }
-    if (mkdirat(pfd.get(), base.c_str(), 0755) != 0 && errno != EEXIST)
+    if (mkdirat(pfd.get(), base.c_str(), 0755) == 0) {
+      if (style_.override_stat) mark_root_owned(proc_path(pfd.get(), base), entry);
+    } else if (errno != EEXIST) {
       throw_errno("entry \"" + entry + "\": mkdir " + prefix);
+    }
     pos = slash + 1;
   }
 }
@@ -293,8 +296,19 @@ void LayerExtractor::apply_metadata(int pfd, const std::string& base, archive_en
 }
 
 // Directory mtimes change as entries are added, so they are set last, deepest first.
+// Rootless, a directory the extractor creates itself belongs to the user: record that the
+// image means it root-owned 0755 (read by strata-fs with xattr_permissions=2).
+void LayerExtractor::mark_root_owned(const std::string& path, const std::string& entry) {
+  static constexpr char kRootDir[] = "0:0:0755";
+  if (lsetxattr(path.c_str(), "user.containers.override_stat", kRootDir, sizeof kRootDir - 1, XATTR_CREATE) != 0 &&
+      errno != EEXIST && errno != ENOTSUP && errno != EPERM)
+    throw_errno("set override_stat on \"" + entry + "\"");
+}
+
 void LayerExtractor::finish_directories() {
   cached_fd_.reset();
+  // The layer root is the store's own dir; the image means it root-owned, as Docker makes it.
+  if (style_.override_stat) mark_root_owned("/proc/self/fd/" + std::to_string(root_) + "/.", ".");
   for (auto it = dir_times_.rbegin(); it != dir_times_.rend(); ++it) {
     int err = 0;
     UniqueFd fd = open_beneath(root_, it->first, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, err);

@@ -37,6 +37,7 @@ class LayerExtractor {
  private:
   void extract_entry(archive* a, archive_entry* e);
   int parent_fd(const std::string& parent, const std::string& entry);
+  void mark_root_owned(const std::string& path, const std::string& entry);
   void make_parents(const std::string& parent, const std::string& entry);
   void clear_existing(int pfd, const std::string& base, bool keep_dir, const std::string& entry);
   void write_file(archive* a, int pfd, const std::string& base, archive_entry* e, const std::string& entry);
