@@ -14,6 +14,7 @@
 #include "layerstore/archive/layer_unpack.hpp"
 #include "layerstore/archive/tar_split.hpp"
 #include "layerstore/error.hpp"
+#include "layerstore/local_layer_source.hpp"
 #include "layerstore/store/image_db.hpp"
 #include "layerstore/store/layer_db.hpp"
 #include "layerstore/store/store_lock.hpp"
@@ -26,6 +27,7 @@ struct StagedLayer {
   std::string link;
   std::string lower;  // this layer's "lower" file content
   bool is_new = false;
+  std::vector<LocalLayerSource> local;  // same content under another chain: rebuilt, not fetched
 };
 
 // Staging dirs of one image load; removed unless the image was committed.
@@ -114,21 +116,25 @@ struct SharedState {
   std::atomic<bool> stop{false};
 };
 
+// `local`: rebuild the tar from that existing layer instead of fetching the blob. The
+// rebuilt tar is uncompressed, so only its diff_id (from the verified config) is checked.
 void unpack_staged(const LayerDb& db, const ImageToLoad& img, size_t i, StagedLayer& out, const std::string& parent_chain,
-                   const WhiteoutStyle& style, Progress& progress, SharedState& st) {
+                   const WhiteoutStyle& style, Progress& progress, SharedState& st, const LocalLayerSource* local) {
   const LayerToLoad& layer = img.layers[i];
   std::string label = layer_label(i, img.layers.size());
   std::string what = layer_what(img, i);
   UniqueFd diff = open_dir(db.overlay_staging(out.rec.chain_id) + "/diff");
-  int bar = progress.begin_layer(label, layer_length(layer), layer.fetch ? "downloading" : "unpacking");
+  int bar = local ? progress.begin_layer(label + " (from local " + local->chain_id.substr(0, 19) + ")", 0, "rebuilding")
+                  : progress.begin_layer(label, layer_length(layer), layer.fetch ? "downloading" : "unpacking");
   UnpackResult r;
   try {
     auto warn = [&](const std::string& w) { progress.message("warning: " + what + ": " + w); };
     auto prog = [&](uint64_t done) { progress.update(bar, done); };
-    if (layer.fetch) {
+    if (layer.fetch || local) {
+      BlobStream source = local ? local_layer_stream(*local) : layer.fetch;
       // Another layer's failure stops this download at its next chunk.
       BlobStream stream = [&](const BlobWriter& write) {
-        layer.fetch([&](const uint8_t* p, size_t n) {
+        source([&](const uint8_t* p, size_t n) {
           if (st.stop) throw Error("stopped: another layer failed");
           write(p, n);
         });
@@ -145,8 +151,8 @@ void unpack_staged(const LayerDb& db, const ImageToLoad& img, size_t i, StagedLa
     progress.end_layer(bar, "failed");
     throw Error(what + ": " + why);
   };
-  if (!layer.digest.empty() && r.digest != layer.digest) fail("digest mismatch (want " + layer.digest + ", got " + r.digest + ")");
-  if (layer.fetch && layer.size >= 0 && r.compressed_bytes != static_cast<uint64_t>(layer.size))
+  if (!local && !layer.digest.empty() && r.digest != layer.digest) fail("digest mismatch (want " + layer.digest + ", got " + r.digest + ")");
+  if (!local && layer.fetch && layer.size >= 0 && r.compressed_bytes != static_cast<uint64_t>(layer.size))
     fail("size mismatch (manifest says " + std::to_string(layer.size) + " bytes, got " + std::to_string(r.compressed_bytes) + ")");
   if (r.diff_id != out.rec.diff_id) fail("diff_id mismatch (want " + out.rec.diff_id + ", got " + r.diff_id + ")");
   out.rec.size = r.stats.content_bytes;
@@ -158,29 +164,50 @@ void unpack_staged(const LayerDb& db, const ImageToLoad& img, size_t i, StagedLa
   out.is_new = true;
   {
     std::lock_guard lk(st.mu);
-    st.sum.layers_new++;
-    st.sum.bytes_read += r.compressed_bytes;
+    if (local) {
+      st.sum.layers_local++;
+    } else {
+      st.sum.layers_new++;
+      st.sum.bytes_read += r.compressed_bytes;
+    }
     st.sum.bytes_unpacked += r.uncompressed_bytes;
     st.sum.skipped_devices += r.stats.skipped_devices;
   }
-  progress.end_layer(bar, "done: " + human_bytes(r.compressed_bytes) + " " + compression_name(r.compression) + " -> " +
-                              human_bytes(r.uncompressed_bytes) + ", " + r.diff_id.substr(0, 19));
+  if (local)
+    progress.end_layer(bar, "done: rebuilt " + human_bytes(r.uncompressed_bytes) + " locally, " + r.diff_id.substr(0, 19));
+  else
+    progress.end_layer(bar, "done: " + human_bytes(r.compressed_bytes) + " " + compression_name(r.compression) + " -> " +
+                                human_bytes(r.uncompressed_bytes) + ", " + r.diff_id.substr(0, 19));
 }
 
-// Unpacks one staged layer; a remote one that fails is discarded and tried once more.
+// Unpacks one staged layer: a remote one is first rebuilt from a local layer with the same
+// content, if any; what fails is discarded, and a download is tried once more.
 void stage_layer(const LayerDb& db, const ImageToLoad& img, size_t i, std::vector<StagedLayer>& staged,
                  const WhiteoutStyle& style, Progress& progress, SharedState& st) {
   std::string parent_chain = i ? staged[i - 1].rec.chain_id : "";
+  auto restage = [&] {
+    db.clear_stale(staged[i].rec.chain_id);
+    prepare_staging(db, staged[i], i ? &staged[i - 1] : nullptr);
+  };
+  for (const auto& local : std::vector<LocalLayerSource>(staged[i].local)) {
+    try {
+      unpack_staged(db, img, i, staged[i], parent_chain, style, progress, st, &local);
+      return;
+    } catch (const Error& e) {
+      if (st.stop) throw;
+      progress.message(std::string(e.what()) + "; discarded, downloading instead");
+      restage();
+    }
+  }
   int attempts = img.layers[i].fetch ? 2 : 1;
   for (int a = 1;; a++) {
     try {
-      unpack_staged(db, img, i, staged[i], parent_chain, style, progress, st);
+      unpack_staged(db, img, i, staged[i], parent_chain, style, progress, st, nullptr);
       return;
     } catch (const Error& e) {
       if (a >= attempts || st.stop) throw;
       progress.message(std::string(e.what()) + "; discarded, retrying once");
-      db.clear_stale(staged[i].rec.chain_id);
-      prepare_staging(db, staged[i], i ? &staged[i - 1] : nullptr);
+      restage();
     }
   }
 }
@@ -194,6 +221,7 @@ void load_one(const StoreLayout& l, const ImageToLoad& img, Progress& progress, 
   StagingGuard guard(db);
   std::optional<WhiteoutStyle> style;
   std::vector<size_t> todo;
+  std::optional<LocalLayerIndex> local_index;  // built at the first layer to fetch
   for (size_t i = 0; i < img.layers.size(); i++) {
     // Chain-ids of a shared base are a shared prefix, so every load takes these locks in
     // the same order: no deadlock, and the second load finds the layer committed.
@@ -215,6 +243,10 @@ void load_one(const StoreLayout& l, const ImageToLoad& img, Progress& progress, 
     db.clear_stale(chains[i]);
     guard.add(chains[i]);
     prepare_staging(db, s, i ? &staged[i - 1] : nullptr);
+    if (img.layers[i].fetch) {
+      if (!local_index) local_index.emplace(l);
+      s.local = local_index->find(s.rec.diff_id, s.rec.chain_id);
+    }
     if (!style) style = detect_whiteout_style(open_dir(db.overlay_staging(chains[i])).get());
     todo.push_back(i);
   }

@@ -26,6 +26,7 @@ struct LoadSummary {
   int images = 0;
   int layers_new = 0;
   int layers_reused = 0;
+  int layers_local = 0;  // pull: rebuilt from a local layer with the same diff_id, not downloaded
   uint64_t bytes_read = 0;
   uint64_t bytes_unpacked = 0;
   uint64_t skipped_devices = 0;

@@ -96,8 +96,10 @@ void add_registry_commands(CLI::App& app, const std::string& root) {
       const LoadSummary& l = s.load;
       if (!pull->quiet) {
         std::fprintf(stderr, "Digest: %s\n", s.manifest_digest.c_str());
-        std::fprintf(stderr, "%d layer(s) downloaded (%s, %s unpacked), %d already present, in %.2fs\n", l.layers_new,
-                     human_bytes(l.bytes_read).c_str(), human_bytes(l.bytes_unpacked).c_str(), l.layers_reused, l.seconds);
+        std::string local = l.layers_local ? ", " + std::to_string(l.layers_local) + " rebuilt from local layers" : "";
+        std::fprintf(stderr, "%d layer(s) downloaded (%s, %s unpacked)%s, %d already present, in %.2fs\n", l.layers_new,
+                     human_bytes(l.bytes_read).c_str(), human_bytes(l.bytes_unpacked).c_str(), local.c_str(),
+                     l.layers_reused, l.seconds);
       }
       std::printf("%s\n", s.local_ref.c_str());
       return 0;
