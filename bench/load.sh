@@ -4,40 +4,13 @@
 # missing), in one run, as ratios. Fresh directories per step (ext4 without a journal is
 # slow to reuse freshly deleted space). Usage: bench/load.sh [STRATA_BIN]; needs root.
 set -euo pipefail
+here=$(dirname "$(realpath "$0")")
 strata=${1:-$(dirname "$0")/../build/tools/strata}
 strata=$(realpath "$strata")
 work=$(mktemp -d /var/tmp/strata-bench-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-python3 - <<'PY'
-import gzip, hashlib, io, json, os, tarfile, zlib
-def sha(b): return "sha256:" + hashlib.sha256(b).hexdigest()
-os.makedirs("img/blobs/sha256")
-def put(b):
-    open("img/blobs/sha256/" + sha(b)[7:], "wb").write(b); return sha(b)
-layers, diffs = [], []
-for L in range(4):
-    bio = io.BytesIO()
-    rnd = os.urandom(1 << 16)
-    with tarfile.open(fileobj=bio, mode="w", format=tarfile.PAX_FORMAT) as t:
-        for i in range(2500):
-            size = 100000 if i % 10 else 5000
-            data = (rnd[(i * 7) % 4096:] + bytes(size))[:size]   # part random, part zeros
-            ti = tarfile.TarInfo(f"l{L}/d{i % 50}/f{i}"); ti.size = len(data)
-            t.addfile(ti, io.BytesIO(data))
-    tar = bio.getvalue(); diffs.append(sha(tar))
-    z = gzip.compress(tar, compresslevel=1, mtime=0)
-    layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": put(z), "size": len(z)})
-cfg = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diffs}}).encode()
-m = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": put(cfg), "size": len(cfg)},
-                "layers": layers}).encode()
-md = put(m)
-open("img/oci-layout", "w").write('{"imageLayoutVersion":"1.0.0"}')
-json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md,
-           "size": len(m), "annotations": {"org.opencontainers.image.ref.name": "v1"}}]}, open("img/index.json", "w"))
-open("layers.txt", "w").write("\n".join(l["digest"][7:] for l in layers))
-PY
+"$here/make_oci_image.py" img 4 2500 100000
 inflate="zcat"
 command -v igzip >/dev/null && inflate="igzip -dc"
 echo "image: $(du -sh img | cut -f1) compressed, 4 layers; floor uses: $inflate | tar -x"

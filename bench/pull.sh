@@ -5,6 +5,7 @@
 # directories per step. Usage: bench/pull.sh [STRATA_BIN]; needs root, docker-registry,
 # skopeo, umoci.
 set -euo pipefail
+here=$(dirname "$(realpath "$0")")
 strata=${1:-$(dirname "$0")/../build/tools/strata}
 strata=$(realpath "$strata")
 work=$(mktemp -d /var/tmp/strata-bench-pull-XXXXXX)
@@ -12,34 +13,7 @@ reg_pid=
 cleanup() { [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null && wait "$reg_pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 cd "$work"
-python3 - <<'PY'
-import gzip, hashlib, io, json, os, tarfile
-def sha(b): return "sha256:" + hashlib.sha256(b).hexdigest()
-os.makedirs("img/blobs/sha256")
-def put(b):
-    open("img/blobs/sha256/" + sha(b)[7:], "wb").write(b); return sha(b)
-layers, diffs = [], []
-for L in range(3):
-    bio = io.BytesIO()
-    rnd = os.urandom(1 << 16)
-    with tarfile.open(fileobj=bio, mode="w", format=tarfile.PAX_FORMAT) as t:
-        for i in range(1000):
-            size = 110000 if i % 10 else 5000
-            data = (rnd[(i * 7) % 4096:] + bytes(size))[:size]   # part random, part zeros
-            ti = tarfile.TarInfo(f"l{L}/d{i % 50}/f{i}"); ti.size = len(data)
-            t.addfile(ti, io.BytesIO(data))
-    tar = bio.getvalue(); diffs.append(sha(tar))
-    z = gzip.compress(tar, compresslevel=1, mtime=0)
-    layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": put(z), "size": len(z)})
-cfg = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diffs}}).encode()
-m = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": put(cfg), "size": len(cfg)},
-                "layers": layers}).encode()
-md = put(m)
-open("img/oci-layout", "w").write('{"imageLayoutVersion":"1.0.0"}')
-json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md,
-           "size": len(m), "annotations": {"org.opencontainers.image.ref.name": "v1"}}]}, open("img/index.json", "w"))
-PY
+"$here/make_oci_image.py" img 3 1000 110000
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s/registry\nhttp:\n  addr: 127.0.0.1:%s\n' "$work" "$port" > reg.yml
 docker-registry serve reg.yml >reg.log 2>&1 & reg_pid=$!
