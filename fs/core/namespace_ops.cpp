@@ -103,7 +103,19 @@ Result<Entry> Overlay::create_node(Node* parent, std::string_view name, bool is_
     }
     if (wh_named) ::unlinkat(upper, wh_file.c_str(), 0);
   }
-  return lookup(parent, name);
+  // No second walk through the layers: the name was absent from the merged view, so the new
+  // entry is all there is (a new directory merges with nothing below it either: any lower
+  // directory of that name is hidden by a whiteout).
+  Resolved made;
+  made.top = 0;
+  if (::fstatat(upper, path.c_str(), &made.st, AT_SYMLINK_NOFOLLOW) != 0) return last_errno();
+  if (is_dir) {
+    made.dir_layers = {0};
+    made.opaque = wh_device || wh_named;
+  }
+  Entry entry = attach(parent, name, made);
+  entry.st = present(made.st, path, 0, entry.node);
+  return entry;
 }
 
 Result<Entry> Overlay::mknod(Node* parent, std::string_view name, mode_t mode, dev_t rdev, const Caller& caller) {
