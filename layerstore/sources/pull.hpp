@@ -1,7 +1,9 @@
 #pragma once
 // `strata pull`: manifest (index -> the platform's manifest), config, then every layer the
 // store does not have, up to 3 at once, each download streamed straight into the same
-// verify-and-unpack pass `strata load` uses; committed together, or nothing.
+// verify-and-unpack pass `strata load` uses; committed together, or nothing. A layer whose
+// diff_id the store has under another chain is rebuilt from that layer instead of being
+// downloaded (local_layer_source.hpp).
 #include <string>
 #include <vector>
 
