@@ -117,7 +117,6 @@ Result<struct statvfs> Overlay::statfs() {
 }
 
 Result<struct stat> Overlay::setattr(Node* node, const AttrChange& change, const Caller& caller) {
-  (void)caller;
   if (read_only_) return Errno{EROFS};
   bool only_truncate_to_zero = change.size && *change.size == 0;
   if (Status st = copy_up(node, !only_truncate_to_zero); st != 0) return Errno{st};
@@ -150,6 +149,12 @@ Result<struct stat> Overlay::setattr(Node* node, const AttrChange& change, const
     UniqueFd f(::openat(fd, p, O_WRONLY | O_NOFOLLOW | O_CLOEXEC));
     if (!f) return last_errno();
     if (::ftruncate(f.get(), *change.size) != 0) return last_errno();
+    // Truncation by an unprivileged caller drops set-id bits (we truncate with CAP_FSETID).
+    struct stat fst {};
+    if (caller.uid != 0 && !change.mode && ::fstat(f.get(), &fst) == 0) {
+      mode_t kill = S_ISUID | ((fst.st_mode & S_IXGRP) ? S_ISGID : 0);
+      if (fst.st_mode & kill) ::fchmod(f.get(), fst.st_mode & 07777 & ~kill);
+    }
   }
   if (change.atime || change.mtime) {
     struct timespec times[2];
