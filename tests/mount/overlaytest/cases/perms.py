@@ -12,7 +12,8 @@ def perm_layers():
              D("closed", mode=0o755), F("closed/f", "c"), F("secret", "s", mode=0o600),
              F("readonly", "r", mode=0o644), F("mine", "m", uid=U, gid=G, mode=0o600),
              D("mydir", uid=U, gid=G, mode=0o700), F("mydir/x", "x", uid=U, gid=G),
-             F("world", "w", mode=0o666), D("noexec", mode=0o700), F("noexec/f")]]
+             F("world", "w", mode=0o666), D("noexec", mode=0o700), F("noexec/f"),
+             F("setid_w", "s", mode=0o6777), F("setid_t", "s", mode=0o6777)]]
 
 
 def user_ops(t):
@@ -35,6 +36,10 @@ def user_ops(t):
     t.unlink("closed/f")                   # EACCES
     t.setxattr("mine", "user.u", "1")
     t.setxattr("readonly", "user.u", "1")  # EACCES / EPERM
+    t.write("setid_w", "x", "a")            # set-id bits dropped by a non-owner's write
+    t.truncate("setid_t", 0)                # ... and by its truncate
+    t.stat("setid_w", fields=("mode",))
+    t.stat("setid_t", fields=("mode",))
     t.stat("open/renamed", fields=("uid", "gid", "mode"))
     t.stat("open/dir_by_user", fields=("uid", "gid", "mode"))
 
