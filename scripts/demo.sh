@@ -18,7 +18,7 @@ show() { printf '$ %s\n' "$*"; "$@"; }
 work=$(mktemp -d /tmp/strata-demo.XXXXXX)
 chmod 755 "$work"
 cleanup() {
-  grep -o " $work[^ ]*" /proc/self/mountinfo 2>/dev/null | sort -r | while read -r m; do
+  { grep -o " $work[^ ]*" /proc/self/mountinfo 2>/dev/null || true; } | sort -r | while read -r m; do
     fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
   done
   rm -rf "$work"
