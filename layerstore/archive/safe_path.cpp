@@ -12,6 +12,8 @@ namespace strata {
 
 std::string clean_entry_path(std::string_view name) {
   if (name.find('\0') != std::string_view::npos) throw Error("entry name contains a NUL byte");
+  // "/" alone names the layer root (umoci insert writes it); any other absolute name is refused.
+  if (!name.empty() && name.find_first_not_of('/') == std::string_view::npos) return "";
   if (!name.empty() && name[0] == '/')
     throw Error("absolute path \"" + std::string(name) + "\" in layer");
   std::string out;

@@ -67,6 +67,7 @@ TEST(TarSplit, Base64RoundTrip) {
 TEST(SafePath, CleansAndRejects) {
   EXPECT_EQ(clean_entry_path("./a//b/"), "a/b");
   EXPECT_EQ(clean_entry_path("./"), "");
+  EXPECT_EQ(clean_entry_path("/"), "");  // umoci insert writes the root as "/"
   EXPECT_THROW(clean_entry_path("/etc/passwd"), Error);
   EXPECT_THROW(clean_entry_path("a/../../x"), Error);
   EXPECT_THROW(clean_entry_path(".."), Error);
