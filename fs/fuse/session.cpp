@@ -136,7 +136,7 @@ int run_filesystem(const Options& opts) {
         fuse_loop_config* cfg = fuse_loop_cfg_create();
         fuse_loop_cfg_set_clone_fd(cfg, opts.clone_fd ? 1 : 0);
         unsigned threads = opts.threads > 1 ? unsigned(opts.threads)
-                                            : std::max(4u, 2 * std::thread::hardware_concurrency());
+                                            : std::max(10u, 4 * std::thread::hardware_concurrency());
         fuse_loop_cfg_set_max_threads(cfg, threads);
         int r = fuse_session_loop_mt(se, cfg);
         fuse_loop_cfg_destroy(cfg);
