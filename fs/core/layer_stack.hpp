@@ -32,7 +32,6 @@ class LayerStack {
   bool has_upper() const { return has_upper_; }
   // Index of the first read-only layer (1 with an upper, else 0).
   int first_lower() const { return has_upper_ ? 1 : 0; }
-  const Layer& upper() const { return layers_[0]; }
   int upper_fd() const { return layers_[0].root.get(); }
 
   // The st_ino presented for a file with real (dev, ino): kept as is on the first device

@@ -199,6 +199,18 @@ Status Overlay::remove_upper_entry(const std::string& path, bool is_dir, bool le
   return make_whiteout(upper, dir, name, style_);
 }
 
+Status Overlay::remove_name(Node* parent, const std::string& parent_path, std::string_view name, int top,
+                            bool is_dir) {
+  std::string path = join_path(parent_path, name);
+  bool lower = name_in_lowers(parent, path, 0);
+  Status s = top == 0 ? remove_upper_entry(path, is_dir, lower)
+                      : make_whiteout(layers_.upper_fd(), parent_path, name, style_);
+  if (s != 0) return s;
+  std::unique_lock lock(tree_);
+  detach_child(parent, name);
+  return 0;
+}
+
 Status Overlay::unlink(Node* parent, std::string_view name) {
   if (read_only_) return EROFS;
   auto parent_path = path_of(parent);
@@ -217,14 +229,7 @@ Status Overlay::unlink(Node* parent, std::string_view name) {
     if (s != 0) return s;
     found->top = 0;
   }
-  bool lower = name_in_lowers(parent, path, 0);
-  Status s;
-  if (found->top == 0) s = remove_upper_entry(path, false, lower);
-  else s = make_whiteout(layers_.upper_fd(), *parent_path, name, style_);
-  if (s != 0) return s;
-  std::unique_lock lock(tree_);
-  detach_child(parent, name);
-  return 0;
+  return remove_name(parent, *parent_path, name, found->top, false);
 }
 
 Status Overlay::rmdir(Node* parent, std::string_view name) {
@@ -240,16 +245,8 @@ Status Overlay::rmdir(Node* parent, std::string_view name) {
   if (!empty) return empty.error();
   if (!*empty) return ENOTEMPTY;
 
-  std::string path = join_path(*parent_path, name);
   if (Status s = ensure_upper_dir(parent); s != 0) return s;
-  bool lower = name_in_lowers(parent, path, 0);
-  Status s;
-  if (found->top == 0) s = remove_upper_entry(path, true, lower);
-  else s = make_whiteout(layers_.upper_fd(), *parent_path, name, style_);
-  if (s != 0) return s;
-  std::unique_lock lock(tree_);
-  detach_child(parent, name);
-  return 0;
+  return remove_name(parent, *parent_path, name, found->top, true);
 }
 
 }  // namespace strata::fs

@@ -29,7 +29,7 @@ struct Node {
   std::atomic<int> top{0};
   // For directories, the layers (top-most first) whose directory of this path is merged.
   std::vector<int> dir_layers;  // tree lock
-  bool opaque = false;          // tree lock
+  bool opaque = false;          // the top directory hides every layer below it (tree lock)
 
   std::atomic<uint32_t> copyups{0};  // bumped on copy-up: open lower fds reopen the upper file
   std::mutex mutex;

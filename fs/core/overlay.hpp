@@ -187,6 +187,10 @@ class Overlay {
   Status set_new_owner(int dirfd, const std::string& rel, const Caller& caller,
                        const std::string& parent_path, bool is_dir);
   Status remove_upper_entry(const std::string& path, bool is_dir, bool leave_whiteout);
+  // Removes a resolved name from the merged view: from the upper (whiteout where a lower
+  // still has it) or by a whiteout alone, then forgets the node's place in the tree.
+  Status remove_name(Node* parent, const std::string& parent_path, std::string_view name, int top,
+                     bool is_dir);
   Result<bool> merged_dir_empty(Node* dir);
   // After a hardlinked lower file is copied up to `path`, links every other visible name of it
   // to the same upper inode.

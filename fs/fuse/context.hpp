@@ -16,7 +16,6 @@ struct Context {
   Overlay* overlay = nullptr;
   fuse_session* session = nullptr;
   double timeout = 1.0;  // entry and attribute cache validity, seconds
-  bool debug = false;
 };
 
 inline Context& context(fuse_req_t req) { return *static_cast<Context*>(fuse_req_userdata(req)); }

@@ -104,7 +104,6 @@ int run_filesystem(const Options& opts) {
   Context ctx;
   ctx.overlay = overlay->get();
   ctx.timeout = opts.timeout;
-  ctx.debug = opts.debug;
 
   std::string mopts = mount_options(opts);
   std::vector<std::string> argv_store = {"strata-fs", "-o", mopts};
