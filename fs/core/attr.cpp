@@ -7,6 +7,7 @@
 
 #include "fs/core/overlay.hpp"
 #include "fs/core/override_stat.hpp"
+#include "fs/core/setid.hpp"
 
 namespace strata::fs {
 
@@ -149,12 +150,7 @@ Result<struct stat> Overlay::setattr(Node* node, const AttrChange& change, const
     UniqueFd f(::openat(fd, p, O_WRONLY | O_NOFOLLOW | O_CLOEXEC));
     if (!f) return last_errno();
     if (::ftruncate(f.get(), *change.size) != 0) return last_errno();
-    // Truncation by an unprivileged caller drops set-id bits (we truncate with CAP_FSETID).
-    struct stat fst {};
-    if (caller.uid != 0 && !change.mode && ::fstat(f.get(), &fst) == 0) {
-      mode_t kill = S_ISUID | ((fst.st_mode & S_IXGRP) ? S_ISGID : 0);
-      if (fst.st_mode & kill) ::fchmod(f.get(), fst.st_mode & 07777 & ~kill);
-    }
+    if (caller.uid != 0 && !change.mode) drop_setid_bits(f.get());
   }
   if (change.atime || change.mtime) {
     struct timespec times[2];

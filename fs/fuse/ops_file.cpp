@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fs/core/setid.hpp"
 #include "fs/fuse/context.hpp"
 
 namespace strata::fs::fuse {
@@ -16,17 +17,6 @@ void set_cache_flags(fuse_file_info* fi, const OpenFile& file) {
   if (!file.from_lower) return;
   struct stat st {};
   if (::fstat(file.fd.get(), &st) == 0 && st.st_nlink == 1) fi->keep_cache = 1;
-}
-
-// libfuse leaves clearing set-id bits on write to us (FUSE_CAP_HANDLE_KILLPRIV). The daemon
-// writes with CAP_FSETID, so the backing filesystem would keep them: drop them here when the
-// writer could not have kept them itself.
-void drop_setid_bits(fuse_req_t req, int fd) {
-  if (fuse_req_ctx(req)->uid == 0) return;
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) return;
-  mode_t kill = S_ISUID | ((st.st_mode & S_IXGRP) ? S_ISGID : 0);
-  if (st.st_mode & kill) ::fchmod(fd, st.st_mode & 07777 & ~kill);
 }
 
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -69,7 +59,7 @@ void op_write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_f
   out.buf[0].fd = overlay(req).io_fd(file_of(fi));
   out.buf[0].pos = off;
   ssize_t n = fuse_buf_copy(&out, in, FUSE_BUF_SPLICE_NONBLOCK);
-  if (n > 0) drop_setid_bits(req, out.buf[0].fd);
+  if (n > 0 && fuse_req_ctx(req)->uid != 0) drop_setid_bits(out.buf[0].fd);
   if (n < 0) fuse_reply_err(req, int(-n));
   else fuse_reply_write(req, size_t(n));
 }
