@@ -15,10 +15,7 @@ need_root()
 need_tools("umoci", "skopeo", "tar-split")
 work = workdir()
 try:
-    layout = os.path.join(work, "img")
-    build_umoci_image(layout)
-    run("umoci", "unpack", "--image", f"{layout}:v1", os.path.join(work, "ref"))
-    ref = listing(os.path.join(work, "ref", "rootfs"))
+    layout, ref = umoci_image_with_reference(work)
 
     root = os.path.join(work, "store")
     out = strata(root, "load", "-i", layout, "--tag", "test/img:v1")

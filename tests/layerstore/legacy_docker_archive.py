@@ -31,10 +31,7 @@ def add(tar, name, data):
     tar.addfile(ti, io.BytesIO(data))
 
 
-layout = os.path.join(work, "img")
-build_umoci_image(layout)
-run("umoci", "unpack", "--image", f"{layout}:v1", os.path.join(work, "ref"))
-ref = listing(os.path.join(work, "ref", "rootfs"))
+layout, ref = umoci_image_with_reference(work)
 
 index = json.loads(blob(layout, "sha256:" + json.load(open(os.path.join(layout, "index.json")))["manifests"][0]["digest"].split(":")[1]))
 config = json.loads(blob(layout, index["config"]["digest"]))

@@ -18,10 +18,7 @@ try:
     proc = Registry(work)
     port, storage = proc.port, proc.storage
 
-    layout = os.path.join(work, "img")
-    build_umoci_image(layout)
-    run("umoci", "unpack", "--image", f"{layout}:v1", os.path.join(work, "ref"))
-    ref = listing(os.path.join(work, "ref", "rootfs"))
+    layout, ref = umoci_image_with_reference(work)
     run("skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:v1", f"docker://127.0.0.1:{port}/team/app:1.0")
 
     root = os.path.join(work, "store")

@@ -21,10 +21,7 @@ work = workdir()
 mnt = os.path.join(work, "mnt")
 mounted = False
 try:
-    layout = os.path.join(work, "img")
-    build_umoci_image(layout)
-    run("umoci", "unpack", "--image", f"{layout}:v1", os.path.join(work, "ref"))
-    ref = listing(os.path.join(work, "ref", "rootfs"))
+    layout, ref = umoci_image_with_reference(work)
     root = os.path.join(work, "store")
     strata(root, "load", "-q", "-i", layout, "--tag", "fs/test:v1")
     os.makedirs(mnt)

@@ -100,6 +100,15 @@ def build_umoci_image(layout, tag="v1", extra_layer=None):
     shutil.rmtree(empty)
 
 
+def umoci_image_with_reference(work, tag="v1"):
+    """build_umoci_image into WORK/img, plus the listing of `umoci unpack` of it: the tree every
+    strata view of the image must equal. Returns (layout, reference listing)."""
+    layout = os.path.join(work, "img")
+    build_umoci_image(layout, tag)
+    run("umoci", "unpack", "--image", f"{layout}:{tag}", os.path.join(work, "ref"))
+    return layout, listing(os.path.join(work, "ref", "rootfs"))
+
+
 def listing(root):
     """Every entry below root: type, mode, owner, size, content hash, link target, xattrs, nlink."""
     out = {}

@@ -36,10 +36,7 @@ try:
         f.write(run("htpasswd", "-Bbn", "alice", "s3cret").stdout)
     reg = Registry(work, tls=(crt, key), htpasswd=htp)
 
-    layout = os.path.join(work, "img")
-    build_umoci_image(layout)
-    run("umoci", "unpack", "--image", f"{layout}:v1", os.path.join(work, "ref"))
-    ref = listing(os.path.join(work, "ref", "rootfs"))
+    layout, ref = umoci_image_with_reference(work)
     name = f"{reg.addr}/team/app:1"
     run("skopeo", "copy", "-q", "--dest-cert-dir", certs, "--dest-creds", "alice:s3cret", f"oci:{layout}:v1", "docker://" + name)
 

@@ -70,10 +70,7 @@ try:
     realm = f"http://127.0.0.1:{server.server_address[1]}/token"
 
     reg = Registry(work, token=(realm, "strata-registry", "strata-issuer", crt))
-    layout = os.path.join(work, "img")
-    build_umoci_image(layout)
-    run("umoci", "unpack", "--image", f"{layout}:v1", os.path.join(work, "ref"))
-    ref = listing(os.path.join(work, "ref", "rootfs"))
+    layout, ref = umoci_image_with_reference(work)
     name = f"{reg.addr}/team/app:1"
     skopeo_push(f"oci:{layout}:v1", name, "--dest-creds", "alice:s3cret")
 

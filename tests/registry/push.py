@@ -17,10 +17,7 @@ work = workdir()
 reg = None
 try:
     reg = Registry(work)
-    layout = os.path.join(work, "img")
-    build_umoci_image(layout)
-    run("umoci", "unpack", "--image", f"{layout}:v1", os.path.join(work, "ref"))
-    ref = listing(os.path.join(work, "ref", "rootfs"))
+    layout, ref = umoci_image_with_reference(work)
     root = os.path.join(work, "store")
     strata(root, "load", "-q", "-i", layout, "--tag", "local/app:1")
     local = inspect(root, "local/app:1")

@@ -17,10 +17,7 @@ work = workdir()
 reg = front = blobs = None
 try:
     reg = Registry(work)
-    layout = os.path.join(work, "img")
-    build_umoci_image(layout)
-    run("umoci", "unpack", "--image", f"{layout}:v1", os.path.join(work, "ref"))
-    ref = listing(os.path.join(work, "ref", "rootfs"))
+    layout, ref = umoci_image_with_reference(work)
     skopeo_push(f"oci:{layout}:v1", f"{reg.addr}/team/app:1")
     blobs = BlobHost(reg.addr)
     front = RegistryFront(reg.addr, creds=("alice", "s3cret"), blob_host=blobs)
