@@ -117,6 +117,11 @@ Result<struct statvfs> Overlay::statfs() {
   return st;
 }
 
+void Overlay::drop_setid_bits_for(int fd, const Caller& caller) const {
+  if (caller.privileged()) return;
+  drop_setid_bits(fd, [&](gid_t stored) { return caller.in_group(gids_.to_shown(stored)); });
+}
+
 Result<struct stat> Overlay::setattr(Node* node, const AttrChange& change, const Caller& caller) {
   if (read_only_) return Errno{EROFS};
   bool only_truncate_to_zero = change.size && *change.size == 0;
@@ -135,6 +140,11 @@ Result<struct stat> Overlay::setattr(Node* node, const AttrChange& change, const
     o.uid = uids_.to_stored(change.uid.value_or(cur->st_uid));
     o.gid = gids_.to_stored(change.gid.value_or(cur->st_gid));
     o.mode = change.mode.value_or(cur->st_mode) & 07777;
+    if ((change.uid || change.gid) && !change.mode && S_ISREG(cur->st_mode)) {
+      // A real chown drops these in the backing filesystem; a recorded one must do it here.
+      o.mode &= ~(S_ISUID | ((o.mode & S_IXGRP) ? S_ISGID : 0));
+      ::lremovexattr(abs.c_str(), "security.capability");
+    }
     std::string value = format_override_stat(o);
     if (::lsetxattr(abs.c_str(), override_xattr_name(opts_.xattr_permissions), value.data(), value.size(), 0) != 0)
       return last_errno();
@@ -150,7 +160,7 @@ Result<struct stat> Overlay::setattr(Node* node, const AttrChange& change, const
     UniqueFd f(::openat(fd, p, O_WRONLY | O_NOFOLLOW | O_CLOEXEC));
     if (!f) return last_errno();
     if (::ftruncate(f.get(), *change.size) != 0) return last_errno();
-    if (caller.uid != 0 && !change.mode) drop_setid_bits(f.get());
+    if (!change.mode) drop_setid_bits_for(f.get(), caller);
   }
   if (change.atime || change.mtime) {
     struct timespec times[2];

@@ -32,6 +32,14 @@ struct Caller {
   uid_t uid = 0;
   gid_t gid = 0;
   mode_t umask = 0;  // applied by the overlay unless the parent has a default ACL
+  // Supplementary groups cost a read of /proc/PID/status, so they are asked only when needed.
+  std::function<bool(gid_t)> in_supplementary_group;
+
+  // The daemon sees ids, not capabilities: uid 0 stands for CAP_FSETID and friends.
+  bool privileged() const { return uid == 0; }
+  bool in_group(gid_t shown) const {
+    return shown == gid || (in_supplementary_group && in_supplementary_group(shown));
+  }
 };
 
 struct Entry {
@@ -94,6 +102,8 @@ class Overlay {
 
   // Attributes.
   Result<struct stat> getattr(Node* node);
+  // After a write, truncation or O_TRUNC open of the upper file `fd` by `caller`.
+  void drop_setid_bits_for(int fd, const Caller& caller) const;
   Result<struct stat> setattr(Node* node, const AttrChange& change, const Caller& caller);
   Result<std::string> readlink(Node* node);
   Result<struct statvfs> statfs();

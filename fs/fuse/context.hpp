@@ -4,6 +4,7 @@
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
+#include <algorithm>
 #include <new>
 
 #include "fs/core/overlay.hpp"
@@ -27,7 +28,15 @@ inline Node* node_of(fuse_req_t req, fuse_ino_t ino) {
 
 inline Caller caller_of(fuse_req_t req) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
-  return Caller{ctx->uid, ctx->gid, ctx->umask};
+  Caller caller{ctx->uid, ctx->gid, ctx->umask, {}};
+  caller.in_supplementary_group = [req](gid_t gid) {
+    gid_t groups[256];
+    int n = fuse_req_getgroups(req, 256, groups);
+    for (int i = 0; i < std::min(n, 256); ++i)
+      if (groups[i] == gid) return true;
+    return false;
+  };
+  return caller;
 }
 
 inline OpenFile& file_of(fuse_file_info* fi) { return *reinterpret_cast<OpenFile*>(fi->fh); }

@@ -3,7 +3,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fs/core/setid.hpp"
 #include "fs/fuse/context.hpp"
 
 namespace strata::fs::fuse {
@@ -25,6 +24,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     fuse_reply_err(req, file.error());
     return;
   }
+  if (fi->flags & O_TRUNC) overlay(req).drop_setid_bits_for((*file)->fd.get(), caller_of(req));
   set_cache_flags(fi, **file);
   fi->fh = reinterpret_cast<uint64_t>(file->release());
   if (fuse_reply_open(req, fi) == -ENOENT) delete &file_of(fi);
@@ -59,7 +59,7 @@ void op_write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_f
   out.buf[0].fd = overlay(req).io_fd(file_of(fi));
   out.buf[0].pos = off;
   ssize_t n = fuse_buf_copy(&out, in, FUSE_BUF_SPLICE_NONBLOCK);
-  if (n > 0 && fuse_req_ctx(req)->uid != 0) drop_setid_bits(out.buf[0].fd);
+  if (n > 0) overlay(req).drop_setid_bits_for(out.buf[0].fd, caller_of(req));
   if (n < 0) fuse_reply_err(req, int(-n));
   else fuse_reply_write(req, size_t(n));
 }

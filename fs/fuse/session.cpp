@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "fs/fuse/context.hpp"
+#include "fs/fuse/init_flags.hpp"
 
 namespace strata::fs::fuse {
 
@@ -129,6 +130,10 @@ int run_filesystem(const Options& opts) {
                    no_dev_fuse ? ": /dev/fuse is not usable by this user (needs mode 666, or fusermount3 in PATH)"
                                : "");
     } else {
+      // The kernel then asks no security.capability before each write (the backing
+      // filesystem drops it when we write) and no attributes before each chown.
+      if (int r = add_init_flags(se, kInitHandleKillprivV2); r != 0)
+        spdlog::warn("cannot wrap /dev/fuse I/O ({}): every write will cost a getxattr", std::strerror(-r));
       if (fuse_daemonize(opts.foreground ? 1 : 0) != 0) {
         std::fprintf(stderr, "strata-fs: cannot detach\n");
       } else {

@@ -1,8 +1,10 @@
 """Permissions as root: other uids create files they own; default_permissions denies what the
 kernel denies."""
 
+import os
+
 from ..core import case
-from ..fixture import D, F
+from ..fixture import D, F, X
 
 U, G = 4321, 4321
 
@@ -51,3 +53,53 @@ def permissions(ctx):
     ctx.require_root()
     ctx.differential("perms", perm_layers(), lambda t: t.as_user(U, G, user_ops),
                      share_lowers=True, fs_opts="default_permissions,allow_other")
+
+
+CAP = bytes.fromhex("0100000200200000000000000000000000000000")
+
+
+def killpriv_layers():
+    files = [F(n, "payload\n", mode=0o6777) for n in
+             ("chown_root", "chown_user", "trunc_open", "write_twice", "write_root", "sgid_only")]
+    files[-1] = F("sgid_only", "payload\n", mode=0o2767)  # set-gid without group-exec
+    return [files + [F("capped", "cap\n", mode=0o755), F("capped_user", "cap\n", mode=0o777),
+                     F("capped_chown", "cap\n", mode=0o755), F("mine", "m", uid=U, gid=G, mode=0o6755),
+                     X("capped", "security.capability", CAP), X("capped_user", "security.capability", CAP),
+                     X("capped_chown", "security.capability", CAP)]]
+
+
+def killpriv_user_ops(t):
+    t.write("write_twice", "a", "a")
+    t.write("write_twice", "b", "a")
+    t.open_flags("trunc_open", os.O_WRONLY | os.O_TRUNC, "open(trunc_open,O_WRONLY|O_TRUNC)")
+    t.write("capped_user", "x", "a")                  # a write drops security.capability
+    t.write("sgid_only", "x", "a")
+    t.chown("mine", U, G)                             # the owner's own chown drops set-id bits
+    for n in ("write_twice", "trunc_open", "sgid_only", "mine"):
+        t.stat(n, fields=("mode", "size"))
+
+
+@case("killpriv", "perms", ("root",))
+def killpriv(ctx):
+    """Set-id bits and security.capability are dropped by writes, O_TRUNC opens and chown as the
+    kernel drops them (the fs asks for FUSE_HANDLE_KILLPRIV_V2, so it is the one dropping them)."""
+    ctx.require_root()
+
+    def script(t):
+        t.write("write_root", "r", "a")               # root keeps set-id bits on write
+        t.chown("chown_root", 0, 0)                   # chown drops them, even by root
+        t.chown("chown_user", U, G)
+        t.write("capped", "x", "a")
+        t.getxattr("capped", "security.capability")   # ENODATA
+        t.chown("capped_chown", U, G)
+        t.getxattr("capped_chown", "security.capability")
+        t.setxattr("write_root", "security.capability", CAP)
+        t.write("write_root", "again", "a")           # dropped again after it was set anew
+        t.getxattr("write_root", "security.capability")
+        t.chmod("write_root", 0o4755)
+        t.as_user(U, G, killpriv_user_ops)
+        for n in ("write_root", "chown_root", "chown_user", "capped", "capped_user", "capped_chown"):
+            t.stat(n, fields=("mode", "uid", "gid", "size"))
+            t.listxattr(n)
+    ctx.differential("killpriv", killpriv_layers(), script, share_lowers=True,
+                     fs_opts="default_permissions,allow_other")
