@@ -409,7 +409,7 @@ std::string usage_text(std::string_view program) {
          "  xattr_permissions=0|1|2  store permissions in xattrs: off, privileged, user\n"
          "  fsync=0|1              honour fsync (default 1)\n"
          "  volatile               same as fsync=0\n"
-         "  threaded=N             worker threads (0 or 1: default)\n"
+         "  threaded=N             at most N worker threads (0 or 1: one per core, at least 2)\n"
          "  timeout=SECONDS        kernel entry/attr cache timeout (default 1.0)\n"
          "  writeback=0|1          writeback caching (default 0)\n"
          "  redirect_dir=on|off|follow|nofollow  accepted; renaming a lower directory always\n"
