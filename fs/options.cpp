@@ -232,6 +232,12 @@ bool apply_option(const std::string& token, Options& o, bool& upper_given, bool&
   } else if (key == "volatile") {
     if (!no_value()) return false;
     o.fsync = false;
+  } else if (key == "copyup_sync") {
+    if (!need_value()) return false;
+    if (value == "full") o.copyup_sync = CopyupSync::Full;
+    else if (value == "ordered") o.copyup_sync = CopyupSync::Ordered;
+    else if (value == "off") o.copyup_sync = CopyupSync::Off;
+    else return error = bad_value(key, value) + " (expected full, ordered or off)", false;
   } else if (key == "writeback") {
     if (!need_value()) return false;
     if (!parse_bool01(value, o.writeback))
@@ -409,6 +415,8 @@ std::string usage_text(std::string_view program) {
          "  xattr_permissions=0|1|2  store permissions in xattrs: off, privileged, user\n"
          "  fsync=0|1              honour fsync (default 1)\n"
          "  volatile               same as fsync=0\n"
+         "  copyup_sync=full|ordered|off  how copied-up data reaches the disk before it\n"
+         "                         shows: fsync, written out first (default), not at all\n"
          "  threaded=N             at most N worker threads (0 or 1: one per core, at least 2)\n"
          "  timeout=SECONDS        kernel entry/attr cache timeout (default 1.0)\n"
          "  writeback=0|1          writeback caching (default 0)\n"

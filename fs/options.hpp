@@ -23,6 +23,13 @@ struct IdMapRange {
 
 enum class XattrPermissions { Off = 0, Privileged = 1, User = 2 };
 
+// How a copied-up file's data reaches the disk before its name is moved into the upper dir.
+// Full: fsync, as kernel overlayfs does. Ordered: written out (sync_file_range) but the device
+// cache is not flushed: on a journaling filesystem the commit that makes the name durable
+// flushes it first, so a crash leaves the lower file visible or the whole copy, never an empty
+// one. Off: neither (fuse-overlayfs; -o volatile).
+enum class CopyupSync { Off, Ordered, Full };
+
 // Paths: parse_options stores lowerdirs, upperdir, workdir and mountpoint as absolute paths
 // (make_absolute: realpath when the path resolves, else joined to the cwd), because the daemon
 // chdirs to / when it detaches.
@@ -52,6 +59,7 @@ struct Options {
   bool noxattrs = false;
   XattrPermissions xattr_permissions = XattrPermissions::Off;
   bool fsync = true;      // fsync=0 or volatile turns it off
+  CopyupSync copyup_sync = CopyupSync::Ordered;  // copyup_sync=; Off whenever fsync is off
   bool ino32 = false;     // ino32_t
   int threads = 0;        // threaded=N as given; 0 or 1 (fuse-overlayfs's "on"): pick the default
   bool clone_fd = false;  // clone_fd (a libfuse loop setting, not a mount option)

@@ -53,6 +53,15 @@ Status Overlay::copy_xattrs(const std::string& src_abs, const std::string& dst_a
   return 0;
 }
 
+Status Overlay::sync_copied_data(int fd) const {
+  CopyupSync how = opts_.fsync ? opts_.copyup_sync : CopyupSync::Off;
+  int r = 0;
+  if (how == CopyupSync::Full) r = ::fsync(fd);
+  else if (how == CopyupSync::Ordered)
+    r = ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+  return r == 0 ? 0 : errno;
+}
+
 Status Overlay::copy_entry(int layer, const std::string& src, int dst_dirfd, const std::string& dst,
                            const struct stat& st, bool with_data) {
   int src_root = layers_[size_t(layer)].root.get();
@@ -69,7 +78,7 @@ Status Overlay::copy_entry(int layer, const std::string& src, int dst_dirfd, con
         UniqueFd in(::openat(src_root, src.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
         if (!in) return errno;
         if (Status s = copy_file_data(in.get(), out.get(), st.st_size); s != 0) return s;
-        if (opts_.fsync && ::fsync(out.get()) != 0) return errno;
+        if (Status s = sync_copied_data(out.get()); s != 0) return s;
       }
       break;
     }

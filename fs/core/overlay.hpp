@@ -180,6 +180,8 @@ class Overlay {
   Status ensure_upper_dir(Node* dir);
   Status copy_tree(const std::vector<int>& dir_layers, const std::string& src_path,
                    const std::string& dst_work_path);
+  // Makes a copy-up's data durable as -o copyup_sync= asks, before it is renamed into place.
+  Status sync_copied_data(int fd) const;
   Status copy_entry(int layer, const std::string& src, int dst_dirfd, const std::string& dst,
                     const struct stat& st, bool with_data);
   Status copy_xattrs(const std::string& src_abs, const std::string& dst_abs);

@@ -136,7 +136,7 @@ TEST(OptionsParse, UsageListsEveryOption) {
   for (const char* name :
        {"lowerdir=", "upperdir=", "workdir=", "uidmapping=", "gidmapping=", "squash_to_root",
         "squash_to_uid=", "squash_to_gid=", "static_nlink", "noacl", "noxattrs",
-        "xattr_permissions=", "fsync=", "volatile", "threaded=", "timeout=", "writeback=",
+        "xattr_permissions=", "fsync=", "volatile", "copyup_sync=", "threaded=", "timeout=", "writeback=",
         "redirect_dir=", "ino32_t", "debug", "clone_fd", "plugins=", "allow_other",
         "allow_root", "default_permissions", "nosuid", "nodev", "noexec", "noatime",
         "relatime", "strictatime", "nodiratime", "dirsync", "fsname=", "subtype=", "max_read=",
@@ -326,6 +326,20 @@ TEST(OptionsParse, FsyncAndVolatile) {
   EXPECT_FALSE(p.opts->fsync);
   std::string e = parse_error({"-o", kBase + ",fsync=yes", "/m"});
   EXPECT_TRUE(contains(e, "fsync") && contains(e, "'yes'")) << e;
+}
+
+TEST(OptionsParse, CopyupSync) {
+  auto p = parse({"-o", kBase, "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_EQ(p.opts->copyup_sync, sfs::CopyupSync::Ordered);
+  for (auto [text, want] : {std::pair{"full", sfs::CopyupSync::Full}, std::pair{"ordered", sfs::CopyupSync::Ordered},
+                            std::pair{"off", sfs::CopyupSync::Off}}) {
+    p = parse({"-o", kBase + ",copyup_sync=" + text, "/m"});
+    ASSERT_TRUE(p.opts) << p.error;
+    EXPECT_EQ(p.opts->copyup_sync, want) << text;
+  }
+  std::string e = parse_error({"-o", kBase + ",copyup_sync=always", "/m"});
+  EXPECT_TRUE(contains(e, "copyup_sync") && contains(e, "'always'") && contains(e, "full, ordered or off")) << e;
 }
 
 TEST(OptionsParse, Threaded) {
