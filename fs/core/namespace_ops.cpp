@@ -80,7 +80,7 @@ Result<Entry> Overlay::create_node(Node* parent, std::string_view name, bool is_
     std::string tmp = stage_name();
     Status s = make(work_fd_.get(), tmp);
     if (s == 0 && caller) s = set_new_owner(work_fd_.get(), tmp, *caller, *parent_path, is_dir);
-    if (s == 0 && is_dir) s = mark_opaque(work_fd_.get(), tmp, work_path_ + "/" + tmp, style_);
+    if (s == 0 && is_dir) s = mark_opaque(work_fd_.get(), tmp, work_path_ + "/" + tmp, whiteout_style());
     if (s == 0) {
       if (is_dir) {
         if (::renameat2(work_fd_.get(), tmp.c_str(), upper, path.c_str(), RENAME_EXCHANGE) != 0) s = errno;
@@ -96,7 +96,7 @@ Result<Entry> Overlay::create_node(Node* parent, std::string_view name, bool is_
   } else {
     if (Status s = make(upper, path); s != 0) return Errno{s};
     Status s = caller ? set_new_owner(upper, path, *caller, *parent_path, is_dir) : 0;
-    if (s == 0 && is_dir && wh_named) s = mark_opaque(upper, path, abs_path(0, path), style_);
+    if (s == 0 && is_dir && wh_named) s = mark_opaque(upper, path, abs_path(0, path), whiteout_style());
     if (s != 0) {
       remove_tree(upper, path);
       return Errno{s};
@@ -196,7 +196,7 @@ Status Overlay::remove_upper_entry(const std::string& path, bool is_dir, bool le
   auto slash = path.rfind('/');
   std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
   std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
-  return make_whiteout(upper, dir, name, style_);
+  return make_whiteout(upper, dir, name, whiteout_style());
 }
 
 Status Overlay::remove_name(Node* parent, const std::string& parent_path, std::string_view name, int top,
@@ -204,7 +204,7 @@ Status Overlay::remove_name(Node* parent, const std::string& parent_path, std::s
   std::string path = join_path(parent_path, name);
   bool lower = name_in_lowers(parent, path, 0);
   Status s = top == 0 ? remove_upper_entry(path, is_dir, lower)
-                      : make_whiteout(layers_.upper_fd(), parent_path, name, style_);
+                      : make_whiteout(layers_.upper_fd(), parent_path, name, whiteout_style());
   if (s != 0) return s;
   std::unique_lock lock(tree_);
   detach_child(parent, name);

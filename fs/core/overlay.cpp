@@ -60,7 +60,6 @@ Result<std::unique_ptr<Overlay>> Overlay::create(const Options& opts, std::strin
       error = "workdir " + work + ": cannot clean: " + std::strerror(st);
       return Errno{st};
     }
-    ov->style_ = probe_whiteout_style(ov->layers_.upper_fd(), ov->work_fd_.get());
   }
 
   for (size_t i = 0; i < ov->layers_.size(); ++i) ov->hardlinks_.push_back(std::make_unique<LayerHardlinks>());
@@ -79,6 +78,12 @@ Result<std::unique_ptr<Overlay>> Overlay::create(const Options& opts, std::strin
   root->ino = ov->layers_.present_ino(st.st_dev, st.st_ino);
   ov->root_ = root;
   return ov;
+}
+
+const WhiteoutStyle& Overlay::whiteout_style() const {
+  // Probed on first use, not at mount: a read-mostly mount never pays for it.
+  std::call_once(style_probed_, [this] { style_ = probe_whiteout_style(layers_.upper_fd(), work_fd_.get()); });
+  return style_;
 }
 
 Result<std::string> Overlay::path_of(const Node* node) const {

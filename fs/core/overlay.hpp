@@ -181,6 +181,8 @@ class Overlay {
   Status copy_tree(const std::vector<int>& dir_layers, const std::string& src_path,
                    const std::string& dst_work_path);
   // Makes a copy-up's data durable as -o copyup_sync= asks, before it is renamed into place.
+  // Which whiteout and opaque forms the upper filesystem takes (probed once, in work/).
+  const WhiteoutStyle& whiteout_style() const;
   Status sync_copied_data(int fd) const;
   Status copy_entry(int layer, const std::string& src, int dst_dirfd, const std::string& dst,
                     const struct stat& st, bool with_data);
@@ -218,7 +220,8 @@ class Overlay {
   LayerStack layers_;
   IdMapping uids_;
   IdMapping gids_;
-  WhiteoutStyle style_;
+  mutable std::once_flag style_probed_;
+  mutable WhiteoutStyle style_;  // whiteout_style() fills it
   bool read_only_ = false;
   bool privileged_ = false;  // may chown to any owner
   UniqueFd work_fd_;         // <workdir>/work: staging for copy-up

@@ -47,7 +47,7 @@ Result<std::string> Overlay::materialize_dir(const std::vector<int>& dir_layers,
   if (s == 0 && ::fstatat(work_fd_.get(), tmp.c_str(), &cst, AT_SYMLINK_NOFOLLOW) == 0)
     record_origin(cst, ino_for(top, st));
   if (s == 0) s = copy_tree(dir_layers, path, tmp);
-  if (s == 0) s = mark_opaque(work_fd_.get(), tmp, work_path_ + "/" + tmp, style_);
+  if (s == 0) s = mark_opaque(work_fd_.get(), tmp, work_path_ + "/" + tmp, whiteout_style());
   if (s == 0) {
     struct timespec times[2] = {st.st_atim, st.st_mtim};
     ::utimensat(work_fd_.get(), tmp.c_str(), times, AT_SYMLINK_NOFOLLOW);
@@ -136,9 +136,9 @@ Status Overlay::rename(Node* parent, std::string_view name, Node* new_parent, st
     if (s == 0 && ::renameat2(upper, src_path.c_str(), upper, dst_path.c_str(), RENAME_EXCHANGE) != 0) s = errno;
     // A directory now standing where a lower layer has that name must not merge with it.
     if (s == 0 && src_is_dir && name_in_lowers(new_parent, dst_path, 0))
-      s = mark_opaque(upper, dst_path, abs_path(0, dst_path), style_);
+      s = mark_opaque(upper, dst_path, abs_path(0, dst_path), whiteout_style());
     if (s == 0 && dst_is_dir && name_in_lowers(parent, src_path, 0))
-      s = mark_opaque(upper, src_path, abs_path(0, src_path), style_);
+      s = mark_opaque(upper, src_path, abs_path(0, src_path), whiteout_style());
     if (s == 0) {
       std::unique_lock lock(tree_);
       parent->children.erase(std::string(name));
@@ -177,16 +177,16 @@ Status Overlay::rename(Node* parent, std::string_view name, Node* new_parent, st
     if (!materialized.empty()) {
       if (::renameat(work_fd_.get(), materialized.c_str(), upper, dst_path.c_str()) != 0) s = errno;
       if (s == 0 && src->top == 0) s = remove_upper_entry(src_path, true, src_leaves_whiteout);
-      else if (s == 0 && src_leaves_whiteout) s = make_whiteout(upper, *src_dir, name, style_);
+      else if (s == 0 && src_leaves_whiteout) s = make_whiteout(upper, *src_dir, name, whiteout_style());
     } else {
       unsigned rflags = src_leaves_whiteout ? RENAME_WHITEOUT : 0;
       if (::renameat2(upper, src_path.c_str(), upper, dst_path.c_str(), rflags) != 0) {
         if (rflags == 0 || (errno != EINVAL && errno != EPERM && errno != EOPNOTSUPP)) s = errno;
         else if (::renameat(upper, src_path.c_str(), upper, dst_path.c_str()) != 0) s = errno;
-        else s = make_whiteout(upper, *src_dir, name, style_);
+        else s = make_whiteout(upper, *src_dir, name, whiteout_style());
       }
       if (s == 0 && src_is_dir && dst_over_lower)
-        s = mark_opaque(upper, dst_path, abs_path(0, dst_path), style_);
+        s = mark_opaque(upper, dst_path, abs_path(0, dst_path), whiteout_style());
     }
     std::string wh_file = join_path(*dst_dir, std::string(kWhiteoutPrefix) + std::string(new_name));
     if (s == 0) ::unlinkat(upper, wh_file.c_str(), 0);
