@@ -9,35 +9,10 @@
 #include <string_view>
 #include <unordered_set>
 
+#include "fs/core/dir_stream.hpp"
 #include "fs/core/overlay.hpp"
 
 namespace strata::fs {
-
-namespace {
-
-class DirStream {
- public:
-  DirStream(int root, const std::string& path) {
-    int fd = ::openat(root, path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd >= 0) {
-      dir_ = ::fdopendir(fd);
-      if (!dir_) ::close(fd);
-    }
-  }
-  ~DirStream() {
-    if (dir_) ::closedir(dir_);
-  }
-  DirStream(const DirStream&) = delete;
-  DirStream& operator=(const DirStream&) = delete;
-  bool ok() const { return dir_ != nullptr; }
-  int fd() const { return ::dirfd(dir_); }
-  struct dirent* next() { return ::readdir(dir_); }
-
- private:
-  DIR* dir_ = nullptr;
-};
-
-}  // namespace
 
 Result<std::vector<DirEntry>> Overlay::merged_entries(const std::vector<int>& dir_layers,
                                                       const std::string& path, uint64_t self_ino,

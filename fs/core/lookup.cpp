@@ -10,18 +10,30 @@
 
 namespace strata::fs {
 
-Result<Overlay::Resolved> Overlay::resolve(const Node* parent, const std::string& parent_path,
+Result<Overlay::Resolved> Overlay::resolve(Node* parent, const std::string& parent_path,
                                            std::string_view name) {
   std::vector<int> parent_layers;
   {
     std::shared_lock lock(tree_);
     parent_layers = parent->dir_layers;
   }
-  return resolve_in(parent_layers, parent_path, name);
+  return resolve_in(parent_layers, parent_path, name, parent);
+}
+
+bool Overlay::may_hold_whiteout_file(Node* dir, int layer, const std::string& dir_path) {
+  bool lower = layer > 0 || !layers_.has_upper();
+  if (!dir || !lower || layer >= 64) return true;
+  uint64_t bit = uint64_t(1) << layer;
+  if (!(dir->whiteouts_scanned.load(std::memory_order_acquire) & bit)) {
+    if (!dir_has_whiteout_files(layers_[size_t(layer)].root.get(), dir_path)) dir->whiteout_free.fetch_or(bit);
+    dir->whiteouts_scanned.fetch_or(bit, std::memory_order_release);
+  }
+  return !(dir->whiteout_free.load() & bit);
 }
 
 Result<Overlay::Resolved> Overlay::resolve_in(const std::vector<int>& parent_layers,
-                                              const std::string& parent_path, std::string_view name) {
+                                              const std::string& parent_path, std::string_view name,
+                                              Node* dir) {
   if (is_marker_name(name)) return Errno{ENOENT};
   Resolved found;
   std::string path = join_path(parent_path, name);
@@ -34,6 +46,7 @@ Result<Overlay::Resolved> Overlay::resolve_in(const std::vector<int>& parent_lay
         if (found.top >= 0) break;  // a lower we cannot read only stops the merge
         return last_errno();
       }
+      if (!may_hold_whiteout_file(dir, layer, parent_path)) continue;
       if (wh_path.empty()) wh_path = join_path(parent_path, std::string(kWhiteoutPrefix) + std::string(name));
       struct stat wst {};
       if (::fstatat(fd, wh_path.c_str(), &wst, AT_SYMLINK_NOFOLLOW) == 0) break;
@@ -118,7 +131,7 @@ Result<Entry> Overlay::lookup_listed(Node* dir, const DirEntry& listed) {
     for (int layer : dir->dir_layers)
       if (layer >= listed.layer) below.push_back(layer);
   }
-  auto found = resolve_in(below, *dir_path, listed.name);
+  auto found = resolve_in(below, *dir_path, listed.name, dir);
   if (!found || found->top != listed.layer) return lookup(dir, listed.name);  // changed since listed
   Entry entry = attach(dir, listed.name, *found);
   entry.st = present(found->st, join_path(*dir_path, listed.name), found->top, entry.node);

@@ -30,6 +30,11 @@ struct Node {
   // For directories, the layers (top-most first) whose directory of this path is merged.
   std::vector<int> dir_layers;  // tree lock
   bool opaque = false;          // the top directory hides every layer below it (tree lock)
+  // Lower layers (bit = layer index, below 64) whose directory of this path was scanned, and
+  // those of them holding no .wh.NAME file: a name missing there needs no whiteout probe.
+  // Lower layers do not change under a mount (as with kernel overlayfs).
+  std::atomic<uint64_t> whiteouts_scanned{0};
+  std::atomic<uint64_t> whiteout_free{0};
 
   std::atomic<uint32_t> copyups{0};  // bumped on copy-up: open lower fds reopen the upper file
   std::mutex mutex;

@@ -155,9 +155,13 @@ class Overlay {
   void show_newest_mtime(struct stat& st, const Resolved& found) const {
     if (S_ISDIR(st.st_mode) && found.dir_layers.size() > 1) st.st_mtim = found.newest_mtime;
   }
-  Result<Resolved> resolve(const Node* parent, const std::string& parent_path, std::string_view name);
+  Result<Resolved> resolve(Node* parent, const std::string& parent_path, std::string_view name);
+  // `dir`, when given, is the parent's node: its record of whiteout-free lower dirs saves
+  // the .wh.NAME probe where the name is missing.
   Result<Resolved> resolve_in(const std::vector<int>& parent_layers, const std::string& parent_path,
-                              std::string_view name);
+                              std::string_view name, Node* dir = nullptr);
+  // Whether `name`'s absence from `layer`'s directory at `dir_path` may hide a .wh.NAME file.
+  bool may_hold_whiteout_file(Node* dir, int layer, const std::string& dir_path);
   Result<std::vector<DirEntry>> merged_entries(const std::vector<int>& dir_layers, const std::string& path,
                                                uint64_t self_ino, uint64_t parent_ino);
   // Builds a full, opaque copy of the merged directory in the workdir; returns its name there.

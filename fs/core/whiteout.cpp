@@ -9,11 +9,13 @@
 #include <cstring>
 #include <vector>
 
+#include "fs/core/dir_stream.hpp"
 #include "fs/core/layer_stack.hpp"
 #include "fs/core/unique_fd.hpp"
 #include "fs/core/xattr_names.hpp"
 
 namespace strata::fs {
+
 
 bool parse_whiteout_name(std::string_view name, std::string_view& hidden) {
   if (!is_marker_name(name) || name == kOpaqueMarkerFile) return false;
@@ -51,6 +53,17 @@ bool is_opaque_dir(int layer_fd, const std::string& path, const std::string& abs
   struct stat st {};
   return ::fstatat(layer_fd, join_path(path, kOpaqueMarkerFile).c_str(), &st,
                    AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+bool dir_has_whiteout_files(int layer_fd, const std::string& path) {
+  DirStream dir(layer_fd, path);
+  if (!dir.ok()) return true;
+  errno = 0;
+  while (struct dirent* de = dir.next()) {
+    std::string_view hidden;
+    if (parse_whiteout_name(de->d_name, hidden)) return true;
+  }
+  return errno != 0;
 }
 
 WhiteoutStyle probe_whiteout_style(int upper_fd, int work_fd) {

@@ -32,7 +32,11 @@ inline bool is_marker_name(std::string_view name) {
 // `abs_path` for xattr calls) hide the layers below it?
 bool is_opaque_dir(int layer_fd, const std::string& path, const std::string& abs_path);
 
-// Which marker forms this mount writes. Decided once at mount time by probing the upper.
+// Does the directory at `path` in a layer hold any .wh.NAME whiteout file? One pass over
+// its entries; true when it cannot be read (so callers keep probing).
+bool dir_has_whiteout_files(int layer_fd, const std::string& path);
+
+// Which marker forms this mount writes. Decided by probing the upper on first need.
 struct WhiteoutStyle {
   bool device = true;             // mknod c 0 0 works
   bool trusted_xattrs = true;     // trusted.overlay.opaque (root); else user.overlay.opaque

@@ -165,6 +165,51 @@ TEST(WhiteoutNames, ParseAndMarkers) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Scanning a layer directory for whiteout files (lets lookups skip the .wh.NAME probe)
+
+using WhiteoutScan = LayerFixture;
+
+TEST_F(WhiteoutScan, FindsWhiteoutFilesButNotTheOpaqueMarker) {
+  make_dir(lo(1, "plain"));
+  write_file(lo(1, "plain/a"), "a");
+  make_dir(lo(1, "opaque"));
+  write_file(lo(1, "opaque/.wh..wh..opq"), "");
+  make_dir(lo(1, "hides"));
+  write_file(lo(1, "hides/b"), "b");
+  make_whiteout_file(lo(1, "hides"), "gone");
+  UniqueFd root(::open(lower(1).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(root);
+  EXPECT_FALSE(dir_has_whiteout_files(root.get(), "plain"));
+  EXPECT_FALSE(dir_has_whiteout_files(root.get(), "opaque"));
+  EXPECT_TRUE(dir_has_whiteout_files(root.get(), "hides"));
+  EXPECT_TRUE(dir_has_whiteout_files(root.get(), "missing"));  // unreadable: keep probing
+}
+
+TEST_F(WhiteoutScan, LookupsThroughScannedDirs) {
+  make_dir(lo(1, "d"));
+  write_file(lo(1, "d/kept"), "k");
+  write_file(lo(1, "d/hidden"), "h");
+  make_dir(lo(0, "d"));
+  make_whiteout_file(lo(0, "d"), "hidden");
+  write_file(lo(0, "d/top"), "t");
+  make_dir(lo(1, "clean"));
+  write_file(lo(1, "clean/below"), "b");
+  make_dir(lo(0, "clean"));
+  write_file(lo(0, "clean/above"), "a");
+  mount(2);
+  for (int pass = 0; pass < 2; ++pass) {  // the second pass answers from the scan
+    EXPECT_EQ(lookup_errno("d/kept"), 0);
+    EXPECT_EQ(lookup_errno("d/hidden"), ENOENT);
+    EXPECT_EQ(lookup_errno("d/absent"), ENOENT);
+    EXPECT_EQ(lookup_errno("d/top"), 0);
+    EXPECT_EQ(lookup_errno("clean/below"), 0);
+    EXPECT_EQ(lookup_errno("clean/above"), 0);
+    EXPECT_EQ(lookup_errno("clean/absent"), ENOENT);
+  }
+  EXPECT_EQ(ov_read("clean/below"), "b");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Owners through the overlay
 
 using OverlayIds = LayerFixture;
