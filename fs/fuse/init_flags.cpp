@@ -22,7 +22,6 @@ std::atomic<uint32_t> wanted{0};
 std::atomic<uint32_t> offered{0};
 std::atomic<uint64_t> init_unique{0};
 std::atomic<bool> init_pending{true};
-std::atomic<uint32_t> added{0};
 
 ssize_t read_request(int fd, void* buf, size_t len, void*) {
   ssize_t n = ::read(fd, buf, len);
@@ -52,9 +51,7 @@ ssize_t write_reply(int fd, iovec* iov, int count, void*) {
       std::memset(&init, 0, sizeof init);
       size_t len = std::min(sizeof init, iov[1].iov_len);
       std::memcpy(&init, iov[1].iov_base, len);
-      uint32_t extra = wanted.load() & offered.load();
-      init.flags |= extra;
-      added = extra;
+      init.flags |= wanted.load() & offered.load();
       iov[1] = {&init, len};  // libfuse builds the vector for this one call
       return ::writev(fd, iov, count);
     }
@@ -73,7 +70,5 @@ int add_init_flags(fuse_session* se, uint32_t flags) {
   static const fuse_custom_io io = {write_reply, read_request, splice_in, splice_in};
   return fuse_session_custom_io(se, &io, fuse_session_fd(se));
 }
-
-uint32_t added_init_flags() { return added.load(); }
 
 }  // namespace strata::fs::fuse

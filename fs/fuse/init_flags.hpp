@@ -19,7 +19,4 @@ inline constexpr uint32_t kInitHandleKillprivV2 = 1u << 28;
 // Returns 0 or -errno.
 int add_init_flags(fuse_session* se, uint32_t flags);
 
-// The extra flags the kernel accepted, once INIT is answered (0 before).
-uint32_t added_init_flags();
-
 }  // namespace strata::fs::fuse
