@@ -2,8 +2,11 @@
 kernel denies."""
 
 import os
+import re
 
+from .. import fixture as fx
 from ..core import case
+from ..env import Skip
 from ..fixture import D, F, X
 
 U, G = 4321, 4321
@@ -103,3 +106,28 @@ def killpriv(ctx):
             t.listxattr(n)
     ctx.differential("killpriv", killpriv_layers(), script, share_lowers=True,
                      fs_opts="default_permissions,allow_other")
+
+
+@case("killpriv-requests", "perms", ("root", "rootless", "userns"))
+def killpriv_requests(ctx):
+    """fs only: the kernel hands set-id/capability dropping to the fs (FUSE_HANDLE_KILLPRIV_V2),
+    so a run of write(2)s costs no security.capability GETXATTR each (it did before)."""
+    if ctx.fs_is_fuse_overlayfs:
+        raise Skip("strata-fs only (fuse-overlayfs does not ask for FUSE_HANDLE_KILLPRIV_V2)")
+    base = ctx.path("kpreq")
+    lowers, up, work = fx.build_stack(base, [[F("lower_file", "x\n")]], ctx.kernel_form)
+    m = ctx.mount_fs(lowers, up, work, os.path.join(base, "mnt"), opts="debug")
+    log = m.stderr()
+    offered = re.search(r"INIT: 7\.\d+[^\n]*\n[^\n]*flags=0x([0-9a-f]+)", log)  # the kernel's flags
+    if not offered or not int(offered.group(1), 16) & (1 << 28):
+        raise Skip("the kernel does not offer FUSE_HANDLE_KILLPRIV_V2")
+    before = len(re.findall(r"opcode: GETXATTR", m.stderr()))
+    for name in ("new_file", "lower_file"):  # a created file, and a copied-up one
+        fd = os.open(os.path.join(m.path, name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            for _ in range(20):
+                os.write(fd, b"y")
+        finally:
+            os.close(fd)
+    asked = len(re.findall(r"opcode: GETXATTR", m.stderr())) - before
+    ctx.check(asked <= 2, f"{asked} GETXATTR requests for 40 writes to two files (want at most one each)")
