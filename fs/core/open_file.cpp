@@ -14,7 +14,7 @@ bool wants_write(int flags) { return (flags & O_ACCMODE) != O_RDONLY || (flags &
 
 }  // namespace
 
-Result<std::unique_ptr<OpenFile>> Overlay::open(Node* node, int flags) {
+Result<std::unique_ptr<OpenFile>> Overlay::open(Node* node, int flags, const Caller& caller) {
   if (wants_write(flags)) {
     if (read_only_) return Errno{EROFS};
     if (Status s = copy_up(node, !(flags & O_TRUNC)); s != 0) return Errno{s};
@@ -34,6 +34,7 @@ Result<std::unique_ptr<OpenFile>> Overlay::open(Node* node, int flags) {
   int layer = node->top.load();
   file->fd = UniqueFd(::openat(layers_[size_t(layer)].root.get(), path->c_str(), open_flags));
   if (!file->fd) return last_errno();
+  if (flags & O_TRUNC) drop_setid_bits_for(file->fd.get(), caller);
   file->from_lower = layer != 0 || !layers_.has_upper();
   file->current = file->fd.get();
   return file;

@@ -118,8 +118,8 @@ class Overlay {
   Status rename(Node* parent, std::string_view name, Node* new_parent, std::string_view new_name,
                 unsigned flags);
 
-  // Files.
-  Result<std::unique_ptr<OpenFile>> open(Node* node, int flags);
+  // Files. An O_TRUNC open by an unprivileged `caller` drops set-id bits, as truncation does.
+  Result<std::unique_ptr<OpenFile>> open(Node* node, int flags, const Caller& caller = {});
   Result<std::pair<Entry, std::unique_ptr<OpenFile>>> create(Node* parent, std::string_view name,
                                                              mode_t mode, int flags, const Caller& caller);
   // The fd to use for I/O on `file`: reopens the upper copy after a copy-up.

@@ -19,12 +19,11 @@ void set_cache_flags(fuse_file_info* fi, const OpenFile& file) {
 }
 
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  auto file = overlay(req).open(node_of(req, ino), fi->flags);
+  auto file = overlay(req).open(node_of(req, ino), fi->flags, caller_of(req));
   if (!file) {
     fuse_reply_err(req, file.error());
     return;
   }
-  if (fi->flags & O_TRUNC) overlay(req).drop_setid_bits_for((*file)->fd.get(), caller_of(req));
   set_cache_flags(fi, **file);
   fi->fh = reinterpret_cast<uint64_t>(file->release());
   if (fuse_reply_open(req, fi) == -ENOENT) delete &file_of(fi);

@@ -248,6 +248,19 @@ TEST_F(OverlayCopyUp, OpenWithTruncCopiesUpEmpty) {
   EXPECT_EQ(read_file(lo(0, "f")), "lower content");
 }
 
+TEST_F(OverlayCopyUp, TruncatingOpenByUnprivilegedCallerDropsSetIdBits) {
+  write_file(lo(0, "by_user"), "x", 06755);
+  write_file(lo(0, "by_root"), "x", 06755);
+  write_file(lo(0, "sgid_no_exec"), "x", 02666);  // set-gid without group-execute, group 0
+  mount(1);
+  ASSERT_TRUE(ov().open(node("by_user"), O_WRONLY | O_TRUNC, caller(1000, 1000)).ok());
+  ASSERT_TRUE(ov().open(node("by_root"), O_WRONLY | O_TRUNC, caller(0, 0)).ok());
+  ASSERT_TRUE(ov().open(node("sgid_no_exec"), O_WRONLY | O_TRUNC, caller(1000, 1000)).ok());
+  EXPECT_EQ(lstat_of(up("by_user")).st_mode & 07777, 0755u);
+  EXPECT_EQ(lstat_of(up("by_root")).st_mode & 07777, 06755u);
+  EXPECT_EQ(lstat_of(up("sgid_no_exec")).st_mode & 07777, 0666u);  // not in its group
+}
+
 TEST_F(OverlayCopyUp, SparseFileKeepsHoles) {
   constexpr off_t kHole = 8 << 20;
   make_parents(lo(0, "sparse"));
