@@ -11,6 +11,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <initializer_list>
+#include <utility>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -91,6 +93,14 @@ bool parse_unsigned(std::string_view s, T& out) {
 
 std::string bad_value(std::string_view key, std::string_view value) {
   return "invalid value '" + std::string(value) + "' for option '" + std::string(key) + "'";
+}
+
+// One of a fixed set of words for an enum option.
+template <class T>
+bool parse_choice(std::string_view s, std::initializer_list<std::pair<std::string_view, T>> choices, T& out) {
+  for (const auto& [word, v] : choices)
+    if (s == word) return out = v, true;
+  return false;
 }
 
 bool parse_bool01(std::string_view s, bool& out) {
@@ -222,10 +232,10 @@ bool apply_option(const std::string& token, Options& o, bool& upper_given, bool&
     else if (!parse_bool01(value, o.noxattrs)) return error = bad_value(key, value), false;
   } else if (key == "xattr_permissions") {
     if (!need_value()) return false;
-    if (value == "0") o.xattr_permissions = XattrPermissions::Off;
-    else if (value == "1") o.xattr_permissions = XattrPermissions::Privileged;
-    else if (value == "2") o.xattr_permissions = XattrPermissions::User;
-    else return error = bad_value(key, value) + " (expected 0, 1 or 2)", false;
+    if (!parse_choice<XattrPermissions>(
+            value, {{"0", XattrPermissions::Off}, {"1", XattrPermissions::Privileged}, {"2", XattrPermissions::User}},
+            o.xattr_permissions))
+      return error = bad_value(key, value) + " (expected 0, 1 or 2)", false;
   } else if (key == "fsync") {
     if (!need_value()) return false;
     if (!parse_bool01(value, o.fsync)) return error = bad_value(key, value) + " (expected 0 or 1)", false;
@@ -234,10 +244,10 @@ bool apply_option(const std::string& token, Options& o, bool& upper_given, bool&
     o.fsync = false;
   } else if (key == "copyup_sync") {
     if (!need_value()) return false;
-    if (value == "full") o.copyup_sync = CopyupSync::Full;
-    else if (value == "ordered") o.copyup_sync = CopyupSync::Ordered;
-    else if (value == "off") o.copyup_sync = CopyupSync::Off;
-    else return error = bad_value(key, value) + " (expected full, ordered or off)", false;
+    if (!parse_choice<CopyupSync>(
+            value, {{"full", CopyupSync::Full}, {"ordered", CopyupSync::Ordered}, {"off", CopyupSync::Off}},
+            o.copyup_sync))
+      return error = bad_value(key, value) + " (expected full, ordered or off)", false;
   } else if (key == "writeback") {
     if (!need_value()) return false;
     if (!parse_bool01(value, o.writeback))
