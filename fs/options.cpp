@@ -11,12 +11,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <initializer_list>
-#include <utility>
 #include <fstream>
+#include <initializer_list>
 #include <limits>
 #include <sstream>
 #include <string_view>
+#include <utility>
 
 #ifndef STRATA_VERSION
 #define STRATA_VERSION "0.1.0"
