@@ -80,9 +80,18 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep fixture dirs")
     ap.add_argument("--tsan", action="store_true", help="fail on ThreadSanitizer reports")
     ap.add_argument("--list", action="store_true")
+    ap.add_argument("--seed", help="random group: seed(s) to run, e.g. 7 or 1-5 or 3,9 "
+                    "(sets OVERLAYTEST_SEEDS)")
+    ap.add_argument("--ops", type=int, help="random group: ops per seed (OVERLAYTEST_OPS)")
+    ap.add_argument("--shrink", action="store_true",
+                    help="random group: shrink failing seeds (OVERLAYTEST_SHRINK=1)")
     ap.add_argument("--as-user-done", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
+    for val, var in ((args.seed, "OVERLAYTEST_SEEDS"), (args.ops, "OVERLAYTEST_OPS"),
+                     ("1" if args.shrink else None, "OVERLAYTEST_SHRINK")):
+        if val is not None:
+            os.environ[var] = str(val)
     if args.list:
         for c in sorted(CASES.values(), key=lambda c: (c.group, c.name)):
             print(f"{c.group:10} {c.name:28} [{','.join(c.modes)}] {c.doc}")
