@@ -393,6 +393,38 @@ std::vector<std::string> mountinfo_mount_points(std::string_view mountinfo) {
   return out;
 }
 
+std::string fuse_mount_options(const Options& opts, bool as_root) {
+  bool chose_suid = false, chose_atime = false, chose_other = false, has_fsname = false;
+  bool last_ro = false;  // the last of ro/rw given was ro
+  for (const auto& o : opts.fuse_options) {
+    if (o == "suid" || o == "nosuid") chose_suid = true;
+    else if (o == "atime" || o == "noatime" || o == "relatime" || o == "norelatime" ||
+             o == "strictatime" || o == "nostrictatime")
+      chose_atime = true;
+    else if (o == "allow_other" || o == "allow_root") chose_other = true;
+    else if (o == "ro" || o == "rw") last_ro = o == "ro";
+    else if (o.starts_with("fsname=")) has_fsname = true;
+  }
+  std::string out = "default_permissions,subtype=strata-fs";
+  if (as_root && !chose_other) out += ",allow_other";
+  if (as_root && !chose_suid) out += ",suid";
+  if (!chose_atime) out += ",noatime";
+  for (const auto& o : opts.fuse_options) {
+    if (o == "default_permissions") continue;
+    // libfuse 3.14 knows only atime/noatime of the atime family: these three mean the kernel's
+    // default (relatime), which `atime` (no MS_NOATIME) gives.
+    if (o == "relatime" || o == "norelatime" || o == "nostrictatime") {
+      out += ",atime";
+      continue;
+    }
+    if (o == "diratime" || o == "symfollow") continue;  // the kernel's defaults
+    out += "," + o;
+  }
+  if (!has_fsname) out += ",fsname=" + (opts.source.empty() ? std::string("strata-fs") : opts.source);
+  if (opts.read_only && !last_ro) out += ",ro";
+  return out;
+}
+
 std::string usage_text(std::string_view program) {
   std::string p(program);
   return "usage: " + p +
@@ -443,6 +475,8 @@ std::string usage_text(std::string_view program) {
          "  diratime, nodiratime, sync, async, dirsync, symfollow, nosymfollow, fsname=NAME,\n"
          "  subtype=NAME, max_read=N, context=CTX, fscontext=CTX, defcontext=CTX,\n"
          "  rootcontext=CTX\n"
+         "  default: default_permissions,noatime; as root (real uid 0) also allow_other,suid\n"
+         "  (as fuse-overlayfs). nosuid, allow_root or an atime option given here wins.\n"
          "\n"
          "accepted and ignored (fstab/mount only):\n"
          "  auto, noauto, user, nouser, users, defaults, _netdev, nofail, comment=..., x-*\n";

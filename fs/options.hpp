@@ -107,4 +107,14 @@ std::string make_absolute(const std::string& path);
 // octal escapes (\040 space, \011 tab, \012 newline, \134 backslash) decoded.
 std::vector<std::string> mountinfo_mount_points(std::string_view mountinfo);
 
+// The -o string handed to libfuse for the mount: fuse-overlayfs's defaults, then the caller's
+// fuse_options in order. Always default_permissions (the kernel checks permissions on the
+// merged attributes) and noatime (unless the caller picks atime/relatime/strictatime/...).
+// As root (`as_root`: the real uid is 0, also uid 0 of a user namespace, as fuse-overlayfs
+// decides) also allow_other and suid, so a container's other users can reach its files and
+// set-uid programs elevate; an explicit nosuid or allow_root overrides them. Rootless
+// (fusermount3) neither: fusermount3 forces nosuid,nodev and refuses allow_other without
+// user_allow_other in /etc/fuse.conf. dev/nodev are left to libfuse (nodev unless `dev`).
+std::string fuse_mount_options(const Options& opts, bool as_root);
+
 }  // namespace strata::fs

@@ -73,18 +73,8 @@ void log_from_libfuse(fuse_log_level level, const char* fmt, va_list ap) {
   else spdlog::debug("{}", buf);
 }
 
-std::string mount_options(const Options& opts) {
-  std::string out = "default_permissions,subtype=strata-fs";
-  bool has_fsname = false;
-  for (const auto& o : opts.fuse_options) {
-    if (o == "default_permissions") continue;
-    if (o.rfind("fsname=", 0) == 0) has_fsname = true;
-    out += "," + o;
-  }
-  if (!has_fsname) out += ",fsname=" + (opts.source.empty() ? std::string("strata-fs") : opts.source);
-  if (opts.read_only && out.find(",ro") == std::string::npos) out += ",ro";
-  return out;
-}
+// fuse-overlayfs's defaults (as root: allow_other,suid) unless the caller chose otherwise.
+std::string mount_options(const Options& opts) { return fuse_mount_options(opts, ::getuid() == 0); }
 
 }  // namespace
 

@@ -108,6 +108,7 @@ std::vector<std::string> strata_fs_argv(const std::string& exe, const OverlayMou
   if (!s.upper.empty()) o += ",upperdir=" + s.upper + ",workdir=" + s.work;
   if (s.rootless) o += ",xattr_permissions=2";
   if (s.allow_other) o += ",allow_other";
+  if (s.suid) o += ",suid";
   o += ",fsname=strata";
   std::vector<std::string> argv{exe};
   if (s.foreground) argv.push_back("-f");

@@ -19,6 +19,7 @@ struct OverlayMountSpec {
   std::string target;               // absolute mount point
   bool rootless = false;            // owners/modes from xattrs (xattr_permissions=2)
   bool allow_other = false;
+  bool suid = false;                // set-uid/set-gid programs elevate (strata-fs's default as root)
   bool foreground = false;          // -f: caller waits for the mount itself
 };
 

@@ -420,6 +420,9 @@ int run_container(const StoreLayout& l, Container& c, const NoteFn& note) {
   spec.target = target;
   spec.rootless = userns;
   spec.allow_other = true;  // the command may run as another user
+  // As podman with fuse-overlayfs: su, sudo, passwd, ping elevate (in a user namespace, to
+  // the container's root).
+  spec.suid = true;
   spec.foreground = true;
 
   int to_child[2], to_parent[2];
