@@ -211,13 +211,23 @@ def build_fixtures(base, seed, kernel_form, fs_alternate_forms=True):
     return kd, (lowers, up, os.path.join(fb, "work"))
 
 
-def describe_fixture(seed):
+def describe_fixture(seed, near=None):
+    """The fixture as text; near: paths, to show only entries on or around them."""
     layers, upper, forms, _ = gen_fixture(seed)
     out = []
+    if near is not None:
+        near = {p for p in near if isinstance(p, str)}
+        tops = {p.split("/")[0] for p in near}
+
+        def close(e):
+            ps = [e.path] + ([e.kw["existing"]] if e.kind == "hardlink" else [])
+            return any(q.split("/")[0] in tops for q in ps)
     for name, ents, fm in [(f"l{i}", e, f) for i, (e, f) in enumerate(zip(layers, forms))] + \
             [("upper", upper, {})]:
         out.append(f"  {name}:")
         for i, e in enumerate(ents):
+            if near is not None and not close(e):
+                continue
             kw = {k: v for k, v in e.kw.items() if v not in (None, {}, b"") and k != "mtime"}
             if "content" in kw:
                 kw["content"] = f"{len(kw['content'])}b"

@@ -34,6 +34,8 @@ KERNEL_OPTS = "index=on,redirect_dir=on,metacopy=off"
 TAIL = 120  # ops of the sequence printed with a failure (all of them go to a file)
 
 
+READ_ONLY = {"read", "stat", "readdir", "readlink", "getxattr", "listxattr", "fstat", "pread",
+             "fgetxattr", "lseek_end"}
 STATS = {}  # op kind -> [succeeded, failed] on the kernel: how much the ops exercise
 
 
@@ -80,7 +82,7 @@ def _same_failure(want, got):
     return want == got
 
 
-def run_seed(ctx, seed, nops, replay=None, check_every=100, keep_dirs=False):
+def run_seed(ctx, seed, nops, replay=None, check_every=100, keep_dirs=False, remount=True):
     """Runs one seed (generated ops, or `replay`'s op list). Returns an Outcome."""
     base = os.path.join(ctx.tmp, f"seed{seed}-{time.monotonic_ns()}")
     # Self-check of the harness (OVERLAYTEST_RANDOM_SELFCHECK=1): the "fs" side is a second
@@ -130,8 +132,8 @@ def run_seed(ctx, seed, nops, replay=None, check_every=100, keep_dirs=False):
         ks.close_all()
         fs.close_all()
         o = tree("tree after all ops", len(ops) - 1)
-        if o:
-            return o
+        if o or not remount:
+            return o or Outcome(ops)
         ctx.unmount(f)
         ctx.unmount(k)
         k = ctx.mount_kernel(*kd, kmnt, opts=KERNEL_OPTS)
@@ -158,18 +160,33 @@ def shrink(ctx, seed, first, budget_s):
     want = first.sig
     runs = [0]
 
+    # A tree difference is looked for after every op (to find the op that made it); an op
+    # result difference needs no tree checks on the way (an earlier, other tree difference
+    # would only stop ddmin from removing ops).
+    every = 1 if want[0] in ("tree", "remount") else 0
+
     def test(ops):
         runs[0] += 1
-        o = run_seed(ctx, seed, 0, replay=ops, check_every=1)
+        o = run_seed(ctx, seed, 0, replay=ops, check_every=every, remount=want[0] == "remount")
         return o if o.failed and _same_failure(want, o.sig) else None
+
+    def cut(o, cand):
+        return cand[:o.index + 1] if 0 <= o.index < len(cand) else cand
 
     ops = list(first.ops)
     best = first
     # 1. find the first op after which anything differs (tree checks after every op)
     o = test(ops)
     if o:
-        best, ops = o, ops[:o.index + 1] if o.index >= 0 else ops
-    # 2. ddmin
+        best, ops = o, cut(o, ops)
+    # 2. without the ops that change nothing (reads, stats), bar the last (it may be the one)
+    cand = [x for x in ops[:-1] if x[0] not in READ_ONLY and
+            not (x[0] == "fd" and x[2] in READ_ONLY)] + ops[-1:]
+    if len(cand) < len(ops):
+        o = test(cand)
+        if o:
+            best, ops = o, cut(o, cand)
+    # 3. ddmin
     n = 2
     while len(ops) >= 2 and time.monotonic() < deadline:
         chunk = max(1, len(ops) // n)
@@ -180,8 +197,7 @@ def shrink(ctx, seed, first, budget_s):
             cand = ops[:start] + ops[start + chunk:]
             o = test(cand)
             if o:
-                best = o
-                ops = cand[:o.index + 1] if 0 <= o.index < len(cand) else cand
+                best, ops = o, cut(o, cand)
                 n = max(n - 1, 2)
                 reduced = True
                 break
@@ -216,7 +232,12 @@ def _report(ctx, seed, o, what="seed"):
     more = f"  (first {len(ops) - len(shown)} ops not shown; all in {dump})" \
         if len(shown) < len(ops) else f"  (op list also in {dump})"
     body = o.lines[:60] + ([f"  ... {len(o.lines) - 60} more lines"] if len(o.lines) > 60 else [])
-    ctx.fail("\n".join([head] + body + [f"  ops so far ({len(ops)}):"] + listing + [more]))
+    fx = []
+    if len(ops) <= 12:  # a shrunk sequence: the fixture entries it can touch
+        near = [a for x in ops for a in x[1:]] or [""]
+        fx = ["  fixture entries under the top-level names the ops use (l0 = top lower):"] + \
+            rg.describe_fixture(seed, near).split("\n")
+    ctx.fail("\n".join([head] + body + [f"  ops so far ({len(ops)}):"] + listing + [more] + fx))
     return head
 
 
