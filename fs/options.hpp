@@ -10,25 +10,9 @@
 #include <string_view>
 #include <vector>
 
+#include "fs/core/engine_config.hpp"
+
 namespace strata::fs {
-
-// One range of a uidmapping=/gidmapping= option "A:B:N", with fuse-overlayfs's meaning: ids
-// [A, A+N) as stored in the layers (`container`, the image's own ids) are shown to the kernel
-// as [B, B+N) (`host`, the ids the mounting user namespace maps).
-struct IdMapRange {
-  uint32_t container = 0;
-  uint32_t host = 0;
-  uint32_t count = 0;
-};
-
-enum class XattrPermissions { Off = 0, Privileged = 1, User = 2 };
-
-// How a copied-up file's data reaches the disk before its name is moved into the upper dir.
-// Full: fsync, as kernel overlayfs does. Ordered: written out (sync_file_range) but the device
-// cache is not flushed: on a journaling filesystem the commit that makes the name durable
-// flushes it first, so a crash leaves the lower file visible or the whole copy, never an empty
-// one. Off: neither (fuse-overlayfs; -o volatile).
-enum class CopyupSync { Off, Ordered, Full };
 
 // Paths: parse_options stores lowerdirs, upperdir, workdir and mountpoint as absolute paths
 // (make_absolute: realpath when the path resolves, else joined to the cwd), because the daemon
@@ -117,4 +101,9 @@ std::vector<std::string> mountinfo_mount_points(std::string_view mountinfo);
 // user_allow_other in /etc/fuse.conf. dev/nodev are left to libfuse (nodev unless `dev`).
 std::string fuse_mount_options(const Options& opts, bool as_root);
 
+}  // namespace strata::fs
+
+namespace strata::fs {
+// The engine's share of the options (the rest is for libfuse and the kernel).
+EngineConfig engine_config(const Options& opts);
 }  // namespace strata::fs

@@ -1,4 +1,4 @@
-// Attributes: what stat shows for a node, and chmod/chown/truncate/utimes (copy-up first).
+// Attributes: what stat shows for an Inode, and chmod/chown/truncate/utimes (copy-up first).
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -8,14 +8,14 @@
 #include "fs/core/overlay.hpp"
 #include "fs/core/override_stat.hpp"
 #include "fs/core/setid.hpp"
+#include "fs/core/xattr_names.hpp"
 
 namespace strata::fs {
 
 namespace {
 
 const char* override_xattr_name(XattrPermissions mode) {
-  return mode == XattrPermissions::Privileged ? "security.fuseoverlayfs.override_stat"
-                                              : "user.containers.override_stat";
+  return mode == XattrPermissions::Privileged ? kPrivilegedOverrideStat : kOverrideStat;
 }
 
 }  // namespace
@@ -28,21 +28,25 @@ uint64_t Overlay::ino_for(int layer, const struct stat& st) const {
   return layers_.present_ino(st.st_dev, st.st_ino);
 }
 
-void Overlay::record_origin(const struct stat& upper_st, uint64_t ino) {
+void Overlay::record_origin(ino_t upper_ino, uint64_t shown) {
   std::lock_guard lock(origins_mutex_);
-  origins_[upper_st.st_ino] = ino;
+  origins_[upper_ino] = shown;
 }
 
-struct stat Overlay::present(struct stat st, const std::string& path, int layer, const Node* node) const {
-  st.st_ino = node ? node->ino : ino_for(layer, st);
-  if (opts_.ino32) st.st_ino = (st.st_ino ^ (st.st_ino >> 32)) & 0xffffffffu;
+void Overlay::forget_origin(ino_t upper_ino) {
+  std::lock_guard lock(origins_mutex_);
+  origins_.erase(upper_ino);
+}
 
-  if (opts_.xattr_permissions != XattrPermissions::Off) {
+struct stat Overlay::present(struct stat st, const XattrTarget& xattrs, const Inode* node) const {
+  st.st_ino = node->ino;
+  if (config_.ino32) st.st_ino = (st.st_ino ^ (st.st_ino >> 32)) & 0xffffffffu;
+
+  if (config_.xattr_permissions != XattrPermissions::Off) {
     char buf[128];
-    std::string abs = abs_path(layer, path);
-    ssize_t n = ::lgetxattr(abs.c_str(), override_xattr_name(opts_.xattr_permissions), buf, sizeof buf);
-    if (n < 0 && opts_.xattr_permissions == XattrPermissions::User)
-      n = ::lgetxattr(abs.c_str(), "user.fuseoverlayfs.override_stat", buf, sizeof buf);
+    ssize_t n = xattrs.get(override_xattr_name(config_.xattr_permissions), buf, sizeof buf);
+    if (n < 0 && config_.xattr_permissions == XattrPermissions::User)
+      n = xattrs.get(kFuseOverlayfsOverrideStat, buf, sizeof buf);
     if (n > 0) {
       if (auto o = parse_override_stat(std::string_view(buf, size_t(n)))) {
         st.st_uid = o->uid;
@@ -56,57 +60,54 @@ struct stat Overlay::present(struct stat st, const std::string& path, int layer,
   st.st_uid = uids_.to_shown(st.st_uid);
   st.st_gid = gids_.to_shown(st.st_gid);
 
-  if (S_ISDIR(st.st_mode)) {
-    // overlayfs reports 1 for merged directories rather than counting subdirectories of every
-    // layer; find and friends treat 1 as "unknown".
-    if (opts_.static_nlink) st.st_nlink = 1;
-    else if (node) {
-      std::shared_lock lock(tree_);
-      if (node->merged()) st.st_nlink = 1;
-    }
-  }
+  // overlayfs reports 1 for merged directories rather than counting subdirectories of every
+  // layer; find and friends treat 1 as "unknown".
+  if (S_ISDIR(st.st_mode) && (config_.static_nlink || node->merged())) st.st_nlink = 1;
   return st;
 }
 
-Result<struct stat> Overlay::getattr(Node* node) {
-  auto path = path_of(node);
-  if (!path) return Errno{path.error()};
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    int layer = node->top.load();
-    struct stat st {};
-    if (::fstatat(layers_[size_t(layer)].root.get(), path->c_str(), &st,
-                  AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) == 0) {
-      struct stat shown = present(st, *path, layer, node);
-      if (node->is_dir()) show_newest_layer_mtime(node, *path, shown);
-      return shown;
-    }
-    if (errno != ENOENT || node->top.load() == layer) return last_errno();
-    // Copied up between reading `top` and the stat: look again in the upper.
-  }
-  return Errno{ENOENT};
-}
-
-void Overlay::show_newest_layer_mtime(Node* dir, const std::string& path, struct stat& st) const {
-  std::vector<int> dir_layers;
-  {
-    std::shared_lock lock(tree_);
-    if (dir->dir_layers.size() <= 1) return;
-    dir_layers = dir->dir_layers;
-  }
-  for (size_t i = 1; i < dir_layers.size(); ++i) {
+void Overlay::show_newest_layer_mtime(Inode* dir, struct stat& st) {
+  // A merged directory shows the newest mtime of its layers, so the kernel's readdir cache
+  // notices a file added directly to any of them.
+  if (dir->dir_layers.size() <= 1) return;
+  for (size_t i = 1; i < dir->dir_layers.size(); ++i) {
+    SharedFd fd = dir_fd(dir, dir->dir_layers[i]);
     struct stat lst {};
-    if (::fstatat(layers_[size_t(dir_layers[i])].root.get(), path.c_str(), &lst, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (!fd || ::fstat(fd->get(), &lst) != 0) continue;
     if (lst.st_mtim.tv_sec > st.st_mtim.tv_sec ||
         (lst.st_mtim.tv_sec == st.st_mtim.tv_sec && lst.st_mtim.tv_nsec > st.st_mtim.tv_nsec))
       st.st_mtim = lst.st_mtim;
   }
 }
 
-Result<std::string> Overlay::readlink(Node* node) {
-  auto path = path_of(node);
-  if (!path) return Errno{path.error()};
+Result<struct stat> Overlay::getattr_locked(Inode* node) {
+  auto place = place_of(node, node->top.load());
+  if (!place) return Errno{place.error()};
+  auto st = stat_at(*place);
+  if (!st) return st;
+  struct stat shown = present(*st, target_of(*place), node);
+  if (node->is_dir()) show_newest_layer_mtime(node, shown);
+  return shown;
+}
+
+Result<struct stat> Overlay::getattr(Inode* node, OpenFile* file) {
+  if (file && !node->is_dir()) {
+    // The handle's fd is the file itself, whatever became of its names.
+    int fd = io_fd(*file);
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return last_errno();
+    return present(st, XattrTarget{fd_path(fd), true}, node);
+  }
+  std::shared_lock lock(tree_);
+  return getattr_locked(node);
+}
+
+Result<std::string> Overlay::readlink(Inode* node) {
+  std::shared_lock lock(tree_);
+  auto place = place_of(node, node->top.load());
+  if (!place) return Errno{place.error()};
   char buf[PATH_MAX];
-  ssize_t n = ::readlinkat(layers_[size_t(node->top.load())].root.get(), path->c_str(), buf, sizeof buf);
+  ssize_t n = ::readlinkat(place->fd(), place->name.c_str(), buf, sizeof buf);
   if (n < 0) return last_errno();
   return std::string(buf, size_t(n));
 }
@@ -122,42 +123,65 @@ void Overlay::drop_setid_bits_for(int fd, const Caller& caller) const {
   drop_setid_bits(fd, [&](gid_t stored) { return caller.in_group(gids_.to_shown(stored)); });
 }
 
-Result<struct stat> Overlay::setattr(Node* node, const AttrChange& change, const Caller& caller) {
+Status Overlay::write_override(const XattrTarget& target, uid_t uid, gid_t gid, mode_t mode) {
+  OverrideStat o;
+  o.uid = uid;
+  o.gid = gid;
+  o.mode = mode & 07777;
+  std::string value = format_override_stat(o);
+  if (target.set(override_xattr_name(config_.xattr_permissions), value.data(), value.size(), 0) != 0)
+    return errno;
+  return 0;
+}
+
+Result<struct stat> Overlay::setattr(Inode* node, const AttrChange& change, const Caller& caller) {
   if (read_only_) return Errno{EROFS};
   bool only_truncate_to_zero = change.size && *change.size == 0;
   if (Status st = copy_up(node, !only_truncate_to_zero); st != 0) return Errno{st};
-  auto path = path_of(node);
-  if (!path) return Errno{path.error()};
-  int fd = layers_.upper_fd();
-  const char* p = path->c_str();
-  std::string abs = abs_path(0, *path);
 
-  bool use_override = opts_.xattr_permissions != XattrPermissions::Off && (change.mode || change.uid || change.gid);
+  std::shared_lock lock(tree_);
+  auto place = place_of(node, 0);
+  if (!place) return Errno{place.error()};
+  const int dirfd = place->fd();
+  const char* name = place->name.c_str();
+  const bool anonymous = place->name.empty();  // the orphan: act on the fd itself
+  const std::string path = path_of(*place);
+  const bool is_link = S_ISLNK(node->type);
+
+  bool use_override = config_.xattr_permissions != XattrPermissions::Off && (change.mode || change.uid || change.gid);
   if (use_override) {
-    auto cur = getattr(node);
+    auto cur = getattr_locked(node);
     if (!cur) return cur;
-    OverrideStat o;
-    o.uid = uids_.to_stored(change.uid.value_or(cur->st_uid));
-    o.gid = gids_.to_stored(change.gid.value_or(cur->st_gid));
-    o.mode = change.mode.value_or(cur->st_mode) & 07777;
+    mode_t mode = change.mode.value_or(cur->st_mode) & 07777;
     if ((change.uid || change.gid) && !change.mode && S_ISREG(cur->st_mode)) {
       // A real chown drops these in the backing filesystem; a recorded one must do it here.
-      o.mode &= ~(S_ISUID | ((o.mode & S_IXGRP) ? S_ISGID : 0));
-      ::lremovexattr(abs.c_str(), "security.capability");
+      mode &= ~(S_ISUID | ((mode & S_IXGRP) ? S_ISGID : 0));
+      target_of(*place).remove("security.capability");
     }
-    std::string value = format_override_stat(o);
-    if (::lsetxattr(abs.c_str(), override_xattr_name(opts_.xattr_permissions), value.data(), value.size(), 0) != 0)
-      return last_errno();
+    Status s = write_override(target_of(*place), uids_.to_stored(change.uid.value_or(cur->st_uid)),
+                              gids_.to_stored(change.gid.value_or(cur->st_gid)), mode);
+    // user.* xattrs are not allowed on symlinks: their owner cannot be recorded, and their
+    // mode means nothing. fuse-overlayfs lets the call succeed; dpkg depends on it.
+    if (s != 0 && !(is_link && (s == EPERM || s == ENOTSUP))) return Errno{s};
   } else {
-    if (change.mode && ::fchmodat(fd, p, *change.mode & 07777, 0) != 0) return last_errno();
+    // The tree lock keeps `name` bound to this node, and it is no symlink: fchmodat cannot
+    // be led elsewhere.
+    if (change.mode && !is_link) {
+      int r = anonymous ? ::chmod(path.c_str(), *change.mode & 07777)
+                        : ::fchmodat(dirfd, name, *change.mode & 07777, 0);
+      if (r != 0) return last_errno();
+    }
     if (change.uid || change.gid) {
       uid_t uid = change.uid ? uids_.to_stored(*change.uid) : uid_t(-1);
       gid_t gid = change.gid ? gids_.to_stored(*change.gid) : gid_t(-1);
-      if (::fchownat(fd, p, uid, gid, AT_SYMLINK_NOFOLLOW) != 0) return last_errno();
+      if (::fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW | (anonymous ? AT_EMPTY_PATH : 0)) != 0)
+        return last_errno();
     }
   }
   if (change.size) {
-    UniqueFd f(::openat(fd, p, O_WRONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (!S_ISREG(node->type)) return Errno{node->is_dir() ? EISDIR : EINVAL};
+    UniqueFd f(anonymous ? ::open(path.c_str(), O_WRONLY | O_CLOEXEC)
+                         : ::openat(dirfd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC));
     if (!f) return last_errno();
     if (::ftruncate(f.get(), *change.size) != 0) return last_errno();
     if (!change.mode) drop_setid_bits_for(f.get(), caller);
@@ -166,9 +190,11 @@ Result<struct stat> Overlay::setattr(Node* node, const AttrChange& change, const
     struct timespec times[2];
     times[0] = change.atime.value_or(timespec{0, UTIME_OMIT});
     times[1] = change.mtime.value_or(timespec{0, UTIME_OMIT});
-    if (::utimensat(fd, p, times, AT_SYMLINK_NOFOLLOW) != 0) return last_errno();
+    int r = anonymous ? (is_link ? 0 : ::utimensat(AT_FDCWD, path.c_str(), times, 0))
+                      : ::utimensat(dirfd, name, times, AT_SYMLINK_NOFOLLOW);
+    if (r != 0) return last_errno();
   }
-  return getattr(node);
+  return getattr_locked(node);
 }
 
 }  // namespace strata::fs

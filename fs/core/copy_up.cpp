@@ -1,17 +1,19 @@
 // Copy-up: before anything in a lower layer changes, the overlay builds a full copy in the
 // workdir (data, owner, mode, xattrs, times) and renames it into the upper, parents first,
-// so no reader ever sees half a file and a crash leaves the old file in place.
+// so no reader ever sees half a file and a crash leaves the old file in place. The rename
+// goes between held directory fds with one name each and RENAME_NOREPLACE: nothing on the
+// way is resolved, so a symlink planted in the upper cannot redirect it.
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <vector>
 
+#include "fs/core/dir_stream.hpp"
 #include "fs/core/file_copy.hpp"
 #include "fs/core/overlay.hpp"
 #include "fs/core/xattr_names.hpp"
@@ -25,27 +27,27 @@ std::string Overlay::stage_name() {
   return buf;
 }
 
-Status Overlay::copy_xattrs(const std::string& src_abs, const std::string& dst_abs) {
-  ssize_t len = ::llistxattr(src_abs.c_str(), nullptr, 0);
+Status Overlay::copy_xattrs(const XattrTarget& src, const XattrTarget& dst) {
+  ssize_t len = src.list(nullptr, 0);
   if (len <= 0) return 0;
   std::vector<char> names(size_t(len) + 1);
-  len = ::llistxattr(src_abs.c_str(), names.data(), names.size());
+  len = src.list(names.data(), names.size());
   if (len <= 0) return 0;
   std::vector<char> value(4096);
   for (ssize_t off = 0; off < len;) {
     const char* name = names.data() + off;
     off += ssize_t(std::strlen(name)) + 1;
-    // Overlay markers of the lower stay there; override_stat moves with the file.
-    if (is_private_xattr(name) && std::strcmp(name, kOverrideStat) != 0) continue;
-    ssize_t n = ::lgetxattr(src_abs.c_str(), name, value.data(), value.size());
+    // Overlay markers of the lower stay there; the recorded owner and mode move with the file.
+    if (is_private_xattr(name) && !is_override_stat_xattr(name)) continue;
+    ssize_t n = src.get(name, value.data(), value.size());
     if (n < 0 && errno == ERANGE) {
-      ssize_t need = ::lgetxattr(src_abs.c_str(), name, nullptr, 0);
+      ssize_t need = src.get(name, nullptr, 0);
       if (need < 0) continue;
       value.resize(size_t(need));
-      n = ::lgetxattr(src_abs.c_str(), name, value.data(), value.size());
+      n = src.get(name, value.data(), value.size());
     }
     if (n < 0) continue;
-    if (::lsetxattr(dst_abs.c_str(), name, value.data(), size_t(n), 0) != 0) {
+    if (dst.set(name, value.data(), size_t(n), 0) != 0) {
       // An unprivileged daemon cannot write trusted.* or security.*: keep what it can.
       if (errno != EPERM && errno != ENOTSUP && errno != EACCES) return errno;
     }
@@ -54,7 +56,7 @@ Status Overlay::copy_xattrs(const std::string& src_abs, const std::string& dst_a
 }
 
 Status Overlay::sync_copied_data(int fd) const {
-  CopyupSync how = opts_.fsync ? opts_.copyup_sync : CopyupSync::Off;
+  CopyupSync how = config_.fsync ? config_.copyup_sync : CopyupSync::Off;
   int r = 0;
   if (how == CopyupSync::Full) r = ::fsync(fd);
   else if (how == CopyupSync::Ordered)
@@ -62,20 +64,17 @@ Status Overlay::sync_copied_data(int fd) const {
   return r == 0 ? 0 : errno;
 }
 
-Status Overlay::copy_entry(int layer, const std::string& src, int dst_dirfd, const std::string& dst,
-                           const struct stat& st, bool with_data) {
-  int src_root = layers_[size_t(layer)].root.get();
-  std::string src_abs = abs_path(layer, src);
-  std::string dst_abs = "/proc/self/fd/" + std::to_string(dst_dirfd) + "/" + dst;
+Status Overlay::stage_copy(const Place& src, const struct stat& st, const std::string& tmp, bool with_data) {
+  int work = work_fd_.get();
+  std::string src_path = path_of(src);
   mode_t type = st.st_mode & S_IFMT;
-  UniqueFd out;
-
   switch (type) {
     case S_IFREG: {
-      out = UniqueFd(::openat(dst_dirfd, dst.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+      UniqueFd out(::openat(work, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
       if (!out) return errno;
       if (with_data) {
-        UniqueFd in(::openat(src_root, src.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+        UniqueFd in(src.name.empty() ? ::open(src_path.c_str(), O_RDONLY | O_CLOEXEC)
+                                     : ::openat(src.fd(), src.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
         if (!in) return errno;
         if (Status s = copy_file_data(in.get(), out.get(), st.st_size); s != 0) return s;
         if (Status s = sync_copied_data(out.get()); s != 0) return s;
@@ -83,29 +82,28 @@ Status Overlay::copy_entry(int layer, const std::string& src, int dst_dirfd, con
       break;
     }
     case S_IFDIR:
-      if (::mkdirat(dst_dirfd, dst.c_str(), 0700) != 0) return errno;
+      if (::mkdirat(work, tmp.c_str(), 0700) != 0) return errno;
       break;
     case S_IFLNK: {
       char target[PATH_MAX];
-      ssize_t n = ::readlinkat(src_root, src.c_str(), target, sizeof target - 1);
+      ssize_t n = ::readlinkat(src.fd(), src.name.c_str(), target, sizeof target - 1);
       if (n < 0) return errno;
       target[n] = '\0';
-      if (::symlinkat(target, dst_dirfd, dst.c_str()) != 0) return errno;
+      if (::symlinkat(target, work, tmp.c_str()) != 0) return errno;
       break;
     }
     default:
-      if (::mknodat(dst_dirfd, dst.c_str(), st.st_mode, st.st_rdev) != 0) return errno;
+      if (::mknodat(work, tmp.c_str(), st.st_mode, st.st_rdev) != 0) return errno;
       break;
   }
 
   // chown clears set-id bits and capabilities: owner first, then mode, then xattrs.
-  if (::fchownat(dst_dirfd, dst.c_str(), st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) != 0 &&
-      privileged_ && errno != EINVAL)
+  if (::fchownat(work, tmp.c_str(), st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) != 0 && privileged_ && errno != EINVAL)
     return errno;
-  if (type != S_IFLNK && ::fchmodat(dst_dirfd, dst.c_str(), st.st_mode & 07777, 0) != 0) return errno;
-  if (Status s = copy_xattrs(src_abs, dst_abs); s != 0) return s;
+  if (type != S_IFLNK && ::fchmodat(work, tmp.c_str(), st.st_mode & 07777, 0) != 0) return errno;
+  if (Status s = copy_xattrs(target_of(src), XattrTarget{fd_path(work, tmp), false}); s != 0) return s;
   struct timespec times[2] = {st.st_atim, st.st_mtim};
-  if (::utimensat(dst_dirfd, dst.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) return errno;
+  if (::utimensat(work, tmp.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) return errno;
   return 0;
 }
 
@@ -113,171 +111,218 @@ namespace {
 
 // Copy-up is invisible: like overlayfs, put back the upper parent's times that adding the
 // copied entry changed.
-class KeepParentTimes {
+class KeepDirTimes {
  public:
-  KeepParentTimes(int upper_fd, const std::string& child_path) : upper_fd_(upper_fd) {
-    auto slash = child_path.rfind('/');
-    parent_ = slash == std::string::npos ? "." : child_path.substr(0, slash);
-    saved_ = ::fstatat(upper_fd_, parent_.c_str(), &st_, AT_SYMLINK_NOFOLLOW) == 0;
-  }
-  ~KeepParentTimes() {
+  explicit KeepDirTimes(int dir_fd) : dir_fd_(dir_fd) { saved_ = ::fstat(dir_fd_, &st_) == 0; }
+  ~KeepDirTimes() {
     if (!saved_) return;
     struct timespec times[2] = {st_.st_atim, st_.st_mtim};
-    ::utimensat(upper_fd_, parent_.c_str(), times, AT_SYMLINK_NOFOLLOW);
+    ::utimensat(AT_FDCWD, fd_path(dir_fd_).c_str(), times, 0);
   }
-  KeepParentTimes(const KeepParentTimes&) = delete;
-  KeepParentTimes& operator=(const KeepParentTimes&) = delete;
+  KeepDirTimes(const KeepDirTimes&) = delete;
+  KeepDirTimes& operator=(const KeepDirTimes&) = delete;
 
  private:
-  int upper_fd_;
-  std::string parent_;
+  int dir_fd_;
   struct stat st_ {};
   bool saved_ = false;
 };
 
 }  // namespace
 
-Result<Overlay::Resolved> Overlay::resolve_path(const std::string& path) {
-  std::vector<int> layers;
-  for (size_t i = 0; i < layers_.size(); ++i) layers.push_back(int(i));
-  std::string dir = ".";
-  size_t start = 0;
-  for (;;) {
-    size_t slash = path.find('/', start);
-    std::string name = path.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
-    auto found = resolve_in(layers, dir, name);
-    if (!found || slash == std::string::npos) return found;
-    if (!S_ISDIR(found->st.st_mode)) return Errno{ENOTDIR};
-    layers = found->dir_layers;
-    dir = join_path(dir, name);
-    start = slash + 1;
+Status Overlay::ensure_upper_dir_locked(Inode* dir) {
+  // The ancestors lacking an upper directory, nearest first; made from the top down.
+  std::vector<Inode*> chain;
+  for (Inode* n = dir; n != root_ && n->top.load() != 0;) {
+    const Alias* a = n->first_alias();
+    if (!a) return ENOENT;
+    chain.push_back(n);
+    n = a->parent;
   }
-}
-
-Node* Overlay::find_node(const std::string& path) {
-  Node* n = root_;
-  size_t start = 0;
-  while (n && start <= path.size()) {
-    size_t slash = path.find('/', start);
-    auto it = n->children.find(path.substr(start, slash == std::string::npos ? std::string::npos : slash - start));
-    n = it == n->children.end() ? nullptr : it->second;
-    if (slash == std::string::npos) break;
-    start = slash + 1;
-  }
-  return n;
-}
-
-void Overlay::mark_copied_up(const std::string& path) {
-  std::unique_lock lock(tree_);
-  Node* n = find_node(path);
-  if (!n || n->top.load() == 0) return;
-  if (n->is_dir()) n->dir_layers.insert(n->dir_layers.begin(), 0);
-  n->top.store(0);
-  n->copyups.fetch_add(1);
-}
-
-Status Overlay::ensure_upper_path(const std::string& dir_path) {
-  if (dir_path == ".") return 0;
-  int upper = layers_.upper_fd();
-  struct stat st {};
-  if (::fstatat(upper, dir_path.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
-  auto slash = dir_path.rfind('/');
-  if (Status s = ensure_upper_path(slash == std::string::npos ? "." : dir_path.substr(0, slash)); s != 0) return s;
-  auto found = resolve_path(dir_path);
-  if (!found) return found.error();
-  std::string tmp = stage_name();
-  Status s = copy_entry(found->top, dir_path, work_fd_.get(), tmp, found->st, false);
-  {
-    KeepParentTimes keep(upper, dir_path);
-    if (s == 0 && ::renameat2(work_fd_.get(), tmp.c_str(), upper, dir_path.c_str(), RENAME_NOREPLACE) != 0)
-      s = errno;
-  }
-  if (s != 0) {
-    ::unlinkat(work_fd_.get(), tmp.c_str(), AT_REMOVEDIR);
-    return s == EEXIST ? 0 : s;
-  }
-  struct stat ust {};
-  if (::fstatat(upper, dir_path.c_str(), &ust, AT_SYMLINK_NOFOLLOW) == 0)
-    record_origin(ust, ino_for(found->top, found->st));
-  mark_copied_up(dir_path);
+  for (auto it = chain.rbegin(); it != chain.rend(); ++it)
+    if (Status s = copy_up_locked(*it, false); s != 0) return s;
   return 0;
 }
 
-void Overlay::link_other_names(int layer, const struct stat& st, const std::string& path, uint64_t ino) {
-  const Layer& l = layers_[size_t(layer)];
-  int upper = layers_.upper_fd();
-  for (const std::string& other : hardlinks_[size_t(layer)]->names_of(l.root.get(), l.dev, st.st_ino)) {
-    if (other == path) continue;
-    // Only names the merged view still shows as this very file.
-    auto found = resolve_path(other);
-    if (!found || found->top != layer || found->st.st_ino != st.st_ino) continue;
-    auto slash = other.rfind('/');
-    if (ensure_upper_path(slash == std::string::npos ? "." : other.substr(0, slash)) != 0) continue;
-    {
-      KeepParentTimes keep(upper, other);
-      if (::linkat(upper, path.c_str(), upper, other.c_str(), 0) != 0) continue;
-    }
-    struct stat ust {};
-    if (::fstatat(upper, other.c_str(), &ust, AT_SYMLINK_NOFOLLOW) == 0) record_origin(ust, ino);
-    mark_copied_up(other);
-  }
-}
-
-Status Overlay::ensure_upper_dir(Node* dir) {
-  if (dir == root_ || dir->top.load() == 0) return 0;
-  return copy_up(dir, true);
-}
-
-Status Overlay::copy_up(Node* node, bool with_data) {
-  if (read_only_) return EROFS;
-  if (node->top.load() == 0) return 0;
-  Node* parent;
-  {
-    std::shared_lock lock(tree_);
-    parent = node->parent;
-  }
-  if (!parent) return ENOENT;
-  if (Status s = ensure_upper_dir(parent); s != 0) return s;
-
-  std::lock_guard lock(node->mutex);
-  if (node->top.load() == 0) return 0;
-  auto path = path_of(node);
-  if (!path) return path.error();
-  return copy_up_locked(node, *path, with_data);
-}
-
-Status Overlay::copy_up_locked(Node* node, const std::string& path, bool with_data) {
-  int layer = node->top.load();
-  int upper = layers_.upper_fd();
-  struct stat st {};
-  if (::fstatat(layers_[size_t(layer)].root.get(), path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
-    return errno;
-
-  std::string tmp = stage_name();
-  // Other names of a hardlinked file keep their content: never skip its data.
-  bool keep_data = with_data || (S_ISREG(st.st_mode) && st.st_nlink > 1);
-  Status s = copy_entry(layer, path, work_fd_.get(), tmp, st, keep_data);
-  {
-    KeepParentTimes keep(upper, path);
-    // NOREPLACE: a hardlinked file may already have been linked here through another name.
-    if (s == 0 && ::renameat2(work_fd_.get(), tmp.c_str(), upper, path.c_str(), RENAME_NOREPLACE) != 0)
-      s = errno;
-  }
-  if (s != 0) {
-    ::unlinkat(work_fd_.get(), tmp.c_str(), S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0);
-    if (s != EEXIST) return s;
-  } else if (S_ISREG(st.st_mode) && st.st_nlink > 1 && layer >= layers_.first_lower()) {
-    link_other_names(layer, st, path, node->ino);
-  }
-
+Status Overlay::publish_copy(Inode* node, const std::string& tmp, const struct stat& src_st, int src_layer) {
+  int work = work_fd_.get();
   struct stat ust {};
-  if (::fstatat(upper, path.c_str(), &ust, AT_SYMLINK_NOFOLLOW) == 0) record_origin(ust, node->ino);
-  if (node->is_dir()) {
-    std::unique_lock lock(tree_);
-    node->dir_layers.insert(node->dir_layers.begin(), 0);
+  if (const Alias* a = node->first_alias()) {
+    Inode* parent = a->parent;
+    std::string name = a->name;
+    if (Status s = ensure_upper_dir_locked(parent); s != 0) return s;
+    SharedFd pfd = dir_fd(parent, 0);
+    if (!pfd) return errno;
+    {
+      KeepDirTimes keep(pfd->get());
+      if (::renameat2(work, tmp.c_str(), pfd->get(), name.c_str(), RENAME_NOREPLACE) != 0) {
+        int err = errno;
+        // A directory already there (made beside the mount, or left by a crash between
+        // steps) is the upper directory: keep it.
+        struct stat est {};
+        if (!(err == EEXIST && node->is_dir() && ::fstatat(pfd->get(), name.c_str(), &est, AT_SYMLINK_NOFOLLOW) == 0 &&
+              S_ISDIR(est.st_mode)))
+          return err;
+        ::unlinkat(work, tmp.c_str(), AT_REMOVEDIR);
+      }
+    }
+    if (::fstatat(pfd->get(), name.c_str(), &ust, AT_SYMLINK_NOFOLLOW) != 0) return errno;
+  } else {
+    // No name is left (the file was removed while open): the copy stays anonymous, held
+    // open by the Inode, as the kernel copies up a disconnected file into its workdir.
+    UniqueFd fd(::openat(work, tmp.c_str(), (node->is_reg() ? O_RDWR : O_PATH) | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd) return errno;
+    ::unlinkat(work, tmp.c_str(), node->is_dir() ? AT_REMOVEDIR : 0);
+    if (::fstat(fd.get(), &ust) != 0) return errno;
+    node->orphan = std::move(fd);
   }
+  if (!S_ISDIR(src_st.st_mode) && src_st.st_nlink > 1 && layers_.has_upper() && src_layer >= layers_.first_lower())
+    link_other_names_locked(node, src_layer, src_st);
+  record_origin(ust.st_ino, node->ino);
+  if (node->keyed || !node->aliases.empty()) set_key(node, InodeKey{ust.st_dev, ust.st_ino});
+  if (node->is_dir()) node->dir_layers.insert(node->dir_layers.begin(), 0);
   node->top.store(0);
   node->copyups.fetch_add(1);
+  bump_version();
+  return 0;
+}
+
+Status Overlay::copy_up_locked(Inode* node, bool with_data) {
+  if (read_only_) return EROFS;
+  int layer = node->top.load();
+  if (layer == 0) return 0;
+  auto place = place_of(node, layer);
+  if (!place) return place.error();
+  auto st = stat_at(*place);
+  if (!st) return st.error();
+  std::string tmp = stage_name();
+  // Other names of a hardlinked file keep their content: never skip its data.
+  bool keep_data = with_data || (S_ISREG(st->st_mode) && st->st_nlink > 1);
+  Status s = stage_copy(*place, *st, tmp, keep_data);
+  if (s == 0) s = publish_copy(node, tmp, *st, layer);
+  if (s != 0) ::unlinkat(work_fd_.get(), tmp.c_str(), S_ISDIR(st->st_mode) ? AT_REMOVEDIR : 0);
+  return s;
+}
+
+Status Overlay::copy_up(Inode* node, bool with_data) {
+  if (read_only_) return EROFS;
+  if (node->top.load() == 0) return 0;
+  if (node->is_dir()) {
+    std::unique_lock lock(tree_);
+    if (Status s = ensure_upper_dir_locked(node); s != 0) return s;
+    return 0;
+  }
+  std::lock_guard copying(node->copy_mutex);
+  if (node->top.load() == 0) return 0;
+
+  // Stage the copy under the shared lock: the tree may be read meanwhile, only not changed.
+  std::string tmp = stage_name();
+  struct stat st {};
+  int layer;
+  Status s;
+  {
+    std::shared_lock lock(tree_);
+    layer = node->top.load();
+    if (layer == 0) return 0;
+    auto place = place_of(node, layer);
+    if (!place) return place.error();
+    auto lst = stat_at(*place);
+    if (!lst) return lst.error();
+    st = *lst;
+    bool keep_data = with_data || (S_ISREG(st.st_mode) && st.st_nlink > 1);
+    s = stage_copy(*place, st, tmp, keep_data);
+  }
+  if (s == 0) {
+    std::unique_lock lock(tree_);
+    // copy_mutex kept every other copy-up of this Inode out; the names may have moved.
+    s = node->top.load() == 0 ? EEXIST : publish_copy(node, tmp, st, layer);
+    if (s == EEXIST && node->top.load() == 0) s = 0;
+  }
+  if (s != 0 || node->top.load() != 0) ::unlinkat(work_fd_.get(), tmp.c_str(), 0);
+  return s;
+}
+
+void Overlay::link_other_names_locked(Inode* node, int layer, const struct stat& lower_st) {
+  const Alias* first = node->first_alias();
+  if (!first) return;
+  Inode* src_parent = first->parent;
+  std::string src_name = first->name;
+  SharedFd src_dir = dir_fd(src_parent, 0);
+  if (!src_dir) return;
+  const Layer& l = layers_[size_t(layer)];
+  std::vector<Inode*> temp;
+  for (const std::string& other : hardlinks_[size_t(layer)]->names_of(l.root.get(), l.dev, lower_st.st_ino)) {
+    auto slash = other.rfind('/');
+    std::string base = slash == std::string::npos ? other : other.substr(slash + 1);
+    Inode* parent = root_;
+    if (slash != std::string::npos) {
+      auto dir = walk_locked(other.substr(0, slash), temp);
+      if (!dir || !dir->first->is_dir()) continue;
+      parent = dir->first;
+    }
+    if (parent == src_parent && base == src_name) continue;
+    // Only names the merged view still shows as this very file (the Inode still has the
+    // lower key, so attach finds it).
+    auto found = resolve(parent, base);
+    if (!found || found->top != layer || found->st.st_ino != lower_st.st_ino) continue;
+    if (attach(parent, base, *found) != node) continue;
+    if (ensure_upper_dir_locked(parent) != 0) continue;
+    SharedFd pfd = dir_fd(parent, 0);
+    if (!pfd) continue;
+    KeepDirTimes keep(pfd->get());
+    ::linkat(src_dir->get(), src_name.c_str(), pfd->get(), base.c_str(), 0);
+  }
+  release_all(temp);
+}
+
+Status Overlay::complete_upper_tree_locked(Inode* dir) {
+  if (Status s = ensure_upper_dir_locked(dir); s != 0) return s;
+  if (dir->dir_layers.size() <= 1) return 0;  // nothing below it
+  auto entries = merged_entries(dir, dir->dir_layers, 0, 0);
+  if (!entries) return entries.error();
+  std::vector<Inode*> temp;
+  Status result = 0;
+  for (const DirEntry& e : *entries) {
+    if (e.name == "." || e.name == "..") continue;
+    bool lower_dir = e.type == DT_DIR;
+    if (e.layer == 0 && !lower_dir) continue;  // already in the upper
+    auto found = resolve(dir, e.name);
+    if (!found) continue;  // gone meanwhile
+    Inode* child = attach(dir, e.name, *found);
+    child->pins++;
+    temp.push_back(child);
+    Status s = child->is_dir() ? complete_upper_tree_locked(child) : copy_up_locked(child, true);
+    if (s != 0) {
+      result = s;
+      break;
+    }
+  }
+  release_all(temp);
+  if (result != 0) return result;
+
+  // Everything the directory shows is in the upper now: it needs nothing from below, and
+  // its whiteouts hide nothing. Each step leaves the same view, should the daemon die.
+  auto place = place_of(dir, 0);
+  if (!place) return place.error();
+  if (dir != root_) {
+    if (Status s = mark_opaque(place->fd(), place->name, whiteout_style()); s != 0) return s;
+  }
+  if (SharedFd self = dir_fd(dir, 0)) {
+    std::vector<std::string> whiteouts;
+    DirStream list(self->get(), ".");
+    while (struct dirent* de = list.ok() ? list.next() : nullptr) {
+      std::string_view hidden;
+      struct stat st {};
+      if (parse_whiteout_name(de->d_name, hidden) ||
+          ((de->d_type == DT_CHR || de->d_type == DT_UNKNOWN) &&
+           ::fstatat(self->get(), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && is_whiteout_device(st)))
+        whiteouts.emplace_back(de->d_name);
+    }
+    for (const auto& w : whiteouts) ::unlinkat(self->get(), w.c_str(), 0);
+  }
+  dir->dir_layers = {0};
+  dir->opaque = true;
+  bump_version();
   return 0;
 }
 

@@ -14,9 +14,8 @@
 
 namespace strata::fs {
 
-Result<std::vector<DirEntry>> Overlay::merged_entries(const std::vector<int>& dir_layers,
-                                                      const std::string& path, uint64_t self_ino,
-                                                      uint64_t parent_ino) {
+Result<std::vector<DirEntry>> Overlay::merged_entries(Inode* node, const std::vector<int>& dir_layers,
+                                                      uint64_t self_ino, uint64_t parent_ino) {
   std::vector<DirEntry> out;
   out.push_back({".", self_ino, DT_DIR, dir_layers.empty() ? 0 : dir_layers.front()});
   out.push_back({"..", parent_ino, DT_DIR, dir_layers.empty() ? 0 : dir_layers.front()});
@@ -25,7 +24,12 @@ Result<std::vector<DirEntry>> Overlay::merged_entries(const std::vector<int>& di
   std::unordered_set<std::string> decided;
   bool first = true;
   for (int layer : dir_layers) {
-    DirStream dir(layers_[size_t(layer)].root.get(), path);
+    SharedFd fd = dir_fd(node, layer);
+    if (!fd) {
+      if (first) return last_errno();
+      continue;
+    }
+    DirStream dir(fd->get(), ".");
     if (!dir.ok()) {
       if (first) return last_errno();
       continue;
@@ -65,21 +69,16 @@ Result<std::vector<DirEntry>> Overlay::merged_entries(const std::vector<int>& di
   return out;
 }
 
-Result<std::vector<DirEntry>> Overlay::list_dir(Node* dir) {
-  auto path = path_of(dir);
-  if (!path) return Errno{path.error()};
-  std::vector<int> dir_layers;
-  uint64_t parent_ino;
-  {
-    std::shared_lock lock(tree_);
-    dir_layers = dir->dir_layers;
-    parent_ino = dir->parent ? dir->parent->ino : dir->ino;
-  }
-  return merged_entries(dir_layers, *path, dir->ino, parent_ino);
+Result<std::vector<DirEntry>> Overlay::list_dir(Inode* dir) {
+  std::shared_lock lock(tree_);
+  const Alias* a = dir->first_alias();
+  uint64_t parent_ino = a ? a->parent->ino : dir->ino;
+  if (!a && dir != root_ && !dir->orphan) return Errno{ENOENT};
+  return merged_entries(dir, dir->dir_layers, dir->ino, parent_ino);
 }
 
-Result<bool> Overlay::merged_dir_empty(Node* dir) {
-  auto entries = list_dir(dir);
+Result<bool> Overlay::merged_dir_empty_locked(Inode* dir) {
+  auto entries = merged_entries(dir, dir->dir_layers, 0, 0);
   if (!entries) return Errno{entries.error()};
   return entries->size() <= 2;
 }

@@ -30,10 +30,9 @@ void walk(int dirfd, const std::string& prefix, dev_t dev,
         if (sub >= 0) walk(sub, path, dev, out);
         continue;
       }
-      if (S_ISREG(st.st_mode) && st.st_nlink > 1) out[st.st_ino].push_back(path);
+      if (st.st_nlink > 1) out[st.st_ino].push_back(path);
       continue;
     }
-    if (de->d_type != DT_REG) continue;
     struct stat st {};
     if (::fstatat(::dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_nlink > 1)
       out[st.st_ino].push_back(path);

@@ -1,4 +1,4 @@
-// Every name of each multiply-linked file in a read-only layer, found by one walk of the
+// Every name of each multiply-linked non-directory in a read-only layer, found by one walk of the
 // layer the first time a hardlinked file of it is copied up. Copy-up then links every visible
 // name to the one upper inode, so all names keep sharing their content, also after a remount
 // and when kernel overlayfs reads the upper.

@@ -10,46 +10,46 @@
 
 namespace strata::fs {
 
-Result<Overlay::Resolved> Overlay::resolve(Node* parent, const std::string& parent_path,
-                                           std::string_view name) {
-  std::vector<int> parent_layers;
-  {
-    std::shared_lock lock(tree_);
-    parent_layers = parent->dir_layers;
-  }
-  return resolve_in(parent_layers, parent_path, name, parent);
-}
-
-bool Overlay::may_hold_whiteout_file(Node* dir, int layer, const std::string& dir_path) {
+bool Overlay::may_hold_whiteout_file(Inode* dir, int layer) {
   bool lower = layer > 0 || !layers_.has_upper();
-  if (!dir || !lower || layer >= 64) return true;
-  uint64_t bit = uint64_t(1) << layer;
-  if (!(dir->whiteouts_scanned.load(std::memory_order_acquire) & bit)) {
-    if (!dir_has_whiteout_files(layers_[size_t(layer)].root.get(), dir_path)) dir->whiteout_free.fetch_or(bit);
-    dir->whiteouts_scanned.fetch_or(bit, std::memory_order_release);
+  if (!dir || !lower) return true;
+  // Racing scans under the shared lock write the same answer; the array is made under the
+  // exclusive lock when the directory is attached.
+  if (!dir->whiteout_scan) return true;
+  auto& slot = dir->whiteout_scan[size_t(layer)];
+  uint8_t state = slot.load(std::memory_order_acquire);
+  if (state == 0) {
+    SharedFd fd = dir_fd(dir, layer);
+    state = fd && !dir_has_whiteout_files(fd->get()) ? 2 : 1;
+    slot.store(state, std::memory_order_release);
   }
-  return !(dir->whiteout_free.load() & bit);
+  return state != 2;
 }
 
-Result<Overlay::Resolved> Overlay::resolve_in(const std::vector<int>& parent_layers,
-                                              const std::string& parent_path, std::string_view name,
-                                              Node* dir) {
-  if (is_marker_name(name)) return Errno{ENOENT};
+Result<Overlay::Resolved> Overlay::resolve_in(Inode* parent, const std::vector<int>& parent_layers,
+                                              std::string_view name) {
+  if (is_marker_name(name) || name == "." || name == ".." || name.find('/') != std::string_view::npos)
+    return Errno{ENOENT};
   Resolved found;
-  std::string path = join_path(parent_path, name);
-  std::string wh_path;
+  std::string n(name);
+  std::string wh_name;
   for (int layer : parent_layers) {
-    int fd = layers_[size_t(layer)].root.get();
+    SharedFd dir = dir_fd(parent, layer);
+    if (!dir) {
+      if (found.top >= 0 || errno == ENOENT || errno == ENOTDIR) break;
+      return last_errno();
+    }
+    int fd = dir->get();
     struct stat st {};
-    if (::fstatat(fd, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (::fstatat(fd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
       if (errno != ENOENT && errno != ENOTDIR) {
         if (found.top >= 0) break;  // a lower we cannot read only stops the merge
         return last_errno();
       }
-      if (!may_hold_whiteout_file(dir, layer, parent_path)) continue;
-      if (wh_path.empty()) wh_path = join_path(parent_path, std::string(kWhiteoutPrefix) + std::string(name));
+      if (!may_hold_whiteout_file(parent, layer)) continue;
+      if (wh_name.empty()) wh_name = std::string(kWhiteoutPrefix) + n;
       struct stat wst {};
-      if (::fstatat(fd, wh_path.c_str(), &wst, AT_SYMLINK_NOFOLLOW) == 0) break;
+      if (::fstatat(fd, wh_name.c_str(), &wst, AT_SYMLINK_NOFOLLOW) == 0) break;
       continue;
     }
     if (is_whiteout_device(st)) break;
@@ -64,7 +64,7 @@ Result<Overlay::Resolved> Overlay::resolve_in(const std::vector<int>& parent_lay
       break;
     }
     found.dir_layers.push_back(layer);
-    if (is_opaque_dir(fd, path, abs_path(layer, path))) {
+    if (is_opaque_dir(fd, n)) {
       found.opaque = found.dir_layers.size() == 1;
       break;
     }
@@ -73,70 +73,107 @@ Result<Overlay::Resolved> Overlay::resolve_in(const std::vector<int>& parent_lay
   return found;
 }
 
-Entry Overlay::attach(Node* parent, std::string_view name, const Resolved& found) {
-  Entry entry;
-  std::unique_lock lock(tree_);
-  Node* node = nullptr;
-  auto it = parent->children.find(std::string(name));
-  if (it != parent->children.end()) {
-    node = it->second;
-    if ((node->type & S_IFMT) != (found.st.st_mode & S_IFMT)) {
-      // Replaced behind our back (a layer changed directly): the old node becomes an orphan.
-      parent->children.erase(it);
-      node->parent = nullptr;
-      release_if_unused(node);
-      node = nullptr;
+Inode* Overlay::attach(Inode* parent, std::string_view name, const Resolved& found) {
+  InodeKey key{found.st.st_dev, found.st.st_ino};
+  mode_t type = found.st.st_mode & S_IFMT;
+  Inode* node = nullptr;
+  if (auto it = parent->children.find(std::string(name)); it != parent->children.end()) {
+    Inode* bound = it->second;
+    if (bound->keyed && bound->key == key && bound->type == type) {
+      node = bound;
+    } else {
+      // Replaced behind our back (a layer changed directly): the name now means another file.
+      remove_alias(bound, parent, name);
+      release_if_unused(bound);
     }
   }
   if (!node) {
-    node = new Node;
-    node->type = found.st.st_mode & S_IFMT;
-    node->ino = ino_for(found.top, found.st);
-    node->top = found.top;
-    insert_child(parent, name, node);
-  } else if (found.top < node->top) {
-    node->top = found.top;  // something appeared above (copy-up by another name, or directly)
+    if (auto it = table_.find(key); it != table_.end() && it->second->type == type) node = it->second;
   }
-  node->dir_layers = found.dir_layers;
-  node->opaque = found.opaque;
+  if (!node) {
+    node = new_inode(type, ino_for(found.top, found.st));
+    node->top = found.top;
+    set_key(node, key);
+  }
+  add_alias(node, parent, name);
+  if (found.top < node->top.load()) node->top = found.top;  // copied up beside the mount
+  if (node->is_dir()) {
+    node->dir_layers = found.dir_layers;
+    node->opaque = found.opaque;
+    if (!node->whiteout_scan) node->whiteout_scan = std::make_unique<std::atomic<uint8_t>[]>(layers_.size());
+  }
+  return node;
+}
+
+Result<Entry> Overlay::lookup_in(Inode* parent, std::string_view name, const std::vector<int>* only_layers) {
+  Resolved found;
+  uint64_t seen;
+  {
+    std::shared_lock lock(tree_);
+    seen = version_.load(std::memory_order_acquire);
+    std::vector<int> layers = only_layers ? *only_layers : parent->dir_layers;
+    auto r = resolve_in(parent, layers, name);
+    if (!r) return Errno{r.error()};
+    found = std::move(*r);
+  }
+  std::unique_lock lock(tree_);
+  if (version_.load(std::memory_order_acquire) != seen) {
+    // The tree changed while we looked (a copy-up of the parent, a rename, a new entry): what
+    // we found may be stale, so look again, now that nothing can change.
+    auto r = resolve(parent, name);
+    if (!r) return Errno{r.error()};
+    found = std::move(*r);
+  }
+  Inode* node = attach(parent, name, found);
   node->nlookup++;
-  entry.node = node;
-  entry.st = found.st;
+  Entry entry{node, {}};
+  auto st = getattr_locked(node);
+  if (!st) {
+    node->nlookup--;
+    release_if_unused(node);
+    return Errno{st.error()};
+  }
+  entry.st = *st;
   return entry;
 }
 
-Result<Entry> Overlay::lookup(Node* parent, std::string_view name) {
-  auto parent_path = path_of(parent);
-  if (!parent_path) return Errno{parent_path.error()};
-  auto found = resolve(parent, *parent_path, name);
-  if (!found) return Errno{found.error()};
-  std::string path = join_path(*parent_path, name);
+Result<Entry> Overlay::lookup(Inode* parent, std::string_view name) { return lookup_in(parent, name, nullptr); }
 
-  Entry entry = attach(parent, name, *found);
-  entry.st = present(found->st, path, found->top, entry.node);
-  show_newest_mtime(entry.st, *found);
-  return entry;
-}
-
-}  // namespace strata::fs
-
-namespace strata::fs {
-
-Result<Entry> Overlay::lookup_listed(Node* dir, const DirEntry& listed) {
-  auto dir_path = path_of(dir);
-  if (!dir_path) return Errno{dir_path.error()};
+Result<Entry> Overlay::lookup_listed(Inode* dir, const DirEntry& listed) {
   std::vector<int> below;
   {
     std::shared_lock lock(tree_);
     for (int layer : dir->dir_layers)
       if (layer >= listed.layer) below.push_back(layer);
   }
-  auto found = resolve_in(below, *dir_path, listed.name, dir);
-  if (!found || found->top != listed.layer) return lookup(dir, listed.name);  // changed since listed
-  Entry entry = attach(dir, listed.name, *found);
-  entry.st = present(found->st, join_path(*dir_path, listed.name), found->top, entry.node);
-  show_newest_mtime(entry.st, *found);
+  auto entry = lookup_in(dir, listed.name, &below);
+  if (!entry || entry->node->top.load() != listed.layer) {
+    // Changed since it was listed: a full lookup decides.
+    if (entry) forget(entry->node, 1);
+    return lookup(dir, listed.name);
+  }
   return entry;
+}
+
+Result<std::pair<Inode*, Overlay::Resolved>> Overlay::walk_locked(const std::string& path, std::vector<Inode*>& temp) {
+  Inode* cur = root_;
+  Resolved found;
+  size_t start = 0;
+  for (;;) {
+    size_t slash = path.find('/', start);
+    std::string name = path.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+    auto r = resolve(cur, name);
+    if (!r) return Errno{r.error()};
+    found = std::move(*r);
+    Inode* next = attach(cur, name, found);
+    next->pins++;
+    temp.push_back(next);
+    cur = next;
+    if (slash == std::string::npos) break;
+    if (!S_ISDIR(found.st.st_mode)) return Errno{ENOTDIR};
+    start = slash + 1;
+  }
+  return std::make_pair(cur, found);
 }
 
 }  // namespace strata::fs

@@ -1,5 +1,5 @@
 // Opening files: writers copy up first; readers of a lower file switch to the upper copy
-// as soon as any name of it is copied up.
+// as soon as the Inode is copied up (through any of its names).
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,15 +14,13 @@ bool wants_write(int flags) { return (flags & O_ACCMODE) != O_RDONLY || (flags &
 
 }  // namespace
 
-Result<std::unique_ptr<OpenFile>> Overlay::open(Node* node, int flags, const Caller& caller) {
+Result<std::unique_ptr<OpenFile>> Overlay::open(Inode* node, int flags, const Caller& caller) {
   if (wants_write(flags)) {
     if (read_only_) return Errno{EROFS};
     if (Status s = copy_up(node, !(flags & O_TRUNC)); s != 0) return Errno{s};
   }
-  auto path = path_of(node);
-  if (!path) return Errno{path.error()};
-  int open_flags = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_NOFOLLOW | O_CLOEXEC;
-  if (opts_.writeback) {
+  int open_flags = flags & ~(O_CREAT | O_EXCL | O_NOCTTY);
+  if (config_.writeback) {
     // With a writeback cache the kernel reads pages of write-only files and handles O_APPEND.
     if ((open_flags & O_ACCMODE) == O_WRONLY) open_flags = (open_flags & ~O_ACCMODE) | O_RDWR;
     open_flags &= ~O_APPEND;
@@ -30,10 +28,15 @@ Result<std::unique_ptr<OpenFile>> Overlay::open(Node* node, int flags, const Cal
   auto file = std::make_unique<OpenFile>();
   file->node = node;
   file->flags = open_flags;
-  file->copyups_seen = node->copyups.load();
-  int layer = node->top.load();
-  file->fd = UniqueFd(::openat(layers_[size_t(layer)].root.get(), path->c_str(), open_flags));
-  if (!file->fd) return last_errno();
+  int layer;
+  {
+    std::shared_lock lock(tree_);
+    file->copyups_seen = node->copyups.load();
+    layer = node->top.load();
+    auto fd = open_backing(node, open_flags);
+    if (!fd) return Errno{fd.error()};
+    file->fd = std::move(*fd);
+  }
   if (flags & O_TRUNC) drop_setid_bits_for(file->fd.get(), caller);
   file->from_lower = layer != 0 || !layers_.has_upper();
   file->current = file->fd.get();
@@ -45,14 +48,15 @@ int Overlay::io_fd(OpenFile& file) {
   std::lock_guard lock(file.reopen_mutex);
   uint32_t seen = file.node->copyups.load();
   if (!file.from_lower || seen == file.copyups_seen.load()) return file.current.load();
-  auto path = path_of(file.node);
-  if (path && file.node->top.load() == 0) {
-    UniqueFd fd(::openat(layers_.upper_fd(), path->c_str(), (file.flags & ~O_TRUNC) | O_NOFOLLOW | O_CLOEXEC));
-    if (fd) {
-      file.current = fd.get();
-      file.retired.push_back(std::move(file.fd));
-      file.fd = std::move(fd);
-      file.from_lower = false;
+  {
+    std::shared_lock tree(tree_);
+    if (file.node->top.load() == 0) {
+      if (auto fd = open_backing(file.node, file.flags & ~O_TRUNC)) {
+        file.current = fd->get();
+        file.retired.push_back(std::move(file.fd));
+        file.fd = std::move(*fd);
+        file.from_lower = false;
+      }
     }
   }
   file.copyups_seen = seen;
@@ -60,7 +64,7 @@ int Overlay::io_fd(OpenFile& file) {
 }
 
 Status Overlay::fsync(OpenFile& file, bool datasync) {
-  if (!opts_.fsync) return 0;
+  if (!config_.fsync) return 0;
   int fd = io_fd(file);
   int r = datasync ? ::fdatasync(fd) : ::fsync(fd);
   return r == 0 ? 0 : errno;

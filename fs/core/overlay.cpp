@@ -1,4 +1,5 @@
-// Overlay construction, node bookkeeping (the inode table) and paths.
+// Overlay construction, the Inode table (keys, aliases, lifetime) and reaching backing files
+// through held directory fds.
 #include "fs/core/overlay.hpp"
 
 #include <dirent.h>
@@ -13,47 +14,39 @@
 
 namespace strata::fs {
 
-Overlay::Overlay(Options opts, LayerStack layers) : opts_(std::move(opts)), layers_(std::move(layers)) {
+Overlay::Overlay(EngineConfig config, LayerStack layers)
+    : config_(std::move(config)), layers_(std::move(layers)), dir_fds_(config_.dir_fd_cache) {
   std::optional<uint32_t> squash_uid, squash_gid;
-  if (opts_.squash_to_uid) squash_uid = *opts_.squash_to_uid;
-  if (opts_.squash_to_gid) squash_gid = *opts_.squash_to_gid;
-  uids_ = IdMapping(opts_.uid_mappings, squash_uid);
-  gids_ = IdMapping(opts_.gid_mappings, squash_gid);
-  read_only_ = !layers_.has_upper() || opts_.read_only;
+  if (config_.squash_to_uid) squash_uid = *config_.squash_to_uid;
+  if (config_.squash_to_gid) squash_gid = *config_.squash_to_gid;
+  uids_ = IdMapping(config_.uid_mappings, squash_uid);
+  gids_ = IdMapping(config_.gid_mappings, squash_gid);
+  read_only_ = !layers_.has_upper() || config_.read_only;
   privileged_ = ::geteuid() == 0;
 }
 
 Overlay::~Overlay() {
-  // Nodes form a tree plus orphans the kernel never forgot; free what the tree still holds.
-  std::vector<Node*> stack{root_};
-  while (!stack.empty()) {
-    Node* n = stack.back();
-    stack.pop_back();
-    if (!n) continue;
-    for (auto& [name, child] : n->children) stack.push_back(child);
-    delete n;
-  }
+  for (auto& [id, node] : all_) delete node;
 }
 
-Result<std::unique_ptr<Overlay>> Overlay::create(const Options& opts, std::string& error) {
-  auto layers = LayerStack::open(opts.lowerdirs, opts.upperdir, error);
+Result<std::unique_ptr<Overlay>> Overlay::create(const EngineConfig& config, std::string& error) {
+  auto layers = LayerStack::open(config.lowerdirs, config.upperdir, error);
   if (!layers) return Errno{layers.error()};
-  std::unique_ptr<Overlay> ov(new Overlay(opts, std::move(*layers)));
+  std::unique_ptr<Overlay> ov(new Overlay(config, std::move(*layers)));
 
   if (ov->layers_.has_upper()) {
-    std::string work = opts.workdir + "/work";
+    std::string work = config.workdir + "/work";
     if (::mkdir(work.c_str(), 0700) != 0 && errno != EEXIST) {
       int err = errno;
-      error = "workdir " + opts.workdir + ": cannot create work/: " + std::strerror(err);
+      error = "workdir " + config.workdir + ": cannot create work/: " + std::strerror(err);
       return Errno{err};
     }
-    ov->work_fd_ = UniqueFd(::open(work.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    ov->work_fd_ = UniqueFd(::open(work.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!ov->work_fd_) {
       int err = errno;
       error = "workdir " + work + ": " + std::strerror(err);
       return Errno{err};
     }
-    ov->work_path_ = work;
     // Anything in work/ is a copy-up or rename that a killed daemon never finished: the
     // upper still holds the old state, so the staged copy is garbage.
     if (Status st = remove_dir_contents(ov->work_fd_.get(), "."); st != 0) {
@@ -62,20 +55,27 @@ Result<std::unique_ptr<Overlay>> Overlay::create(const Options& opts, std::strin
     }
   }
 
-  for (size_t i = 0; i < ov->layers_.size(); ++i) ov->hardlinks_.push_back(std::make_unique<LayerHardlinks>());
-  Node* root = new Node;
-  root->type = S_IFDIR;
+  for (size_t i = 0; i < ov->layers_.size(); ++i) {
+    ov->hardlinks_.push_back(std::make_unique<LayerHardlinks>());
+    UniqueFd fd(::fcntl(ov->layers_[i].root.get(), F_DUPFD_CLOEXEC, 0));
+    if (!fd) {
+      int err = errno;
+      error = ov->layers_[i].path + ": " + std::strerror(err);
+      return Errno{err};
+    }
+    ov->root_fds_.push_back(std::make_shared<const UniqueFd>(std::move(fd)));
+  }
+  struct stat st {};
+  if (::fstat(ov->layers_[0].root.get(), &st) != 0) {
+    int err = errno;
+    error = ov->layers_[0].path + ": " + std::strerror(err);
+    return Errno{err};
+  }
+  Inode* root = ov->new_inode(S_IFDIR, ov->layers_.present_ino(st.st_dev, st.st_ino));
   root->nlookup = 1;
   for (size_t i = 0; i < ov->layers_.size(); ++i) root->dir_layers.push_back(int(i));
   root->top = 0;
-  struct stat st {};
-  if (::fstatat(ov->layers_[0].root.get(), "", &st, AT_EMPTY_PATH) != 0) {
-    int err = errno;
-    error = ov->layers_[0].path + ": " + std::strerror(err);
-    delete root;
-    return Errno{err};
-  }
-  root->ino = ov->layers_.present_ino(st.st_dev, st.st_ino);
+  root->whiteout_scan = std::make_unique<std::atomic<uint8_t>[]>(ov->layers_.size());
   ov->root_ = root;
   return ov;
 }
@@ -86,64 +86,204 @@ const WhiteoutStyle& Overlay::whiteout_style() const {
   return style_;
 }
 
-Result<std::string> Overlay::path_of(const Node* node) const {
-  std::shared_lock lock(tree_);
-  if (node == root_) return std::string(".");
-  std::vector<const std::string*> parts;
-  size_t len = 0;
-  for (const Node* n = node; n != root_; n = n->parent) {
-    if (n->parent == nullptr) return Errno{ENOENT};  // unlinked
-    parts.push_back(&n->name);
-    len += n->name.size() + 1;
+// ---- Reaching backing files. ----
+
+SharedFd Overlay::dir_fd(Inode* dir, int layer) {
+  if (dir == root_) return root_fds_[size_t(layer)];
+  if (SharedFd fd = dir_fds_.get(dir->id, layer)) return fd;
+  // Climb to the nearest ancestor with a cached fd, then open one name at a time downwards.
+  std::vector<Inode*> chain;
+  SharedFd base;
+  for (Inode* n = dir; n; ) {
+    if (n == root_) {
+      base = root_fds_[size_t(layer)];
+      break;
+    }
+    if (n != dir) {
+      if ((base = dir_fds_.get(n->id, layer))) break;
+    }
+    if (n->aliases.empty()) {
+      // A removed directory still open: only its own backing file is left.
+      if (n == dir && n->orphan && n->top.load() == layer) {
+        UniqueFd fd(::fcntl(n->orphan.get(), F_DUPFD_CLOEXEC, 0));
+        if (!fd) return nullptr;
+        return std::make_shared<const UniqueFd>(std::move(fd));
+      }
+      errno = ENOENT;
+      return nullptr;
+    }
+    chain.push_back(n);
+    n = n->aliases.front().parent;
   }
-  std::string path;
-  path.reserve(len);
-  for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
-    if (!path.empty()) path.push_back('/');
-    path.append(**it);
+  for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+    Inode* n = *it;
+    UniqueFd fd(::openat(base->get(), n->aliases.front().name.c_str(),
+                         O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd) return nullptr;
+    base = dir_fds_.put(n->id, layer, std::move(fd));
   }
-  return path;
+  return base;
 }
 
-std::string Overlay::abs_path(int layer, const std::string& rel) const {
-  const std::string& root = layers_[size_t(layer)].path;
-  if (rel == ".") return root;
-  std::string out;
-  out.reserve(root.size() + 1 + rel.size());
-  out.append(root).append("/").append(rel);
-  return out;
+Result<Overlay::Place> Overlay::place_of(Inode* node, int layer) {
+  if (node == root_) return Place{root_fds_[size_t(layer)], ""};
+  if (const Alias* a = node->first_alias()) {
+    SharedFd dir = dir_fd(a->parent, layer);
+    if (!dir) return last_errno();
+    return Place{std::move(dir), a->name};
+  }
+  if (node->orphan && node->top.load() == layer) {
+    UniqueFd fd(::fcntl(node->orphan.get(), F_DUPFD_CLOEXEC, 0));
+    if (!fd) return last_errno();
+    return Place{std::make_shared<const UniqueFd>(std::move(fd)), ""};
+  }
+  return Errno{ENOENT};
 }
 
-Node* Overlay::insert_child(Node* parent, std::string_view name, Node* child) {
-  child->parent = parent;
-  child->name.assign(name);
-  parent->children.emplace(child->name, child);
-  return child;
+Result<struct stat> Overlay::stat_at(const Place& place) const {
+  struct stat st {};
+  int r = place.name.empty() ? ::fstatat(place.fd(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)
+                             : ::fstatat(place.fd(), place.name.c_str(), &st, AT_SYMLINK_NOFOLLOW);
+  if (r != 0) return last_errno();
+  return st;
 }
 
-void Overlay::detach_child(Node* parent, std::string_view name) {
+Result<UniqueFd> Overlay::open_backing(Inode* node, int flags) {
+  flags |= O_NOFOLLOW | O_CLOEXEC;
+  auto place = place_of(node, node->top.load());
+  if (!place) return Errno{place.error()};
+  UniqueFd fd;
+  if (place->name.empty()) {
+    // The orphan: reopen the file itself through its /proc link (no name is left to open).
+    fd = UniqueFd(::open(fd_path(place->fd()).c_str(), flags & ~O_NOFOLLOW));
+  } else {
+    fd = UniqueFd(::openat(place->fd(), place->name.c_str(), flags));
+  }
+  if (!fd) return last_errno();
+  return fd;
+}
+
+// ---- The Inode table. ----
+
+Inode* Overlay::new_inode(mode_t type, uint64_t ino) {
+  auto* node = new Inode(next_id_++, type & S_IFMT, ino);
+  all_.emplace(node->id, node);
+  return node;
+}
+
+void Overlay::add_alias(Inode* node, Inode* parent, std::string_view name) {
+  for (const Alias& a : node->aliases)
+    if (a.parent == parent && a.name == name) return;
+  if (node->is_dir()) {
+    // A directory has one place: moving it there drops the old one.
+    for (const Alias& a : node->aliases) {
+      auto it = a.parent->children.find(a.name);
+      if (it != a.parent->children.end() && it->second == node) a.parent->children.erase(it);
+    }
+    node->aliases.clear();
+    dir_fds_.forget(node->id, layers_.size());
+  }
+  node->aliases.push_back(Alias{parent, std::string(name)});
+  parent->children[std::string(name)] = node;
+  node->orphan.reset();
+}
+
+void Overlay::remove_alias(Inode* node, Inode* parent, std::string_view name) {
   auto it = parent->children.find(std::string(name));
-  if (it == parent->children.end()) return;
-  Node* child = it->second;
-  parent->children.erase(it);
-  child->parent = nullptr;
-  release_if_unused(child);
-  release_if_unused(parent);
+  if (it != parent->children.end() && it->second == node) parent->children.erase(it);
+  auto& al = node->aliases;
+  al.erase(std::remove_if(al.begin(), al.end(), [&](const Alias& a) { return a.parent == parent && a.name == name; }),
+           al.end());
 }
 
-void Overlay::release_if_unused(Node* node) {
-  while (node && node != root_ && node->nlookup == 0 && node->children.empty()) {
-    Node* parent = node->parent;
-    if (parent) parent->children.erase(node->name);
-    delete node;
-    node = parent;
+void Overlay::set_key(Inode* node, const InodeKey& key) {
+  drop_key(node);
+  node->key = key;
+  auto [it, inserted] = table_.emplace(key, node);
+  if (!inserted) {
+    // The key now names another file than the Inode that had it (its file went away
+    // beside the mount, or was replaced): that Inode no longer owns it.
+    it->second->keyed = false;
+    it->second = node;
+  }
+  node->keyed = true;
+}
+
+void Overlay::drop_key(Inode* node) {
+  if (!node->keyed) return;
+  auto it = table_.find(node->key);
+  if (it != table_.end() && it->second == node) table_.erase(it);
+  node->keyed = false;
+}
+
+void Overlay::release_if_unused(Inode* node) {
+  std::vector<Inode*> todo{node};
+  while (!todo.empty()) {
+    Inode* n = todo.back();
+    todo.pop_back();
+    if (!n || n == root_ || n->nlookup > 0 || n->pins > 0 || !n->children.empty()) continue;
+    if (all_.find(n->id) == all_.end()) continue;  // already freed through another path
+    for (const Alias& a : n->aliases) {
+      auto it = a.parent->children.find(a.name);
+      if (it != a.parent->children.end() && it->second == n) a.parent->children.erase(it);
+      todo.push_back(a.parent);
+    }
+    drop_key(n);
+    if (n->is_dir()) dir_fds_.forget(n->id, layers_.size());
+    all_.erase(n->id);
+    delete n;
   }
 }
 
-void Overlay::forget(Node* node, uint64_t count) {
+void Overlay::release_all(std::vector<Inode*>& temp) {
+  for (Inode* n : temp) {
+    if (all_.find(n->id) == all_.end()) continue;
+    if (n->pins > 0) n->pins--;
+  }
+  for (Inode* n : temp) release_if_unused(n);
+  temp.clear();
+}
+
+void Overlay::forget(Inode* node, uint64_t count) {
   std::unique_lock lock(tree_);
   node->nlookup = node->nlookup > count ? node->nlookup - count : 0;
   release_if_unused(node);
+}
+
+UniqueFd Overlay::hold_backing(const Place& place) {
+  return UniqueFd(::openat(place.fd(), place.name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+}
+
+void Overlay::after_name_removed(Inode* victim, UniqueFd held, bool upper) {
+  if (!victim || !victim->aliases.empty()) return;
+  struct stat st {};
+  bool still_linked = held && upper && ::fstat(held.get(), &st) == 0 && st.st_nlink > 0;
+  // A file with no name left: a new file reusing its upper inode number is another file.
+  if (!still_linked) drop_key(victim);
+  if (victim->is_dir()) dir_fds_.forget(victim->id, layers_.size());
+  victim->orphan = std::move(held);
+}
+
+std::string Overlay::check_invariants() {
+  std::shared_lock lock(tree_);
+  for (auto& [id, n] : all_) {
+    for (auto& [name, child] : n->children) {
+      if (all_.find(child->id) == all_.end()) return "child " + name + " of a live inode is freed";
+      bool found = false;
+      for (const Alias& a : child->aliases) found |= a.parent == n && a.name == name;
+      if (!found) return "child " + name + " has no alias back to its parent";
+    }
+    for (const Alias& a : n->aliases) {
+      auto it = a.parent->children.find(a.name);
+      if (it == a.parent->children.end() || it->second != n) return "alias " + a.name + " not in its parent";
+    }
+    if (n->is_dir() && n->aliases.size() > 1) return "directory with several names";
+    if (n->keyed) {
+      auto it = table_.find(n->key);
+      if (it == table_.end() || it->second != n) return "keyed inode missing from the table";
+    }
+  }
+  return "";
 }
 
 }  // namespace strata::fs

@@ -1,29 +1,52 @@
 // The overlay engine: merges a LayerStack into one tree and carries out every filesystem
-// operation on it. It knows nothing of FUSE: the adapter in fs/fuse/ passes Node pointers
+// operation on it. It knows nothing of FUSE: the adapter in fs/fuse/ passes Inode pointers
 // and turns Results into replies, so the engine can be tested without a mount.
+//
+// Model (see README "How the engine works"):
+// - One Inode per backing file, keyed by the (dev, ino) of the file that shows it; names are
+//   aliases (parent, name). Hardlinks are one Inode, so the kernel's caches stay coherent.
+// - Files are reached by walking held directory fds (DirFdCache), one name per *at call, never
+//   a path string: no symlink in a layer is ever followed, whatever a container plants there,
+//   and depth costs nothing.
+// - An Inode whose last name goes while it is still referenced keeps its backing file open
+//   (`Inode::orphan`): open files keep answering getattr, setattr, read and write.
+//
+// Lock order (take only in this order; never hold one while replying to the kernel):
+//   1. Inode::copy_mutex  — one data copy-up of a file at a time; at most one held.
+//   2. tree_              — shared: lookups, getattr, reads of the tree and of backing files;
+//                           exclusive: every change of the tree (create, remove, rename,
+//                           copy-up publish, attach of looked-up names). The syscalls that
+//                           change a layer run under the same exclusive hold as the map update.
+//   3. leaves, never held across anything but their own bookkeeping: DirFdCache::mutex_,
+//      origins_mutex_, OpenFile::reopen_mutex.
+// Copying a file's data runs under (1) only; directory copy-ups and the copy-up of a merged
+// directory's lower-only entries before it is renamed run under the exclusive tree lock.
 #pragma once
 
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
-#include <functional>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
+#include "fs/core/dir_fd_cache.hpp"
+#include "fs/core/engine_config.hpp"
 #include "fs/core/id_mapping.hpp"
+#include "fs/core/inode.hpp"
 #include "fs/core/layer_hardlinks.hpp"
 #include "fs/core/layer_stack.hpp"
-#include "fs/core/node.hpp"
 #include "fs/core/result.hpp"
 #include "fs/core/unique_fd.hpp"
 #include "fs/core/whiteout.hpp"
-#include "fs/options.hpp"
+#include "fs/core/xattr_target.hpp"
 
 namespace strata::fs {
 
@@ -43,7 +66,7 @@ struct Caller {
 };
 
 struct Entry {
-  Node* node = nullptr;  // holds one more lookup reference
+  Inode* node = nullptr;  // holds one more lookup reference
   struct stat st {};
 };
 
@@ -64,11 +87,11 @@ struct DirEntry {
   int layer;           // where the visible entry lives
 };
 
-// An open regular file. Files opened from a lower layer reopen the upper copy if the node is
+// An open regular file. Files opened from a lower layer reopen the upper copy if the Inode is
 // copied up later, so every reader sees writes made through any name.
 struct OpenFile {
   UniqueFd fd;
-  Node* node = nullptr;
+  Inode* node = nullptr;
   int flags = 0;
   std::atomic<int> current{-1};          // the fd I/O uses now
   std::atomic<uint32_t> copyups_seen{0};
@@ -80,67 +103,62 @@ struct OpenFile {
 class Overlay {
  public:
   // Opens the layers and prepares the workdir (cleans staging left by a crash).
-  static Result<std::unique_ptr<Overlay>> create(const Options& opts, std::string& error);
+  static Result<std::unique_ptr<Overlay>> create(const EngineConfig& config, std::string& error);
   ~Overlay();
 
-  Node* root() { return root_; }
+  Inode* root() { return root_; }
   bool read_only() const { return read_only_; }
-  const Options& options() const { return opts_; }
-  // False when the kernel must not cache the attributes: a hardlinked file changes (link
-  // count, copy-up) through names the kernel sees as other inodes.
-  bool attrs_cacheable(const Node* node, const struct stat& st) const {
-    (void)node;
-    return read_only_ || !S_ISREG(st.st_mode) || st.st_nlink <= 1;
-  }
+  const EngineConfig& config() const { return config_; }
 
   // Lookup and lifetime.
-  Result<Entry> lookup(Node* parent, std::string_view name);
-  // Lookup of a name list_dir just returned: the listing already says which layer holds it,
-  // so only that layer and the ones below are probed (readdirplus).
-  Result<Entry> lookup_listed(Node* dir, const DirEntry& entry);
-  void forget(Node* node, uint64_t count);
+  Result<Entry> lookup(Inode* parent, std::string_view name);
+  // Lookup of a name list_dir just returned (readdirplus).
+  Result<Entry> lookup_listed(Inode* dir, const DirEntry& entry);
+  void forget(Inode* node, uint64_t count);
 
-  // Attributes.
-  Result<struct stat> getattr(Node* node);
+  // Attributes. `file`, when the request names an open handle, answers from it.
+  Result<struct stat> getattr(Inode* node, OpenFile* file = nullptr);
   // After a write, truncation or O_TRUNC open of the upper file `fd` by `caller`.
   void drop_setid_bits_for(int fd, const Caller& caller) const;
-  Result<struct stat> setattr(Node* node, const AttrChange& change, const Caller& caller);
-  Result<std::string> readlink(Node* node);
+  Result<struct stat> setattr(Inode* node, const AttrChange& change, const Caller& caller);
+  Result<std::string> readlink(Inode* node);
   Result<struct statvfs> statfs();
 
   // Namespace.
-  Result<Entry> mknod(Node* parent, std::string_view name, mode_t mode, dev_t rdev, const Caller& caller);
-  Result<Entry> mkdir(Node* parent, std::string_view name, mode_t mode, const Caller& caller);
-  Result<Entry> symlink(Node* parent, std::string_view name, const std::string& target, const Caller& caller);
-  Result<Entry> link(Node* node, Node* new_parent, std::string_view new_name);
-  Status unlink(Node* parent, std::string_view name);
-  Status rmdir(Node* parent, std::string_view name);
-  Status rename(Node* parent, std::string_view name, Node* new_parent, std::string_view new_name,
+  Result<Entry> mknod(Inode* parent, std::string_view name, mode_t mode, dev_t rdev, const Caller& caller);
+  Result<Entry> mkdir(Inode* parent, std::string_view name, mode_t mode, const Caller& caller);
+  Result<Entry> symlink(Inode* parent, std::string_view name, const std::string& target, const Caller& caller);
+  Result<Entry> link(Inode* node, Inode* new_parent, std::string_view new_name);
+  Status unlink(Inode* parent, std::string_view name);
+  Status rmdir(Inode* parent, std::string_view name);
+  Status rename(Inode* parent, std::string_view name, Inode* new_parent, std::string_view new_name,
                 unsigned flags);
 
   // Files. An O_TRUNC open by an unprivileged `caller` drops set-id bits, as truncation does.
-  Result<std::unique_ptr<OpenFile>> open(Node* node, int flags, const Caller& caller = {});
-  Result<std::pair<Entry, std::unique_ptr<OpenFile>>> create(Node* parent, std::string_view name,
+  Result<std::unique_ptr<OpenFile>> open(Inode* node, int flags, const Caller& caller = {});
+  Result<std::pair<Entry, std::unique_ptr<OpenFile>>> create(Inode* parent, std::string_view name,
                                                              mode_t mode, int flags, const Caller& caller);
   // The fd to use for I/O on `file`: reopens the upper copy after a copy-up.
   int io_fd(OpenFile& file);
   Status fsync(OpenFile& file, bool datasync);
 
   // Directories: the merged listing, deduplicated, whiteouts and markers removed.
-  Result<std::vector<DirEntry>> list_dir(Node* dir);
+  Result<std::vector<DirEntry>> list_dir(Inode* dir);
 
   // Extended attributes.
-  Result<std::string> getxattr(Node* node, const std::string& name);
-  Result<std::string> listxattr(Node* node);
-  Status setxattr(Node* node, const std::string& name, std::string_view value, int flags);
-  Status removexattr(Node* node, const std::string& name);
+  Result<std::string> getxattr(Inode* node, const std::string& name);
+  Result<std::string> listxattr(Inode* node);
+  Status setxattr(Inode* node, const std::string& name, std::string_view value, int flags);
+  Status removexattr(Inode* node, const std::string& name);
 
-  // Path of the node relative to every layer root ("." for the root). ENOENT for unlinked.
-  Result<std::string> path_of(const Node* node) const;
   const LayerStack& layers() const { return layers_; }
 
+  // For tests: checks the tree's invariants (children ↔ aliases, keys ↔ table); "" if they hold.
+  std::string check_invariants();
+  size_t cached_dir_fds() const { return dir_fds_.size(); }
+
  private:
-  Overlay(Options opts, LayerStack layers);
+  Overlay(EngineConfig config, LayerStack layers);
 
   // What a lookup found in the layers.
   struct Resolved {
@@ -150,77 +168,97 @@ class Overlay {
     bool opaque = false;
     struct timespec newest_mtime {};  // of all merged layers of a directory
   };
-  // A merged directory shows the newest mtime of its layers, so the kernel's readdir cache
-  // notices a file added directly to any of them.
-  void show_newest_mtime(struct stat& st, const Resolved& found) const {
-    if (S_ISDIR(st.st_mode) && found.dir_layers.size() > 1) st.st_mtim = found.newest_mtime;
-  }
-  Result<Resolved> resolve(Node* parent, const std::string& parent_path, std::string_view name);
-  // `dir`, when given, is the parent's node: its record of whiteout-free lower dirs saves
-  // the .wh.NAME probe where the name is missing.
-  Result<Resolved> resolve_in(const std::vector<int>& parent_layers, const std::string& parent_path,
-                              std::string_view name, Node* dir = nullptr);
-  // Whether `name`'s absence from `layer`'s directory at `dir_path` may hide a .wh.NAME file.
-  bool may_hold_whiteout_file(Node* dir, int layer, const std::string& dir_path);
-  Result<std::vector<DirEntry>> merged_entries(const std::vector<int>& dir_layers, const std::string& path,
-                                               uint64_t self_ino, uint64_t parent_ino);
-  // Builds a full, opaque copy of the merged directory in the workdir; returns its name there.
-  Result<std::string> materialize_dir(const std::vector<int>& dir_layers, const std::string& path);
-  void mark_subtree_upper(Node* dir);  // tree lock held
-  Entry attach(Node* parent, std::string_view name, const Resolved& found);
-  Node* insert_child(Node* parent, std::string_view name, Node* child);  // tree lock held
-  void detach_child(Node* parent, std::string_view name);                 // tree lock held
-  void release_if_unused(Node* node);                                     // tree lock held
 
-  struct stat present(struct stat st, const std::string& path, int layer, const Node* node) const;
+  // ---- Reaching backing files (tree lock held, shared or exclusive). ----
+  // The O_PATH fd of directory `dir` in `layer`; nullptr with errno set if it has none there.
+  SharedFd dir_fd(Inode* dir, int layer);
+  // Where a node's backing file is in `layer`: its first alias's directory fd and name, or
+  // (name empty) the orphan fd.
+  struct Place {
+    SharedFd dir;
+    std::string name;
+    int fd() const { return dir ? dir->get() : -1; }
+  };
+  Result<Place> place_of(Inode* node, int layer);
+  Result<struct stat> stat_at(const Place& place) const;
+  // The xattr/chmod path of a place ("/proc/self/fd/N/name").
+  static std::string path_of(const Place& place) { return fd_path(place.fd(), place.name); }
+  static XattrTarget target_of(const Place& place) { return {path_of(place), place.name.empty()}; }
+  // Opens the node's visible backing file with `flags` (plus O_NOFOLLOW | O_CLOEXEC).
+  Result<UniqueFd> open_backing(Inode* node, int flags);
+
+  // ---- Lookup (lookup.cpp). ----
+  Result<Resolved> resolve_in(Inode* parent, const std::vector<int>& layers, std::string_view name);
+  Result<Resolved> resolve(Inode* parent, std::string_view name) { return resolve_in(parent, parent->dir_layers, name); }
+  bool may_hold_whiteout_file(Inode* dir, int layer);
+  // Binds `name` in `parent` to the Inode of `found` (an existing one with the same key, or a
+  // new one). Exclusive tree lock.
+  Inode* attach(Inode* parent, std::string_view name, const Resolved& found);
+  Result<Entry> lookup_in(Inode* parent, std::string_view name, const std::vector<int>* only_layers);
+  // Walks a path of the merged view from the root (exclusive lock); created Inodes go to `temp`.
+  Result<std::pair<Inode*, Resolved>> walk_locked(const std::string& path, std::vector<Inode*>& temp);
+
+  // ---- The Inode table (overlay.cpp). Exclusive tree lock. ----
+  Inode* new_inode(mode_t type, uint64_t ino);
+  void add_alias(Inode* node, Inode* parent, std::string_view name);
+  void remove_alias(Inode* node, Inode* parent, std::string_view name);
+  void set_key(Inode* node, const InodeKey& key);
+  void drop_key(Inode* node);
+  void release_if_unused(Inode* node);
+  void release_all(std::vector<Inode*>& temp);
+  // Before the last name of `victim` may go: hold its backing file (`place` in its top layer).
+  UniqueFd hold_backing(const Place& place);
+  // After a name of `victim` went: if none is left, the held file becomes its orphan.
+  void after_name_removed(Inode* victim, UniqueFd held, bool upper);
+  void bump_version() { version_.fetch_add(1, std::memory_order_release); }
+
+  // ---- Attributes (attr.cpp). ----
+  struct stat present(struct stat st, const XattrTarget& xattrs, const Inode* node) const;
   uint64_t ino_for(int layer, const struct stat& st) const;
-  void show_newest_layer_mtime(Node* dir, const std::string& path, struct stat& st) const;
-  std::string abs_path(int layer, const std::string& rel) const;
-  Result<std::string> xattr_source(Node* node, int& layer);
+  void show_newest_layer_mtime(Inode* dir, struct stat& st);
+  Result<struct stat> getattr_locked(Inode* node);
+  void record_origin(ino_t upper_ino, uint64_t shown);
+  void forget_origin(ino_t upper_ino);
+  Status write_override(const XattrTarget& target, uid_t uid, gid_t gid, mode_t mode);
 
-  // Copy-up.
-  Status copy_up(Node* node, bool with_data = true);
-  Status copy_up_locked(Node* node, const std::string& path, bool with_data);
-  Status ensure_upper_dir(Node* dir);
-  Status copy_tree(const std::vector<int>& dir_layers, const std::string& src_path,
-                   const std::string& dst_work_path);
-  // Makes a copy-up's data durable as -o copyup_sync= asks, before it is renamed into place.
-  // Which whiteout and opaque forms the upper filesystem takes (probed once, in work/).
+  // ---- Copy-up (copy_up.cpp). ----
   const WhiteoutStyle& whiteout_style() const;
   Status sync_copied_data(int fd) const;
-  Status copy_entry(int layer, const std::string& src, int dst_dirfd, const std::string& dst,
-                    const struct stat& st, bool with_data);
-  Status copy_xattrs(const std::string& src_abs, const std::string& dst_abs);
   std::string stage_name();
-  void record_origin(const struct stat& upper_st, uint64_t ino);
+  // Builds a copy of the file at `src` (a Place in `layer`) as work/`tmp`: data (if asked),
+  // owner, mode, xattrs, times.
+  Status stage_copy(const Place& src, const struct stat& st, const std::string& tmp, bool with_data);
+  Status copy_xattrs(const XattrTarget& src, const XattrTarget& dst);
+  // Copy-up entry points. copy_up: no lock held; copies data under copy_mutex only.
+  Status copy_up(Inode* node, bool with_data = true);
+  // Exclusive tree lock held: the data copy, if any, happens under it.
+  Status copy_up_locked(Inode* node, bool with_data = true);
+  Status ensure_upper_dir_locked(Inode* dir);
+  // Moves a staged copy into place for `node` and updates the tree. Exclusive lock.
+  Status publish_copy(Inode* node, const std::string& tmp, const struct stat& src_st, int src_layer);
+  // After a hardlinked lower file is copied up, links every other visible name of it to the
+  // same upper inode (the kernel's index=on keeps them one file). Exclusive lock.
+  void link_other_names_locked(Inode* node, int layer, const struct stat& lower_st);
+  // Copies up every lower-only entry below directory `dir` in place (exclusive lock).
+  Status complete_upper_tree_locked(Inode* dir);
 
-  // Namespace helpers.
-  bool name_in_lowers(const Node* parent, const std::string& path, int below_layer) const;
-  // Creates `name` in the parent's upper dir through `make(dirfd, relative_name)`, replacing
-  // a whiteout atomically (the new entry is built in the workdir) and making a directory
-  // created over a whiteout opaque.
-  Result<Entry> create_node(Node* parent, std::string_view name, bool is_dir, const Caller* caller,
+  // ---- Namespace helpers (namespace_ops.cpp, rename.cpp). ----
+  bool name_in_lowers(Inode* parent, std::string_view name);
+  Result<Entry> create_node(Inode* parent, std::string_view name, bool is_dir, const Caller* caller, mode_t mode,
                             const std::function<Status(int, const std::string&)>& make);
-  mode_t effective_mode(Node* parent, mode_t mode, const Caller& caller);
-  Status set_new_owner(int dirfd, const std::string& rel, const Caller& caller,
-                       const std::string& parent_path, bool is_dir);
-  Status remove_upper_entry(const std::string& path, bool is_dir, bool leave_whiteout);
-  // Removes a resolved name from the merged view: from the upper (whiteout where a lower
-  // still has it) or by a whiteout alone, then forgets the node's place in the tree.
-  Status remove_name(Node* parent, const std::string& parent_path, std::string_view name, int top,
-                     bool is_dir);
-  Result<bool> merged_dir_empty(Node* dir);
-  // After a hardlinked lower file is copied up to `path`, links every other visible name of it
-  // to the same upper inode.
-  void link_other_names(int layer, const struct stat& st, const std::string& path, uint64_t ino);
-  // Resolves a path from the root through the layers, without nodes.
-  Result<Resolved> resolve_path(const std::string& path);
-  // Makes sure directory `dir_path` (and its parents) exist in the upper, copying them up.
-  Status ensure_upper_path(const std::string& dir_path);
-  Node* find_node(const std::string& path);  // tree lock held; nullptr if not looked up
-  void mark_copied_up(const std::string& path);
+  mode_t effective_mode(Inode* parent, mode_t mode, const Caller& caller);
+  Status set_new_owner(int dirfd, const std::string& name, const Caller& caller, int parent_fd, bool is_dir,
+                       mode_t mode);
+  Status remove_upper_entry(int dirfd, const std::string& name, bool is_dir, bool leave_whiteout);
+  Status remove_name_locked(Inode* parent, std::string_view name, const Resolved& found);
+  Result<bool> merged_dir_empty_locked(Inode* dir);
+  Result<std::vector<DirEntry>> merged_entries(Inode* dir, const std::vector<int>& dir_layers, uint64_t self_ino,
+                                               uint64_t parent_ino);
+  void mark_subtree_upper(Inode* dir);
+  Status rename_locked(Inode* parent, std::string_view name, Inode* new_parent, std::string_view new_name,
+                       unsigned flags, std::vector<Inode*>& temp);
 
-  Options opts_;
+  EngineConfig config_;
   LayerStack layers_;
   IdMapping uids_;
   IdMapping gids_;
@@ -229,13 +267,18 @@ class Overlay {
   bool read_only_ = false;
   bool privileged_ = false;  // may chown to any owner
   UniqueFd work_fd_;         // <workdir>/work: staging for copy-up
-  std::string work_path_;
 
-  mutable std::shared_mutex tree_;  // node structure: parent, name, children, dir_layers
-  Node* root_ = nullptr;
+  mutable std::shared_mutex tree_;
+  std::atomic<uint64_t> version_{0};  // bumped by every change of the tree
+  Inode* root_ = nullptr;
+  std::unordered_map<InodeKey, Inode*, InodeKeyHash> table_;
+  std::unordered_map<uint64_t, Inode*> all_;  // every live Inode by id
+  uint64_t next_id_ = 1;
+  std::vector<SharedFd> root_fds_;  // per layer
+  DirFdCache dir_fds_;
 
   mutable std::mutex origins_mutex_;
-  std::unordered_map<uint64_t, uint64_t> origins_;  // upper ino → st_ino shown before copy-up
+  std::unordered_map<ino_t, uint64_t> origins_;  // upper ino → st_ino shown before copy-up
   std::atomic<uint64_t> stage_counter_{0};
   std::vector<std::unique_ptr<LayerHardlinks>> hardlinks_;  // per layer
 };

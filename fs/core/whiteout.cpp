@@ -33,30 +33,38 @@ bool xattr_says_yes(const char* path, const char* name) {
 
 }  // namespace
 
-bool is_opaque_dir(int layer_fd, const std::string& path, const std::string& abs_path) {
+std::string fd_path(int fd, std::string_view name) {
+  std::string out = "/proc/self/fd/" + std::to_string(fd);
+  if (!name.empty()) out.append("/").append(name);
+  return out;
+}
+
+bool is_opaque_dir(int parent_fd, std::string_view name) {
+  std::string path = fd_path(parent_fd, name);
   // One listxattr tells whether any opaque xattr form is present at all; most dirs have none.
   char names[1024];
-  ssize_t len = ::llistxattr(abs_path.c_str(), names, sizeof names);
+  ssize_t len = ::llistxattr(path.c_str(), names, sizeof names);
   if (len > 0) {
     for (ssize_t off = 0; off < len;) {
-      const char* name = names + off;
-      off += ssize_t(std::strlen(name)) + 1;
-      if ((!std::strcmp(name, kTrustedOpaque) || !std::strcmp(name, kUserOpaque) ||
-           !std::strcmp(name, kFuseOverlayfsOpaque)) &&
-          xattr_says_yes(abs_path.c_str(), name))
+      const char* xname = names + off;
+      off += ssize_t(std::strlen(xname)) + 1;
+      if ((!std::strcmp(xname, kTrustedOpaque) || !std::strcmp(xname, kUserOpaque) ||
+           !std::strcmp(xname, kFuseOverlayfsOpaque)) &&
+          xattr_says_yes(path.c_str(), xname))
         return true;
     }
   } else if (len < 0 && errno == ERANGE) {
-    for (const char* name : {kTrustedOpaque, kUserOpaque, kFuseOverlayfsOpaque})
-      if (xattr_says_yes(abs_path.c_str(), name)) return true;
+    for (const char* xname : {kTrustedOpaque, kUserOpaque, kFuseOverlayfsOpaque})
+      if (xattr_says_yes(path.c_str(), xname)) return true;
   }
+  // `name` was just seen to be a directory of this (read-only, or lock-guarded upper) layer.
+  std::string marker = std::string(name) + "/" + std::string(kOpaqueMarkerFile);
   struct stat st {};
-  return ::fstatat(layer_fd, join_path(path, kOpaqueMarkerFile).c_str(), &st,
-                   AT_SYMLINK_NOFOLLOW) == 0;
+  return ::fstatat(parent_fd, marker.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
-bool dir_has_whiteout_files(int layer_fd, const std::string& path) {
-  DirStream dir(layer_fd, path);
+bool dir_has_whiteout_files(int dir_fd) {
+  DirStream dir(dir_fd, ".");
   if (!dir.ok()) return true;
   errno = 0;
   while (struct dirent* de = dir.next()) {
@@ -75,7 +83,7 @@ WhiteoutStyle probe_whiteout_style(int upper_fd, int work_fd) {
 
   ::unlinkat(work_fd, probe, AT_REMOVEDIR);
   if (::mkdirat(work_fd, probe, 0700) == 0) {
-    std::string abs = "/proc/self/fd/" + std::to_string(work_fd) + "/" + probe;
+    std::string abs = fd_path(work_fd, probe);
     style.trusted_xattrs = ::lsetxattr(abs.c_str(), "trusted.overlay.strata-probe", "y", 1, 0) == 0;
     style.user_xattrs = ::lsetxattr(abs.c_str(), "user.overlay.strata-probe", "y", 1, 0) == 0;
     ::unlinkat(work_fd, probe, AT_REMOVEDIR);
@@ -84,39 +92,36 @@ WhiteoutStyle probe_whiteout_style(int upper_fd, int work_fd) {
   return style;
 }
 
-Status make_whiteout(int upper_fd, const std::string& dir_path, std::string_view name,
-                     const WhiteoutStyle& style) {
-  std::string path = join_path(dir_path, name);
+Status make_whiteout(int dir_fd, std::string_view name, const WhiteoutStyle& style) {
+  std::string n(name);
   if (style.device) {
-    if (::mknodat(upper_fd, path.c_str(), S_IFCHR | 0000, makedev(0, 0)) == 0) return 0;
+    if (::mknodat(dir_fd, n.c_str(), S_IFCHR | 0000, makedev(0, 0)) == 0) return 0;
     if (errno == EEXIST) return EEXIST;
     if (errno != EPERM && errno != EOPNOTSUPP) return errno;
   }
-  std::string marker = join_path(dir_path, std::string(kWhiteoutPrefix) + std::string(name));
-  UniqueFd fd(::openat(upper_fd, marker.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0000));
+  std::string marker = std::string(kWhiteoutPrefix) + n;
+  UniqueFd fd(::openat(dir_fd, marker.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0000));
   if (!fd && errno != EEXIST) return errno;
   return 0;
 }
 
-Status remove_whiteout(int upper_fd, const std::string& dir_path, std::string_view name) {
-  std::string path = join_path(dir_path, name);
+Status remove_whiteout(int dir_fd, std::string_view name) {
+  std::string n(name);
   struct stat st {};
-  if (::fstatat(upper_fd, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && is_whiteout_device(st)) {
-    if (::unlinkat(upper_fd, path.c_str(), 0) != 0) return errno;
+  if (::fstatat(dir_fd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && is_whiteout_device(st)) {
+    if (::unlinkat(dir_fd, n.c_str(), 0) != 0) return errno;
   }
-  std::string marker = join_path(dir_path, std::string(kWhiteoutPrefix) + std::string(name));
-  if (::unlinkat(upper_fd, marker.c_str(), 0) != 0 && errno != ENOENT) return errno;
+  std::string marker = std::string(kWhiteoutPrefix) + n;
+  if (::unlinkat(dir_fd, marker.c_str(), 0) != 0 && errno != ENOENT) return errno;
   return 0;
 }
 
-Status mark_opaque(int upper_fd, const std::string& path, const std::string& abs_path,
-                   const WhiteoutStyle& style) {
-  if (style.trusted_xattrs &&
-      ::lsetxattr(abs_path.c_str(), kTrustedOpaque, "y", 1, 0) == 0)
-    return 0;
-  if (style.user_xattrs && ::lsetxattr(abs_path.c_str(), kUserOpaque, "y", 1, 0) == 0) return 0;
-  UniqueFd fd(::openat(upper_fd, join_path(path, kOpaqueMarkerFile).c_str(),
-                       O_CREAT | O_WRONLY | O_CLOEXEC, 0000));
+Status mark_opaque(int dir_fd, std::string_view name, const WhiteoutStyle& style) {
+  std::string path = fd_path(dir_fd, name);
+  if (style.trusted_xattrs && ::lsetxattr(path.c_str(), kTrustedOpaque, "y", 1, 0) == 0) return 0;
+  if (style.user_xattrs && ::lsetxattr(path.c_str(), kUserOpaque, "y", 1, 0) == 0) return 0;
+  std::string marker = std::string(name) + "/" + std::string(kOpaqueMarkerFile);
+  UniqueFd fd(::openat(dir_fd, marker.c_str(), O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0000));
   return fd ? 0 : errno;
 }
 

@@ -28,13 +28,13 @@ inline bool is_marker_name(std::string_view name) {
   return name.size() >= kWhiteoutPrefix.size() && name.substr(0, kWhiteoutPrefix.size()) == kWhiteoutPrefix;
 }
 
-// Does the directory at `path` (relative to layer root `layer_fd`, absolute form
-// `abs_path` for xattr calls) hide the layers below it?
-bool is_opaque_dir(int layer_fd, const std::string& path, const std::string& abs_path);
+// Does directory `name` (one component below the directory fd `parent_fd`) hide the
+// layers below it?
+bool is_opaque_dir(int parent_fd, std::string_view name);
 
-// Does the directory at `path` in a layer hold any .wh.NAME whiteout file? One pass over
-// its entries; true when it cannot be read (so callers keep probing).
-bool dir_has_whiteout_files(int layer_fd, const std::string& path);
+// Does the directory open as `dir_fd` hold any .wh.NAME whiteout file? One pass over its
+// entries; true when it cannot be read (so callers keep probing).
+bool dir_has_whiteout_files(int dir_fd);
 
 // Which marker forms this mount writes. Decided by probing the upper on first need.
 struct WhiteoutStyle {
@@ -45,13 +45,15 @@ struct WhiteoutStyle {
 
 WhiteoutStyle probe_whiteout_style(int upper_fd, int work_fd);
 
-// Creates a whiteout for `name` in the upper directory `dir_path`.
-Status make_whiteout(int upper_fd, const std::string& dir_path, std::string_view name,
-                     const WhiteoutStyle& style);
-// Removes any whiteout (either form) for `name` in upper `dir_path`; missing is fine.
-Status remove_whiteout(int upper_fd, const std::string& dir_path, std::string_view name);
-// Marks the upper directory opaque (abs_path for the xattr call, path for the marker file).
-Status mark_opaque(int upper_fd, const std::string& path, const std::string& abs_path,
-                   const WhiteoutStyle& style);
+// Each of these acts on `name`, one component below the upper directory fd `dir_fd`.
+// Creates a whiteout for `name`.
+Status make_whiteout(int dir_fd, std::string_view name, const WhiteoutStyle& style);
+// Removes any whiteout (either form) for `name`; missing is fine.
+Status remove_whiteout(int dir_fd, std::string_view name);
+// Marks directory `name` opaque.
+Status mark_opaque(int dir_fd, std::string_view name, const WhiteoutStyle& style);
+// "/proc/self/fd/FD/NAME" (or "/proc/self/fd/FD" for an empty name): the path form that
+// xattr and chmod calls need, resolved through the held fd and never through a path string.
+std::string fd_path(int fd, std::string_view name = {});
 
 }  // namespace strata::fs

@@ -1,23 +1,15 @@
-// Extended attribute names the overlay keeps for itself and never shows through the mount.
+// Extended attribute names the overlay keeps for itself: the shared contract in common/.
 #pragma once
 
-#include <string_view>
+#include "common/overlay_xattrs.hpp"
 
 namespace strata::fs {
-
-inline constexpr const char* kTrustedOpaque = "trusted.overlay.opaque";
-inline constexpr const char* kUserOpaque = "user.overlay.opaque";
-inline constexpr const char* kFuseOverlayfsOpaque = "user.fuseoverlayfs.opaque";
-inline constexpr const char* kOverrideStat = "user.containers.override_stat";
-
-inline bool starts_with(std::string_view s, std::string_view prefix) {
-  return s.substr(0, prefix.size()) == prefix;
-}
-
-inline bool is_private_xattr(std::string_view name) {
-  return starts_with(name, "trusted.overlay.") || starts_with(name, "user.overlay.") ||
-         starts_with(name, "user.fuseoverlayfs.") || starts_with(name, "user.containers.") ||
-         starts_with(name, "trusted.strata.") || starts_with(name, "user.strata.");
-}
-
+using strata::is_override_stat_xattr;
+using strata::is_private_xattr;
+using strata::kFuseOverlayfsOpaque;
+using strata::kFuseOverlayfsOverrideStat;
+using strata::kOverrideStat;
+using strata::kPrivilegedOverrideStat;
+using strata::kTrustedOpaque;
+using strata::kUserOpaque;
 }  // namespace strata::fs

@@ -9,44 +9,39 @@
 
 namespace strata::fs {
 
-Result<std::string> Overlay::xattr_source(Node* node, int& layer) {
-  auto path = path_of(node);
-  if (!path) return Errno{path.error()};
-  layer = node->top.load();
-  return abs_path(layer, *path);
-}
-
-Result<std::string> Overlay::getxattr(Node* node, const std::string& name) {
-  if (opts_.noxattrs) return Errno{ENOTSUP};
+Result<std::string> Overlay::getxattr(Inode* node, const std::string& name) {
+  if (config_.noxattrs) return Errno{ENOTSUP};
   if (is_private_xattr(name)) return Errno{ENODATA};
-  int layer;
-  auto abs = xattr_source(node, layer);
-  if (!abs) return abs;
+  std::shared_lock lock(tree_);
+  auto place = place_of(node, node->top.load());
+  if (!place) return Errno{place.error()};
+  XattrTarget target = target_of(*place);
   std::string value(256, '\0');
   for (;;) {
-    ssize_t n = ::lgetxattr(abs->c_str(), name.c_str(), value.data(), value.size());
+    ssize_t n = target.get(name.c_str(), value.data(), value.size());
     if (n >= 0) {
       value.resize(size_t(n));
       return value;
     }
     if (errno != ERANGE) return last_errno();
-    ssize_t need = ::lgetxattr(abs->c_str(), name.c_str(), nullptr, 0);
+    ssize_t need = target.get(name.c_str(), nullptr, 0);
     if (need < 0) return last_errno();
     value.resize(size_t(need) + 1);
   }
 }
 
-Result<std::string> Overlay::listxattr(Node* node) {
-  if (opts_.noxattrs) return std::string();
-  int layer;
-  auto abs = xattr_source(node, layer);
-  if (!abs) return abs;
+Result<std::string> Overlay::listxattr(Inode* node) {
+  if (config_.noxattrs) return std::string();
+  std::shared_lock lock(tree_);
+  auto place = place_of(node, node->top.load());
+  if (!place) return Errno{place.error()};
+  XattrTarget target = target_of(*place);
   std::string names;
   for (;;) {
-    ssize_t need = ::llistxattr(abs->c_str(), nullptr, 0);
+    ssize_t need = target.list(nullptr, 0);
     if (need < 0) return last_errno();
     names.resize(size_t(need));
-    ssize_t n = ::llistxattr(abs->c_str(), names.data(), names.size());
+    ssize_t n = target.list(names.data(), names.size());
     if (n >= 0) {
       names.resize(size_t(n));
       break;
@@ -63,32 +58,33 @@ Result<std::string> Overlay::listxattr(Node* node) {
   return shown;
 }
 
-Status Overlay::setxattr(Node* node, const std::string& name, std::string_view value, int flags) {
-  if (opts_.noxattrs) return ENOTSUP;
+Status Overlay::setxattr(Inode* node, const std::string& name, std::string_view value, int flags) {
+  if (config_.noxattrs) return ENOTSUP;
   if (read_only_) return EROFS;
   if (is_private_xattr(name)) return EPERM;
   if (Status s = copy_up(node); s != 0) return s;
-  int layer;
-  auto abs = xattr_source(node, layer);
-  if (!abs) return abs.error();
-  return ::lsetxattr(abs->c_str(), name.c_str(), value.data(), value.size(), flags) == 0 ? 0 : errno;
+  std::shared_lock lock(tree_);
+  auto place = place_of(node, 0);
+  if (!place) return place.error();
+  return target_of(*place).set(name.c_str(), value.data(), value.size(), flags) == 0 ? 0 : errno;
 }
 
-Status Overlay::removexattr(Node* node, const std::string& name) {
-  if (opts_.noxattrs) return ENOTSUP;
+Status Overlay::removexattr(Inode* node, const std::string& name) {
+  if (config_.noxattrs) return ENOTSUP;
   if (read_only_) return EROFS;
   if (is_private_xattr(name)) return EPERM;
-  int layer;
   if (node->top.load() != 0) {
     // Removing what is not there must not copy the file up.
-    auto lower = xattr_source(node, layer);
+    std::shared_lock lock(tree_);
+    auto lower = place_of(node, node->top.load());
     if (!lower) return lower.error();
-    if (::lgetxattr(lower->c_str(), name.c_str(), nullptr, 0) < 0) return errno;
+    if (target_of(*lower).get(name.c_str(), nullptr, 0) < 0) return errno;
   }
   if (Status s = copy_up(node); s != 0) return s;
-  auto abs = xattr_source(node, layer);
-  if (!abs) return abs.error();
-  return ::lremovexattr(abs->c_str(), name.c_str()) == 0 ? 0 : errno;
+  std::shared_lock lock(tree_);
+  auto place = place_of(node, 0);
+  if (!place) return place.error();
+  return target_of(*place).remove(name.c_str()) == 0 ? 0 : errno;
 }
 
 }  // namespace strata::fs

@@ -8,6 +8,7 @@
 #include <new>
 
 #include "fs/core/overlay.hpp"
+#include "fs/options.hpp"
 
 namespace strata::fs::fuse {
 
@@ -15,6 +16,7 @@ inline constexpr double kLowerFileTimeout = 86400;
 
 struct Context {
   Overlay* overlay = nullptr;
+  const Options* options = nullptr;
   fuse_session* session = nullptr;
   double timeout = 1.0;  // entry and attribute cache validity, seconds
 };
@@ -22,8 +24,8 @@ struct Context {
 inline Context& context(fuse_req_t req) { return *static_cast<Context*>(fuse_req_userdata(req)); }
 inline Overlay& overlay(fuse_req_t req) { return *context(req).overlay; }
 
-inline Node* node_of(fuse_req_t req, fuse_ino_t ino) {
-  return ino == FUSE_ROOT_ID ? overlay(req).root() : reinterpret_cast<Node*>(ino);
+inline Inode* node_of(fuse_req_t req, fuse_ino_t ino) {
+  return ino == FUSE_ROOT_ID ? overlay(req).root() : reinterpret_cast<Inode*>(ino);
 }
 
 inline Caller caller_of(fuse_req_t req) {
@@ -44,9 +46,9 @@ inline OpenFile& file_of(fuse_file_info* fi) { return *reinterpret_cast<OpenFile
 // How long the kernel may trust attributes. Files served by a lower layer cannot change
 // except through this mount (lowers are read-only; a copy-up replies with the new attributes),
 // so the kernel keeps them for long; upper files and directories (whose listing may gain
-// files added directly to a layer) only for the configured timeout; hardlinked files not at all.
-inline double attr_timeout(const Context& ctx, const Node* node, const struct stat& st) {
-  if (!ctx.overlay->attrs_cacheable(node, st)) return 0;
+// files added directly to a layer) only for the configured timeout. Every name of a
+// hardlinked file is one inode to the kernel, so its cached link count stays right.
+inline double attr_timeout(const Context& ctx, const Inode* node, const struct stat& st) {
   if (node->top.load() != 0 && !S_ISDIR(st.st_mode)) return kLowerFileTimeout;
   return ctx.timeout;
 }

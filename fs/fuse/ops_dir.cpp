@@ -39,7 +39,7 @@ void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 
 void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi, bool plus) {
   Overlay& ov = overlay(req);
-  Node* dir_node = node_of(req, ino);
+  Inode* dir_node = node_of(req, ino);
   DirHandle& dir = dir_of(fi);
   // The reply may let the kernel release the handle at once: build under the lock, reply after.
   std::unique_lock lock(dir.mutex);
@@ -66,7 +66,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
       n = fuse_add_direntry(req, buf.data() + used, size - used, d.name.c_str(), &st, next);
     } else {
       fuse_entry_param e{};
-      Node* looked_up = nullptr;
+      Inode* looked_up = nullptr;
       if (d.name == "." || d.name == "..") {
         e.attr.st_ino = d.ino;
         e.attr.st_mode = mode_t(d.type) << 12;

@@ -54,9 +54,11 @@ void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
   fuse_reply_none(req);
 }
 
-void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
-  Node* node = node_of(req, ino);
-  auto st = overlay(req).getattr(node);
+void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Inode* node = node_of(req, ino);
+  // A handle comes with fstat only sometimes; without one, the Inode answers (also when no
+  // name of it is left).
+  auto st = overlay(req).getattr(node, fi && fi->fh && !node->is_dir() ? &file_of(fi) : nullptr);
   if (!st) fuse_reply_err(req, st.error());
   else fuse_reply_attr(req, &st.value(), attr_timeout(context(req), node, *st));
 }
@@ -69,7 +71,7 @@ struct timespec time_of(const struct stat& attr, int to_set, int set_flag, int n
 
 void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
   Overlay& ov = overlay(req);
-  Node* node = node_of(req, ino);
+  Inode* node = node_of(req, ino);
   AttrChange change;
   if (to_set & FUSE_SET_ATTR_MODE) change.mode = attr->st_mode;
   if (to_set & FUSE_SET_ATTR_UID) change.uid = attr->st_uid;
@@ -122,10 +124,8 @@ void op_symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const cha
 
 void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent, const char* new_name) {
   auto entry = overlay(req).link(node_of(req, ino), node_of(req, new_parent), new_name);
-  // Each name is its own inode to the kernel: the source's cached link count is now stale.
-  // Dropping attributes takes no inode lock, so it is safe while link(2) holds the source's.
-  fuse_session* se = context(req).session;
-  if (entry && se) fuse_lowlevel_notify_inval_inode(se, ino, -1, 0);
+  // The reply names the same inode as `ino`, with its new link count.
+  (void)ino;
   reply_entry(req, entry);
 }
 

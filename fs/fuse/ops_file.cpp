@@ -11,11 +11,8 @@ namespace {
 
 void set_cache_flags(fuse_file_info* fi, const OpenFile& file) {
   // A file served from a read-only layer cannot change under us: keep its pages across
-  // opens. Hardlinked lower files are excluded: a copy-up through another name would not
-  // invalidate this inode's pages.
-  if (!file.from_lower) return;
-  struct stat st {};
-  if (::fstat(file.fd.get(), &st) == 0 && st.st_nlink == 1) fi->keep_cache = 1;
+  // opens. A copy-up keeps the data, and later writes go through this same inode.
+  if (file.from_lower) fi->keep_cache = 1;
 }
 
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {

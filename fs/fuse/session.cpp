@@ -37,14 +37,14 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   // ACLs pass through as xattrs, and the kernel enforces them (needed at all in a user
   // namespace). The kernel then leaves umask and default ACLs to us: DONT_MASK hands us the
   // umask, and the backing filesystem applies default ACLs.
-  if (!ctx->overlay->options().noacl) {
+  if (!ctx->options->noacl) {
     want(FUSE_CAP_POSIX_ACL);
     want(FUSE_CAP_DONT_MASK);
   }
   // Re-check size and mtime when cached attributes expire, so pages of a file changed
   // through another name (hardlinks, files changed directly in the upper) are dropped.
   want(FUSE_CAP_AUTO_INVAL_DATA);
-  if (ctx->overlay->options().writeback) want(FUSE_CAP_WRITEBACK_CACHE);
+  if (ctx->options->writeback) want(FUSE_CAP_WRITEBACK_CACHE);
   else conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
   // Locks are left to the kernel: with one mount per tree, local locking is exact.
   conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
@@ -87,13 +87,14 @@ int run_filesystem(const Options& opts) {
   ::umask(0);  // the caller's umask is applied per request
 
   std::string error;
-  auto overlay = Overlay::create(opts, error);
+  auto overlay = Overlay::create(engine_config(opts), error);
   if (!overlay) {
     std::fprintf(stderr, "strata-fs: %s\n", error.c_str());
     return 1;
   }
   Context ctx;
   ctx.overlay = overlay->get();
+  ctx.options = &opts;
   ctx.timeout = opts.timeout;
 
   std::string mopts = mount_options(opts);

@@ -1,5 +1,7 @@
 #include "layerstore/archive/extract.hpp"
 
+#include "common/overlay_xattrs.hpp"
+
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
@@ -27,11 +29,7 @@ std::string proc_path(int dirfd, const std::string& base) {
 
 // Overlay xattrs inside a layer would let an image forge redirects or opaque dirs in the
 // mount; Docker drops them too.
-bool forbidden_xattr(const char* name) {
-  std::string_view n(name);
-  return n.starts_with("trusted.overlay.") || n.starts_with("user.overlay.") ||
-         n.starts_with("user.fuseoverlayfs.") || n.starts_with("user.containers.");
-}
+bool forbidden_xattr(const char* name) { return strata::is_private_xattr(name); }
 }  // namespace
 
 LayerExtractor::LayerExtractor(int diff_dirfd, WhiteoutStyle style, WarnFn warn)

@@ -1,5 +1,7 @@
 #include "layerstore/container/layer_export.hpp"
 
+#include "common/overlay_xattrs.hpp"
+
 #include <archive.h>
 #include <archive_entry.h>
 #include <dirent.h>
@@ -108,10 +110,7 @@ OverrideStat read_override(const std::string& path) {
   return o;
 }
 
-bool exported_xattr(std::string_view n) {
-  return !(n.starts_with("trusted.overlay.") || n.starts_with("user.overlay.") || n.starts_with("user.fuseoverlayfs.") ||
-           n.starts_with("user.containers.") || n.starts_with("security.fuseoverlayfs.") || n.starts_with("system."));
-}
+bool exported_xattr(std::string_view n) { return !(strata::is_private_xattr(n) || n.starts_with("system.")); }
 
 class Writer {
  public:

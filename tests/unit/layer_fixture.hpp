@@ -58,7 +58,7 @@ class LayerFixture : public ::testing::Test {
   std::string lo(int i, const std::string& rel) const { return in(lower(i), rel); }
 
   // Opens the overlay over `nlowers` lowers (l0 top-most) and the upper unless !with_upper.
-  Overlay& mount(int nlowers = 1, bool with_upper = true, Options opts = {}) {
+  Overlay& mount(int nlowers = 1, bool with_upper = true, EngineConfig opts = {}) {
     opts.lowerdirs.clear();
     for (int i = 0; i < nlowers; ++i) opts.lowerdirs.push_back(lower(i));
     if (with_upper) {
@@ -162,8 +162,8 @@ class LayerFixture : public ::testing::Test {
 
   // ---- Driving the overlay. ----
   // Looks up a slash-separated path from the root; nullptr (and the errno in *err) on failure.
-  Node* node(const std::string& path, int* err = nullptr) {
-    Node* n = ov_->root();
+  Inode* node(const std::string& path, int* err = nullptr) {
+    Inode* n = ov_->root();
     if (path.empty() || path == ".") return n;
     size_t start = 0;
     for (;;) {
@@ -186,7 +186,7 @@ class LayerFixture : public ::testing::Test {
     return err;
   }
   struct stat attr(const std::string& path) {
-    Node* n = node(path);
+    Inode* n = node(path);
     EXPECT_NE(n, nullptr) << path;
     if (!n) return {};
     auto st = ov_->getattr(n);
@@ -196,7 +196,7 @@ class LayerFixture : public ::testing::Test {
   }
   // Merged listing of a directory: names (with . and ..), sorted.
   std::vector<std::string> names(const std::string& dir) {
-    Node* n = node(dir);
+    Inode* n = node(dir);
     EXPECT_NE(n, nullptr) << dir;
     if (!n) return {};
     auto entries = ov_->list_dir(n);
@@ -209,7 +209,7 @@ class LayerFixture : public ::testing::Test {
   }
   // Reads a file through the overlay (open O_RDONLY + io_fd).
   std::string ov_read(const std::string& path) {
-    Node* n = node(path);
+    Inode* n = node(path);
     EXPECT_NE(n, nullptr) << path;
     if (!n) return {};
     auto f = ov_->open(n, O_RDONLY);

@@ -73,7 +73,7 @@ TEST_F(OverlayCopyUp, ChmodCopiesUpWithParentsDataAndXattrs) {
   build_lower_tree(*this, lower(0));
   write_file(lo(0, "a/b/sibling"), "stays below");
   mount(1);
-  Node* f = node("a/b/f");
+  Inode* f = node("a/b/f");
   ASSERT_NE(f, nullptr);
   EXPECT_EQ(f->top.load(), 1);
 
@@ -173,7 +173,7 @@ TEST_F(OverlayCopyUp, CopyUpKeepsTimesOfTheFile) {
 TEST_F(OverlayCopyUp, SetxattrCopiesUpAndKeepsLowerXattrs) {
   build_lower_tree(*this, lower(0));
   mount(1);
-  Node* f = node("a/b/f");
+  Inode* f = node("a/b/f");
   ASSERT_EQ(ov().setxattr(f, "user.new", "value", 0), 0);
   EXPECT_EQ(get_xattr(up("a/b/f"), "user.new"), std::optional<std::string>("value"));
   EXPECT_EQ(get_xattr(up("a/b/f"), "user.kept"), std::optional<std::string>("yes"));
@@ -194,7 +194,7 @@ TEST_F(OverlayCopyUp, SetxattrOnLowerDirectoryCopiesOnlyTheDirectory) {
   make_dir(lo(0, "d"));
   write_file(lo(0, "d/child"), "c");
   mount(1);
-  Node* d = node("d");
+  Inode* d = node("d");
   ASSERT_EQ(ov().setxattr(d, "user.tag", "t", 0), 0);
   EXPECT_EQ(get_xattr(up("d"), "user.tag"), std::optional<std::string>("t"));
   EXPECT_FALSE(exists(up("d/child")));
@@ -207,7 +207,7 @@ TEST_F(OverlayCopyUp, RemovexattrOfMissingNameDoesNotCopyUp) {
   write_file(lo(0, "f"), "x");
   set_xattr(lo(0, "f"), "user.present", "1");
   mount(1);
-  Node* f = node("f");
+  Inode* f = node("f");
   EXPECT_EQ(ov().removexattr(f, "user.absent"), ENODATA);
   EXPECT_FALSE(exists(up("f")));
   EXPECT_EQ(ov().removexattr(f, "user.present"), 0);
@@ -219,7 +219,7 @@ TEST_F(OverlayCopyUp, RemovexattrOfMissingNameDoesNotCopyUp) {
 TEST_F(OverlayCopyUp, OpenForWriteCopiesUp) {
   build_lower_tree(*this, lower(0));
   mount(1);
-  Node* f = node("a/b/f");
+  Inode* f = node("a/b/f");
   auto ro = ov().open(f, O_RDONLY);
   ASSERT_TRUE(ro.ok());
   EXPECT_FALSE(exists(up("a/b/f")));  // reading never copies up
@@ -325,7 +325,7 @@ TEST_F(OverlayCopyUp, CopyUpOfSymlinkKeepsTarget) {
 TEST_F(OverlayCopyUp, InodeNumberStableAcrossCopyUpAndRelookup) {
   write_file(lo(0, "d/f"), "data");
   mount(1);
-  Node* f = node("d/f");
+  Inode* f = node("d/f");
   uint64_t before = attr("d/f").st_ino;
   uint64_t dir_before = attr("d").st_ino;
   EXPECT_EQ(before, lstat_of(lo(0, "d/f")).st_ino);
@@ -341,7 +341,7 @@ TEST_F(OverlayCopyUp, InodeNumberStableAcrossCopyUpAndRelookup) {
   // Forget every reference: a fresh node for the same name still shows the old number.
   uint64_t refs = f->nlookup;
   ov().forget(f, refs);
-  Node* d = node("d");
+  Inode* d = node("d");
   ov().forget(d, d->nlookup);
   EXPECT_EQ(attr("d/f").st_ino, before);
   EXPECT_EQ(attr("d").st_ino, dir_before);
@@ -358,7 +358,7 @@ TEST_F(OverlayCopyUp, HardlinkedLowerFileCopyUpLinksEveryName) {
   make_dir(lo(0, "dir"));
   ASSERT_EQ(::link(lo(0, "a").c_str(), lo(0, "dir/b").c_str()), 0);
   mount(1);
-  Node* b = node("dir/b");  // looked up before the copy-up
+  Inode* b = node("dir/b");  // looked up before the copy-up
   auto b_reader = ov().open(b, O_RDONLY);
   ASSERT_TRUE(b_reader.ok());
   uint64_t ino_a = attr("a").st_ino;
@@ -417,9 +417,9 @@ TEST_F(OverlayCopyUp, UnlinkOfHardlinkedLowerNameDropsLinkCount) {
 
 void expect_all_writes_refused(LayerFixture& fx) {
   Overlay& ov = fx.ov();
-  Node* root = ov.root();
-  Node* f = fx.node("f");
-  Node* d = fx.node("d");
+  Inode* root = ov.root();
+  Inode* f = fx.node("f");
+  Inode* d = fx.node("d");
   ASSERT_NE(f, nullptr);
   ASSERT_NE(d, nullptr);
   AttrChange ch;
@@ -457,7 +457,7 @@ TEST_F(OverlayReadOnly, NoUpperRefusesWrites) {
 TEST_F(OverlayReadOnly, RoOptionWithUpperRefusesWrites) {
   write_file(lo(0, "f"), "data");
   make_dir(lo(0, "d"));
-  Options o;
+  EngineConfig o;
   o.read_only = true;
   mount(1, true, o);
   expect_all_writes_refused(*this);
@@ -482,7 +482,7 @@ TEST_F(OverlayXattr, PrivateXattrsAreHidden) {
     set_xattr(lo(0, "f"), "trusted.strata.secret", "s");
   }
   mount(1);
-  Node* f = node("f");
+  Inode* f = node("f");
   auto list = ov().listxattr(f);
   ASSERT_TRUE(list.ok());
   EXPECT_EQ(xattr_names(*list), "user.visible");
@@ -506,8 +506,8 @@ TEST_F(OverlayXattr, PrivateXattrsCannotBeSetOrRemoved) {
   write_file(lo(0, "f"), "x");
   make_dir(lo(0, "d"));
   mount(1);
-  Node* f = node("f");
-  Node* d = node("d");
+  Inode* f = node("f");
+  Inode* d = node("d");
   for (const char* name : {"user.overlay.opaque", "trusted.overlay.opaque", "user.fuseoverlayfs.opaque",
                            "user.containers.override_stat", "user.strata.x", "trusted.strata.x"}) {
     EXPECT_EQ(ov().setxattr(f, name, "y", 0), EPERM) << name;
@@ -535,10 +535,10 @@ TEST_F(OverlayXattr, CopyUpDropsLowerMarkersButKeepsOverrideStat) {
 TEST_F(OverlayXattr, NoXattrsOption) {
   write_file(lo(0, "f"), "x");
   set_xattr(lo(0, "f"), "user.visible", "v");
-  Options o;
+  EngineConfig o;
   o.noxattrs = true;
   mount(1, true, o);
-  Node* f = node("f");
+  Inode* f = node("f");
   EXPECT_EQ(ov().getxattr(f, "user.visible").error(), ENOTSUP);
   auto list = ov().listxattr(f);
   ASSERT_TRUE(list.ok());

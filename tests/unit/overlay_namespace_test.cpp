@@ -50,7 +50,7 @@ TEST_F(OverlayCreate, ExistingNamesGiveEexist) {
   make_dir(lo(0, "lowerdir"));
   write_file(up("upperfile"), "u");
   mount(1);
-  Node* root = ov().root();
+  Inode* root = ov().root();
   Caller c = caller();
   for (const char* name : {"lowerfile", "lowerdir", "upperfile"}) {
     EXPECT_EQ(ov().create(root, name, 0644, O_RDWR, c).error(), EEXIST) << name;
@@ -220,7 +220,7 @@ TEST_F(OverlayRemove, UnlinkLowerFileLeavesWhiteout) {
   write_file(lo(0, "d/f"), "lower");
   write_file(lo(0, "d/keep"), "k");
   mount(1);
-  Node* d = node("d");
+  Inode* d = node("d");
   node("d/f");
   EXPECT_EQ(ov().unlink(d, "f"), 0);
   EXPECT_TRUE(upper_whiteout("d/f"));
@@ -270,12 +270,17 @@ TEST_F(OverlayRemove, UnlinkSymlinkAndFifoFromLower) {
   EXPECT_EQ(names("."), (std::vector<std::string>{".", ".."}));
 }
 
-TEST_F(OverlayRemove, UnlinkedNodeHasNoPath) {
-  write_file(lo(0, "f"), "x");
+TEST_F(OverlayRemove, UnlinkedInodeKeepsAnsweringFromItsFile) {
+  write_file(lo(0, "f"), "xyz");
   mount(1);
-  Node* f = node("f");
+  Inode* f = node("f");
   EXPECT_EQ(ov().unlink(ov().root(), "f"), 0);
-  EXPECT_EQ(ov().path_of(f).error(), ENOENT);
+  EXPECT_TRUE(f->aliases.empty());
+  auto st = ov().getattr(f);
+  ASSERT_TRUE(st.ok()) << std::strerror(st.error());
+  EXPECT_EQ(st->st_size, 3);
+  EXPECT_EQ(ov().lookup(ov().root(), "f").error(), ENOENT);
+  EXPECT_EQ(ov().check_invariants(), "");
   ov().forget(f, f->nlookup);
 }
 
@@ -334,7 +339,7 @@ TEST_F(OverlayRemove, RmdirAfterUnlinkingEveryLowerEntry) {
   write_file(lo(0, "d/a"), "a");
   write_file(lo(0, "d/b"), "b");
   mount(1);
-  Node* d = node("d");
+  Inode* d = node("d");
   EXPECT_EQ(ov().rmdir(ov().root(), "d"), ENOTEMPTY);
   EXPECT_EQ(ov().unlink(d, "a"), 0);
   EXPECT_EQ(ov().rmdir(ov().root(), "d"), ENOTEMPTY);

@@ -44,7 +44,7 @@ TEST_F(OverlayRegression, HardlinkCopyUpChangesInoOfOtherNamesParent) {
     if (e.name == "dir") {
       EXPECT_EQ(e.ino, dir_ino) << "readdir d_ino of dir changed";
     }
-  Node* d = node("dir");
+  Inode* d = node("dir");
   ov().forget(d, d->nlookup);
   EXPECT_EQ(attr("dir").st_ino, dir_ino) << "st_ino of dir changed after a fresh lookup";
 }
@@ -65,9 +65,9 @@ TEST_F(OverlayRegression, RenameOfLowerDirChangesInodeNumbers) {
     if (e.name == "f") {
       EXPECT_EQ(e.ino, f_ino) << "readdir d_ino differs from st_ino of the same file";
     }
-  Node* f = node("e/f");
+  Inode* f = node("e/f");
   ov().forget(f, f->nlookup);
-  Node* e = node("e");
+  Inode* e = node("e");
   ov().forget(e, e->nlookup);
   EXPECT_EQ(attr("e").st_ino, d_ino) << "fresh lookup";
   EXPECT_EQ(attr("e/f").st_ino, f_ino) << "fresh lookup";
