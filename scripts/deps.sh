@@ -12,6 +12,8 @@ packages=(
   # tests: oracle helpers, rootless runs, real image tools
   attr acl uidmap util-linux kmod python3
   umoci skopeo busybox-static docker-registry tar-split zstd isal apache2-utils openssl
+  # tests/distro: a Debian rootfs from the apt mirror, podman with strata-fs as mount_program
+  mmdebstrap podman runc
   # side-by-side benchmarks
   fuse-overlayfs unionfs-fuse
 )
