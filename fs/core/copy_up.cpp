@@ -251,6 +251,7 @@ void Overlay::link_other_names_locked(Inode* node, int layer, const struct stat&
   if (!src_dir) return;
   const Layer& l = layers_[size_t(layer)];
   std::vector<Inode*> temp;
+  nlink_t visible = 1;
   for (const std::string& other : hardlinks_[size_t(layer)]->names_of(l.root.get(), l.dev, lower_st.st_ino)) {
     auto slash = other.rfind('/');
     std::string base = slash == std::string::npos ? other : other.substr(slash + 1);
@@ -270,9 +271,14 @@ void Overlay::link_other_names_locked(Inode* node, int layer, const struct stat&
     SharedFd pfd = dir_fd(parent, 0);
     if (!pfd) continue;
     KeepDirTimes keep(pfd->get());
-    ::linkat(src_dir->get(), src_name.c_str(), pfd->get(), base.c_str(), 0);
+    if (::linkat(src_dir->get(), src_name.c_str(), pfd->get(), base.c_str(), 0) == 0) ++visible;
   }
   release_all(temp);
+  if (lower_st.st_nlink > visible) {
+    struct stat ust {};
+    if (::fstatat(src_dir->get(), src_name.c_str(), &ust, AT_SYMLINK_NOFOLLOW) == 0)
+      hidden_links_.add(src_dir->get(), src_name, ust.st_ino, unsigned(lower_st.st_nlink - visible));
+  }
 }
 
 Status Overlay::complete_upper_tree_locked(Inode* dir) {

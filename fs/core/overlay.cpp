@@ -53,6 +53,12 @@ Result<std::unique_ptr<Overlay>> Overlay::create(const EngineConfig& config, std
       error = "workdir " + work + ": cannot clean: " + std::strerror(st);
       return Errno{st};
     }
+    if (!ov->read_only_) {
+      if (Status st = ov->hidden_links_.open(config.workdir); st != 0) {
+        error = "workdir " + config.workdir + ": cannot prepare strata-index/: " + std::strerror(st);
+        return Errno{st};
+      }
+    }
   }
 
   for (size_t i = 0; i < ov->layers_.size(); ++i) {

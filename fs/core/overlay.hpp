@@ -39,6 +39,7 @@
 
 #include "fs/core/dir_fd_cache.hpp"
 #include "fs/core/engine_config.hpp"
+#include "fs/core/hidden_links.hpp"
 #include "fs/core/id_mapping.hpp"
 #include "fs/core/inode.hpp"
 #include "fs/core/layer_hardlinks.hpp"
@@ -267,6 +268,7 @@ class Overlay {
   bool read_only_ = false;
   bool privileged_ = false;  // may chown to any owner
   UniqueFd work_fd_;         // <workdir>/work: staging for copy-up
+  HiddenLinks hidden_links_;
 
   mutable std::shared_mutex tree_;
   std::atomic<uint64_t> version_{0};  // bumped by every change of the tree

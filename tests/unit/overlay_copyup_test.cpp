@@ -385,6 +385,28 @@ TEST_F(OverlayCopyUp, HardlinkedLowerFileCopyUpLinksEveryName) {
   EXPECT_EQ(attr("dir/b").st_nlink, 2u);
 }
 
+TEST_F(OverlayCopyUp, HardlinkCountKeepsHiddenNamesAsKernelIndexDoes) {
+  // Three names in the lower, one hidden by an upper whiteout: kernel overlayfs (index=on)
+  // shows 3 before and after copy-up, 2 after one more name goes, 1 once a second goes.
+  write_file(lo(0, "a"), "x");
+  ASSERT_EQ(::link(lo(0, "a").c_str(), lo(0, "b").c_str()), 0);
+  ASSERT_EQ(::link(lo(0, "a").c_str(), lo(0, "hidden").c_str()), 0);
+  make_whiteout_device(up("hidden"));
+  mount(1);
+  EXPECT_EQ(attr("a").st_nlink, 3u);
+  auto w = ov().open(node("a"), O_WRONLY);
+  ASSERT_TRUE(w.ok()) << w.error();
+  EXPECT_EQ(attr("a").st_nlink, 3u);
+  EXPECT_EQ(attr("b").st_nlink, 3u);
+  EXPECT_EQ(ov().unlink(ov().root(), "b"), 0);
+  EXPECT_EQ(attr("a").st_nlink, 2u);
+  Inode* a = node("a");
+  EXPECT_EQ(ov().unlink(ov().root(), "a"), 0);
+  auto st = ov().getattr(a, &**w);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->st_nlink, 1u);  // the hidden name is still counted, as the kernel does
+}
+
 TEST_F(OverlayCopyUp, HardlinkedLowerFileNotLookedUpYet) {
   write_file(lo(0, "a"), "old");
   ASSERT_EQ(::link(lo(0, "a").c_str(), lo(0, "c").c_str()), 0);
