@@ -287,6 +287,9 @@ WEIGHTS = {"create": 5, "write": 9, "truncate": 3, "link": 5, "unlink": 6, "rena
            "noreplace": 1, "exchange": 1}  # rename flags, against 8 for plain rename
 
 
+KNOBS = ("open_unlink", "noreplace", "exchange")  # weights that are not op kinds
+
+
 def parse_weights(spec):
     out = {}
     for part in (spec or "").split(","):
@@ -340,7 +343,7 @@ class Generator:
                 return ("unlink", p)
             src = self._existing("file") or self._new()
             return ("rename", src, p, 0)
-        w = sorted(self.weights.items())
+        w = sorted((k, v) for k, v in self.weights.items() if k not in KNOBS)
         kind = r.choices([k for k, _ in w], [n for _, n in w])[0]
         if kind == "create":
             return ("create", self._any(p_new=0.7), r.choice(MODES_F))
