@@ -215,30 +215,37 @@ Status Overlay::copy_up(Inode* node, bool with_data) {
   std::lock_guard copying(node->copy_mutex);
   if (node->top.load() == 0) return 0;
 
-  // Stage the copy under the shared lock: the tree may be read meanwhile, only not changed.
+  // Find the source under the shared lock, then copy without it: a lower layer never
+  // changes and the held directory fd keeps the source's directory, so nothing blocks the tree
+  // while the data moves.
   std::string tmp = stage_name();
   struct stat st {};
   int layer;
-  Status s;
+  Place place;
   {
     std::shared_lock lock(tree_);
     layer = node->top.load();
     if (layer == 0) return 0;
-    auto place = place_of(node, layer);
-    if (!place) return place.error();
-    auto lst = stat_at(*place);
+    auto found = place_of(node, layer);
+    if (!found) return found.error();
+    auto lst = stat_at(*found);
     if (!lst) return lst.error();
     st = *lst;
-    bool keep_data = with_data || (S_ISREG(st.st_mode) && st.st_nlink > 1);
-    s = stage_copy(*place, st, tmp, keep_data);
+    place = std::move(*found);
   }
+  bool keep_data = with_data || (S_ISREG(st.st_mode) && st.st_nlink > 1);
+  Status s = stage_copy(place, st, tmp, keep_data);
+  bool published = false;
   if (s == 0) {
     std::unique_lock lock(tree_);
-    // copy_mutex kept every other copy-up of this Inode out; the names may have moved.
-    s = node->top.load() == 0 ? EEXIST : publish_copy(node, tmp, st, layer);
-    if (s == EEXIST && node->top.load() == 0) s = 0;
+    // The names may have moved meanwhile, and an operation holding the tree lock (unlink or
+    // rename of another name of a hardlink) may have copied the file up itself.
+    if (node->top.load() != 0) {
+      s = publish_copy(node, tmp, st, layer);
+      published = s == 0;
+    }
   }
-  if (s != 0 || node->top.load() != 0) ::unlinkat(work_fd_.get(), tmp.c_str(), 0);
+  if (!published) ::unlinkat(work_fd_.get(), tmp.c_str(), 0);
   return s;
 }
 
