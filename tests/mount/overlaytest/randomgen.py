@@ -432,12 +432,23 @@ def _fstat(st):
             "mtime": view.mtime_class(st) if t != "dir" else None}
 
 
+def _below(p, d):
+    """p is d or a path below it."""
+    return p == d or p.startswith(d + "/")
+
+
 class Side:
     """One mount: runs ops (through script.Ops, which records results/errnos) and holds fds."""
 
     def __init__(self, root, name, verbose=False):
         self.ops = Ops(root, verbose, name)
         self.fds = {}
+        # For the README's "After a merged directory is renamed" difference (randomops
+        # ._deliberate): which open files were below a directory when it was renamed, or opened
+        # below one renamed earlier. paths: slot -> the name it was opened by, followed through
+        # renames (None once that name is gone); dir_renamed: those slots; renamed_dirs: where
+        # renamed directories are now.
+        self.paths, self.dir_renamed, self.renamed_dirs = {}, set(), set()
 
     def reroot(self, root):
         self.ops.root = root
@@ -448,6 +459,80 @@ class Side:
                 os.close(self.fds.pop(s))
             except OSError:
                 pass
+            self._track_close(s)
+
+    def forget(self, slot):
+        """Closes the fd in slot, unrecorded: later ops on the slot answer "no fd"."""
+        fd = self.fds.pop(slot, None)
+        if fd is not None:
+            os.close(fd)
+        self._track_close(slot)
+
+    def below_renamed_dir(self, slot):
+        """True when the file open in slot was below a directory when that was renamed (also
+        when it was opened below one renamed before)."""
+        return slot in self.fds and slot in self.dir_renamed
+
+    def _track_close(self, slot):
+        self.paths.pop(slot, None)
+        self.dir_renamed.discard(slot)
+
+    def _track_open(self, slot, path):
+        self.paths[slot] = path
+        if any(_below(path, d) for d in self.renamed_dirs):
+            self.dir_renamed.add(slot)
+        else:
+            self.dir_renamed.discard(slot)
+
+    def _track_gone(self, path):
+        """path was unlinked or rmdir'ed."""
+        for s, p in self.paths.items():
+            if p is not None and _below(p, path):
+                self.paths[s] = None
+        self.renamed_dirs = {d for d in self.renamed_dirs if not _below(d, path)}
+
+    def _track_rename(self, src, dst, flags, src_dir, dst_dir):
+        if src == dst:
+            return
+        ex = bool(flags & env.RENAME_EXCHANGE)
+
+        def move(p):
+            if _below(p, src):
+                return dst + p[len(src):]
+            if ex and _below(p, dst):
+                return src + p[len(dst):]
+            return p
+        for s, p in list(self.paths.items()):
+            if p is None:
+                continue
+            if (src_dir and _below(p, src)) or (ex and dst_dir and _below(p, dst)):
+                self.dir_renamed.add(s)
+            self.paths[s] = None if not ex and _below(p, dst) else move(p)
+        dirs = {move(d) for d in self.renamed_dirs if ex or not _below(d, dst)}
+        if src_dir:
+            dirs.add(dst)
+        if ex and dst_dir:
+            dirs.add(src)
+        self.renamed_dirs = dirs
+
+    def _is_dir(self, rel):
+        try:
+            return stat.S_ISDIR(os.lstat(self.ops.p(rel)).st_mode)
+        except OSError:
+            return False
+
+    def nameless(self, slot):
+        """True when the file open in slot has no name left in the merged view: no path (nor
+        the root) shares its (st_dev, st_ino). Walks the whole tree, so it is only asked once
+        results differ (see randomops._deliberate)."""
+        fd = self.fds.get(slot)
+        if fd is None:
+            return False
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) not in tree_inodes(self.ops.root)
 
     def run(self, op):
         """Returns the recorded result of op."""
@@ -468,12 +553,19 @@ class Side:
             t.link(*a)
         elif k == "unlink":
             t.unlink(*a)
+            if t.rec[-1][1][0] == "ok":
+                self._track_gone(a[0])
         elif k == "rename":
+            src_dir, dst_dir = self._is_dir(a[0]), self._is_dir(a[1])
             t.rename(a[0], a[1], a[2])
+            if t.rec[-1][1][0] == "ok":
+                self._track_rename(a[0], a[1], a[2], src_dir, dst_dir)
         elif k == "mkdir":
             t.mkdir(*a)
         elif k == "rmdir":
             t.rmdir(*a)
+            if t.rec[-1][1][0] == "ok":
+                self._track_gone(a[0])
         elif k == "chmod":
             # lchmod does not exist on Linux: chmod follows a symlink (to a file in the tree or
             # nowhere), on both sides alike
@@ -502,14 +594,17 @@ class Side:
             s, path, fl = a
             if s in self.fds:
                 os.close(self.fds.pop(s))
+                self._track_close(s)
             fd = t.do(f"open({path},{fl})", lambda: os.open(t.p(path), OPEN_FLAGS[fl], 0o644))
             if fd is not None:
                 self.fds[s] = fd
+                self._track_open(s, path)
                 t.rec[-1] = (t.rec[-1][0], ("ok",))  # the fd number itself is not compared
         elif k == "close":
             s = a[0]
             if s in self.fds:
                 t.do(f"close({s})", os.close, self.fds.pop(s))
+                self._track_close(s)
             else:
                 t.note(f"close({s})", "no fd")
         elif k == "fd":
@@ -576,6 +671,29 @@ def private_mount_namespace():
 
 
 # ---- whole-tree snapshots ----------------------------------------------------------------------
+
+def tree_inodes(root):
+    """{(st_dev, st_ino)} of every name in the merged view and of its root, not following
+    symlinks."""
+    out = {(os.lstat(root).st_dev, os.lstat(root).st_ino)}
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        try:
+            it = list(os.scandir(os.path.join(root, rel) if rel else root))
+        except OSError:
+            continue
+        for e in it:
+            p = f"{rel}/{e.name}" if rel else e.name
+            try:
+                st = os.lstat(os.path.join(root, p))
+            except OSError:
+                continue
+            out.add((st.st_dev, st.st_ino))
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(p)
+    return out
+
 
 def ino_classes(root):
     """Names sharing an st_ino, as sorted groups of paths (which names, not which numbers)."""

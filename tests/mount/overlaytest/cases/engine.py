@@ -1,10 +1,12 @@
 """Engine regressions: open files whose name is gone, directory renames under open files and
 hard links, nlink of hard-linked special files and after rename-over, paths past PATH_MAX below
 the mount root, override_stat across copy-up, reused upper inode numbers, more than 64 lower
-layers, and rootless chown/mode-0 creation. Kernel overlayfs (index=on, redirect_dir=on as root)
+layers, rootless chown/mode-0 creation, and the two deliberate differences (README.md) of an
+open file whose name is gone. Kernel overlayfs (index=on, redirect_dir=on as root)
 is the oracle wherever it has the behaviour; the fs-only cases say which documented behaviour
 they assert instead."""
 
+import errno
 import os
 import stat
 import time
@@ -597,6 +599,178 @@ def many_lowers(ctx):
         ctx.fail(f"[many] {pr}")
     hidden = [p for p in ("x", "d/f90", "o/gone") if os.path.lexists(os.path.join(f.path, p))]
     ctx.check(not hidden, f"names hidden by whiteouts/opaque dirs in layers 66-75 show: {hidden}")
+
+
+# ---- 9. fs-only: the two deliberate differences of an open file whose name is gone -------------
+# README.md, "Deliberate differences from kernel overlayfs". The random group accepts both only
+# against the kernel's answers (randomops._deliberate); these assert strata's side directly.
+
+GONE_XATTR = "user.strata_nameless"
+
+
+def _upper_files_with(up, name):
+    """Upper paths (regular files) carrying xattr `name`."""
+    out = []
+    for d, dirs, files in os.walk(up):
+        for n in files:
+            p = os.path.join(d, n)
+            try:
+                if stat.S_ISREG(os.lstat(p).st_mode) and name in os.listxattr(p, follow_symlinks=False):
+                    out.append(os.path.relpath(p, up))
+            except OSError:
+                pass
+    return out
+
+
+def _errname(e):
+    return errno.errorcode.get(e.errno, str(e.errno))
+
+
+def _whiteout_or_absent(up, rel):
+    """The upper has nothing under rel but (at most) a whiteout in either form."""
+    p = os.path.join(up, rel)
+    try:
+        st = os.lstat(p)
+    except FileNotFoundError:
+        return True
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+@case("nameless-lower-fd-change", "engine", ALL_MODES)
+def nameless_lower_fd_change(ctx):
+    """fs only (README deliberate difference "A lower file whose name is gone"; the kernel
+    answers EEXIST): a lower file opened O_RDONLY whose name then goes (unlink; another file
+    renamed over it; also in a lower dir) is still changed by fchmod and fsetxattr through the
+    fd; fstat/fgetxattr/pread show the change and the old content; nothing shows under that
+    name in the merged view or the upper (bar a whiteout or the replacement), the lower file is
+    untouched, also after close and remount."""
+    base = ctx.path("gonechg")
+    layer = [F("unl", "lower, unlinked\n", mode=0o644, xattrs={"user.keep": "k"}),
+             F("rep", "lower, renamed over\n", mode=0o644, xattrs={"user.keep": "k"}),
+             F("src", "the replacement\n", mode=0o664), D("ld"),
+             F("ld/unl", "lower dir, unlinked\n", mode=0o644, xattrs={"user.keep": "k"})]
+    lowers, up, work = fx.build_stack(base, [layer], ctx.kernel_form)
+    mnt = os.path.join(base, "mnt")
+    m = ctx.mount_fs(lowers, up, work, mnt)
+    mp = lambda p: os.path.join(m.path, p)  # noqa: E731
+    want = {"unl": "lower, unlinked\n", "rep": "lower, renamed over\n",
+            "ld/unl": "lower dir, unlinked\n"}
+    fds = {}
+    for rel, how in (("unl", "unlink"), ("rep", "rename over"), ("ld/unl", "unlink")):
+        tag = f"{rel} ({how})"
+        fd = fds[rel] = os.open(mp(rel), os.O_RDONLY)
+        if how == "unlink":
+            os.unlink(mp(rel))
+        else:
+            os.rename(mp("src"), mp(rel))
+        for what, fn in (("fchmod 0600", lambda: os.fchmod(fd, 0o600)),
+                         (f"fsetxattr {GONE_XATTR}",
+                          lambda: os.setxattr(fd, GONE_XATTR, b"set through the fd"))):
+            try:
+                fn()
+            except OSError as e:
+                ctx.fail(f"{tag}: {what} through the O_RDONLY fd: {_errname(e)} (README: strata "
+                         f"copies the file up anonymously and succeeds)")
+        st = os.fstat(fd)
+        ctx.check(stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600,
+                  f"{tag}: fstat after fchmod shows mode {oct(st.st_mode)}, want 0o100600")
+        ctx.check(st.st_size == len(want[rel]), f"{tag}: fstat size {st.st_size}, want {len(want[rel])}")
+        ctx.check(st.st_nlink == 0, f"{tag}: fstat nlink {st.st_nlink}, want 0 (an anonymous "
+                  f"upper copy with no name)")
+        for xn, xv in ((GONE_XATTR, b"set through the fd"), ("user.keep", b"k")):
+            try:
+                got = os.getxattr(fd, xn)
+            except OSError as e:
+                got = _errname(e)
+            ctx.check(got == xv, f"{tag}: fgetxattr {xn} gives {got!r}, want {xv!r}")
+        got = os.pread(fd, 4096, 0).decode(errors="replace")
+        ctx.check(got == want[rel], f"{tag}: pread gives {got!r}, want {want[rel]!r}")
+
+    def nothing_under_names(when):
+        ctx.check(not os.path.lexists(mp("unl")) and "unl" not in os.listdir(m.path),
+                  f"{when}: unl shows in the merged view")
+        ctx.check(not os.path.lexists(mp("ld/unl")) and "unl" not in os.listdir(mp("ld")),
+                  f"{when}: ld/unl shows in the merged view")
+        try:
+            st = os.lstat(mp("rep"))
+            shown = (stat.S_IMODE(st.st_mode), open(mp("rep")).read(),
+                     GONE_XATTR in os.listxattr(mp("rep"), follow_symlinks=False))
+        except OSError as e:
+            shown = _errname(e)
+        ctx.check(shown == (0o664, "the replacement\n", False),
+                  f"{when}: rep shows (mode, content, has {GONE_XATTR}) {shown}, want the "
+                  f"replacement's (0o664, 'the replacement', False)")
+        for rel in ("unl", "ld/unl"):
+            ctx.check(_whiteout_or_absent(up, rel),
+                      f"{when}: the upper has a non-whiteout under {rel}")
+        try:
+            ust = os.lstat(os.path.join(up, "rep"))
+            urep = (stat.S_IMODE(ust.st_mode), open(os.path.join(up, "rep")).read())
+        except OSError as e:
+            urep = _errname(e)
+        ctx.check(urep == (0o664, "the replacement\n"),
+                  f"{when}: upper rep is {urep}, want the replacement (0o664)")
+        marked = _upper_files_with(up, GONE_XATTR)
+        ctx.check(not marked, f"{when}: upper files carry {GONE_XATTR} (the nameless copies "
+                  f"must not show under any name): {marked}")
+        for rel in want:
+            lp = os.path.join(lowers[0], rel)
+            lst = os.lstat(lp)
+            ctx.check(stat.S_IMODE(lst.st_mode) == 0o644 and
+                      GONE_XATTR not in os.listxattr(lp) and open(lp).read() == want[rel],
+                      f"{when}: the lower file {rel} changed (mode {oct(lst.st_mode)})")
+
+    nothing_under_names("fds open")
+    for fd in fds.values():
+        os.close(fd)
+    nothing_under_names("fds closed")
+    ctx.unmount(m)
+    m = ctx.mount_fs(lowers, up, work, mnt)
+    nothing_under_names("after remount")
+
+
+@case("merged-dir-rename-nameless-nlink", "engine", ALL_MODES)
+def merged_dir_rename_nameless_nlink(ctx):
+    """fs only (README deliberate difference "After a merged directory is renamed"; the kernel
+    shows the lower file's nlink 1): after a dir a lower layer contributes to is renamed, a
+    lower file below it (opened after the rename, or before it) whose name is then removed
+    (unlink, rename over) shows st_nlink 0 through its O_RDONLY fd, with its mode and size, and
+    its content stays readable."""
+    base = ctx.path("dirnlink")
+    layer = [F("m/a", "lower m/a\n", mode=0o640), F("m/b", "lower m/b, opened before\n"),
+             F("m/c", "lower m/c, renamed over\n", mode=0o600)]
+    upper = [F("m/u", "upper m/u\n")]  # m is merged
+    lowers, up, work = fx.build_stack(base, [layer], ctx.kernel_form, upper)
+    m = ctx.mount_fs(lowers, up, work, os.path.join(base, "mnt"))
+    mp = lambda p: os.path.join(m.path, p)  # noqa: E731
+    fds = {"b": os.open(mp("m/b"), os.O_RDONLY)}
+    try:
+        os.rename(mp("m"), mp("m2"))
+    except OSError as e:
+        os.close(fds["b"])
+        ctx.fail(f"rename of the merged dir m: {_errname(e)} (nothing below can be judged)")
+        return
+    fds["a"] = os.open(mp("m2/a"), os.O_RDONLY)
+    fds["c"] = os.open(mp("m2/c"), os.O_RDONLY)
+    os.unlink(mp("m2/a"))
+    os.unlink(mp("m2/b"))
+    os.rename(mp("m2/u"), mp("m2/c"))
+    cases = {"a": ("m2/a, opened after the rename, unlinked", 0o640, "lower m/a\n", 0),
+             "b": ("m2/b, opened before the rename, unlinked", 0o644, "lower m/b, opened before\n", 0),
+             "c": ("m2/c, renamed over", 0o600, "lower m/c, renamed over\n", 0)}
+    for k, (tag, mode, data, nlink) in cases.items():
+        st = os.fstat(fds[k])
+        got = (stat.S_ISREG(st.st_mode), oct(stat.S_IMODE(st.st_mode)), st.st_size, st.st_nlink)
+        ctx.check(got == (True, oct(mode), len(data), nlink),
+                  f"{tag}: fstat shows (regular, mode, size, nlink) {got}, want "
+                  f"{(True, oct(mode), len(data), nlink)}")
+        rd = os.pread(fds[k], 4096, 0).decode(errors="replace")
+        ctx.check(rd == data, f"{tag}: pread gives {rd!r}, want {data!r}")
+        ctx.check(os.lseek(fds[k], 0, os.SEEK_END) == len(data), f"{tag}: lseek(SEEK_END) is not "
+                  f"the size")
+    ctx.check(sorted(os.listdir(mp("m2"))) == ["c"], f"m2 lists {sorted(os.listdir(mp('m2')))}, want ['c']")
+    for fd in fds.values():
+        os.close(fd)
 
 
 # ---- rootless only: chown -h on a symlink, mode-0 creation -----------------------------------------
