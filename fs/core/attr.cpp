@@ -38,15 +38,16 @@ void Overlay::forget_origin(ino_t upper_ino) {
   origins_.erase(upper_ino);
 }
 
-struct stat Overlay::present(struct stat st, const XattrTarget& xattrs, const Inode* node) const {
+struct stat Overlay::present(struct stat st, const std::function<ssize_t(const char*, void*, size_t)>& xattr,
+                             const Inode* node) const {
   st.st_ino = node->ino;
   if (config_.ino32) st.st_ino = (st.st_ino ^ (st.st_ino >> 32)) & 0xffffffffu;
 
   if (config_.xattr_permissions != XattrPermissions::Off) {
     char buf[128];
-    ssize_t n = xattrs.get(override_xattr_name(config_.xattr_permissions), buf, sizeof buf);
+    ssize_t n = xattr(override_xattr_name(config_.xattr_permissions), buf, sizeof buf);
     if (n < 0 && config_.xattr_permissions == XattrPermissions::User)
-      n = xattrs.get(kFuseOverlayfsOverrideStat, buf, sizeof buf);
+      n = xattr(kFuseOverlayfsOverrideStat, buf, sizeof buf);
     if (n > 0) {
       if (auto o = parse_override_stat(std::string_view(buf, size_t(n)))) {
         st.st_uid = o->uid;
@@ -71,9 +72,10 @@ void Overlay::show_newest_layer_mtime(Inode* dir, struct stat& st) {
   // notices a file added directly to any of them.
   if (dir->dir_layers.size() <= 1) return;
   for (size_t i = 1; i < dir->dir_layers.size(); ++i) {
-    SharedFd fd = dir_fd(dir, dir->dir_layers[i]);
+    int layer = dir->dir_layers[i];
+    LayerDirRef here = layer_dir(dir, layer);
     struct stat lst {};
-    if (!fd || ::fstat(fd->get(), &lst) != 0) continue;
+    if (!here || source(layer).stat(*here, "", lst) != 0) continue;
     if (lst.st_mtim.tv_sec > st.st_mtim.tv_sec ||
         (lst.st_mtim.tv_sec == st.st_mtim.tv_sec && lst.st_mtim.tv_nsec > st.st_mtim.tv_nsec))
       st.st_mtim = lst.st_mtim;
@@ -85,7 +87,8 @@ Result<struct stat> Overlay::getattr_locked(Inode* node) {
   if (!place) return Errno{place.error()};
   auto st = stat_at(*place);
   if (!st) return st;
-  struct stat shown = present(*st, target_of(*place), node);
+  struct stat shown =
+      present(*st, [&](const char* x, void* v, size_t n) { return getxattr_at(*place, x, v, n); }, node);
   if (node->is_dir()) show_newest_layer_mtime(node, shown);
   return shown;
 }
@@ -96,7 +99,7 @@ Result<struct stat> Overlay::getattr(Inode* node, OpenFile* file) {
     int fd = io_fd(*file);
     struct stat st {};
     if (::fstat(fd, &st) != 0) return last_errno();
-    return present(st, XattrTarget{fd_path(fd), true}, node);
+    return present(st, [fd](const char* x, void* v, size_t n) { return ::fgetxattr(fd, x, v, n); }, node);
   }
   std::shared_lock lock(tree_);
   return getattr_locked(node);
@@ -106,10 +109,7 @@ Result<std::string> Overlay::readlink(Inode* node) {
   std::shared_lock lock(tree_);
   auto place = place_of(node, node->top.load());
   if (!place) return Errno{place.error()};
-  char buf[PATH_MAX];
-  ssize_t n = ::readlinkat(place->fd(), place->name.c_str(), buf, sizeof buf);
-  if (n < 0) return last_errno();
-  return std::string(buf, size_t(n));
+  return readlink_at(*place);
 }
 
 Result<struct statvfs> Overlay::statfs() {

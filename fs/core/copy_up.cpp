@@ -27,11 +27,11 @@ std::string Overlay::stage_name() {
   return buf;
 }
 
-Status Overlay::copy_xattrs(const XattrTarget& src, const XattrTarget& dst) {
-  ssize_t len = src.list(nullptr, 0);
+Status Overlay::copy_xattrs(const Place& src, const XattrTarget& dst) {
+  ssize_t len = listxattr_at(src, nullptr, 0);
   if (len <= 0) return 0;
   std::vector<char> names(size_t(len) + 1);
-  len = src.list(names.data(), names.size());
+  len = listxattr_at(src, names.data(), names.size());
   if (len <= 0) return 0;
   std::vector<char> value(4096);
   for (ssize_t off = 0; off < len;) {
@@ -39,12 +39,12 @@ Status Overlay::copy_xattrs(const XattrTarget& src, const XattrTarget& dst) {
     off += ssize_t(std::strlen(name)) + 1;
     // Overlay markers of the lower stay there; the recorded owner and mode move with the file.
     if (is_private_xattr(name) && !is_override_stat_xattr(name)) continue;
-    ssize_t n = src.get(name, value.data(), value.size());
+    ssize_t n = getxattr_at(src, name, value.data(), value.size());
     if (n < 0 && errno == ERANGE) {
-      ssize_t need = src.get(name, nullptr, 0);
+      ssize_t need = getxattr_at(src, name, nullptr, 0);
       if (need < 0) continue;
       value.resize(size_t(need));
-      n = src.get(name, value.data(), value.size());
+      n = getxattr_at(src, name, value.data(), value.size());
     }
     if (n < 0) continue;
     if (dst.set(name, value.data(), size_t(n), 0) != 0) {
@@ -66,16 +66,21 @@ Status Overlay::sync_copied_data(int fd) const {
 
 Status Overlay::stage_copy(const Place& src, const struct stat& st, const std::string& tmp, bool with_data) {
   int work = work_fd_.get();
-  std::string src_path = path_of(src);
   mode_t type = st.st_mode & S_IFMT;
   switch (type) {
     case S_IFREG: {
       UniqueFd out(::openat(work, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
       if (!out) return errno;
       if (with_data) {
-        UniqueFd in(src.name.empty() ? ::open(src_path.c_str(), O_RDONLY | O_CLOEXEC)
-                                     : ::openat(src.fd(), src.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-        if (!in) return errno;
+        UniqueFd in;
+        if (src.orphan) {
+          in = UniqueFd(::open(path_of(src).c_str(), O_RDONLY | O_CLOEXEC));
+          if (!in) return errno;
+        } else {
+          auto opened = source(src.layer).open(*src.dir, src.name, 0);
+          if (!opened) return opened.error();
+          in = std::move(*opened);
+        }
         if (Status s = copy_file_data(in.get(), out.get(), st.st_size); s != 0) return s;
         if (Status s = sync_copied_data(out.get()); s != 0) return s;
       }
@@ -85,11 +90,9 @@ Status Overlay::stage_copy(const Place& src, const struct stat& st, const std::s
       if (::mkdirat(work, tmp.c_str(), 0700) != 0) return errno;
       break;
     case S_IFLNK: {
-      char target[PATH_MAX];
-      ssize_t n = ::readlinkat(src.fd(), src.name.c_str(), target, sizeof target - 1);
-      if (n < 0) return errno;
-      target[n] = '\0';
-      if (::symlinkat(target, work, tmp.c_str()) != 0) return errno;
+      auto target = readlink_at(src);
+      if (!target) return target.error();
+      if (::symlinkat(target->c_str(), work, tmp.c_str()) != 0) return errno;
       break;
     }
     default:
@@ -101,7 +104,7 @@ Status Overlay::stage_copy(const Place& src, const struct stat& st, const std::s
   if (::fchownat(work, tmp.c_str(), st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) != 0 && privileged_ && errno != EINVAL)
     return errno;
   if (type != S_IFLNK && ::fchmodat(work, tmp.c_str(), st.st_mode & 07777, 0) != 0) return errno;
-  if (Status s = copy_xattrs(target_of(src), XattrTarget{fd_path(work, tmp), false}); s != 0) return s;
+  if (Status s = copy_xattrs(src, XattrTarget{fd_path(work, tmp), false}); s != 0) return s;
   struct timespec times[2] = {st.st_atim, st.st_mtim};
   if (::utimensat(work, tmp.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) return errno;
   return 0;
@@ -151,22 +154,22 @@ Status Overlay::publish_copy(Inode* node, const std::string& tmp, const struct s
     Inode* parent = a->parent;
     std::string name = a->name;
     if (Status s = ensure_upper_dir_locked(parent); s != 0) return s;
-    SharedFd pfd = dir_fd(parent, 0);
+    LayerDirRef pfd = layer_dir(parent, 0);
     if (!pfd) return errno;
     {
-      KeepDirTimes keep(pfd->get());
-      if (::renameat2(work, tmp.c_str(), pfd->get(), name.c_str(), RENAME_NOREPLACE) != 0) {
+      KeepDirTimes keep(pfd->fd());
+      if (::renameat2(work, tmp.c_str(), pfd->fd(), name.c_str(), RENAME_NOREPLACE) != 0) {
         int err = errno;
         // A directory already there (made beside the mount, or left by a crash between
         // steps) is the upper directory: keep it.
         struct stat est {};
-        if (!(err == EEXIST && node->is_dir() && ::fstatat(pfd->get(), name.c_str(), &est, AT_SYMLINK_NOFOLLOW) == 0 &&
+        if (!(err == EEXIST && node->is_dir() && ::fstatat(pfd->fd(), name.c_str(), &est, AT_SYMLINK_NOFOLLOW) == 0 &&
               S_ISDIR(est.st_mode)))
           return err;
         ::unlinkat(work, tmp.c_str(), AT_REMOVEDIR);
       }
     }
-    if (::fstatat(pfd->get(), name.c_str(), &ust, AT_SYMLINK_NOFOLLOW) != 0) return errno;
+    if (::fstatat(pfd->fd(), name.c_str(), &ust, AT_SYMLINK_NOFOLLOW) != 0) return errno;
   } else {
     // No name is left (the file was removed while open): the copy stays anonymous, held
     // open by the Inode, as the kernel copies up a disconnected file into its workdir.
@@ -254,12 +257,12 @@ void Overlay::link_other_names_locked(Inode* node, int layer, const struct stat&
   if (!first) return;
   Inode* src_parent = first->parent;
   std::string src_name = first->name;
-  SharedFd src_dir = dir_fd(src_parent, 0);
+  LayerDirRef src_dir = layer_dir(src_parent, 0);
   if (!src_dir) return;
   const Layer& l = layers_[size_t(layer)];
   std::vector<Inode*> temp;
   nlink_t visible = 1;
-  for (const std::string& other : hardlinks_[size_t(layer)]->names_of(l.root.get(), l.dev, lower_st.st_ino)) {
+  for (const std::string& other : hardlinks_[size_t(layer)]->names_of(source(layer), l.dev, lower_st.st_ino)) {
     auto slash = other.rfind('/');
     std::string base = slash == std::string::npos ? other : other.substr(slash + 1);
     Inode* parent = root_;
@@ -275,16 +278,16 @@ void Overlay::link_other_names_locked(Inode* node, int layer, const struct stat&
     if (!found || found->top != layer || found->st.st_ino != lower_st.st_ino) continue;
     if (attach(parent, base, *found) != node) continue;
     if (ensure_upper_dir_locked(parent) != 0) continue;
-    SharedFd pfd = dir_fd(parent, 0);
+    LayerDirRef pfd = layer_dir(parent, 0);
     if (!pfd) continue;
-    KeepDirTimes keep(pfd->get());
-    if (::linkat(src_dir->get(), src_name.c_str(), pfd->get(), base.c_str(), 0) == 0) ++visible;
+    KeepDirTimes keep(pfd->fd());
+    if (::linkat(src_dir->fd(), src_name.c_str(), pfd->fd(), base.c_str(), 0) == 0) ++visible;
   }
   release_all(temp);
   if (lower_st.st_nlink > visible) {
     struct stat ust {};
-    if (::fstatat(src_dir->get(), src_name.c_str(), &ust, AT_SYMLINK_NOFOLLOW) == 0)
-      hidden_links_.add(src_dir->get(), src_name, ust.st_ino, unsigned(lower_st.st_nlink - visible));
+    if (::fstatat(src_dir->fd(), src_name.c_str(), &ust, AT_SYMLINK_NOFOLLOW) == 0)
+      hidden_links_.add(src_dir->fd(), src_name, ust.st_ino, unsigned(lower_st.st_nlink - visible));
   }
 }
 
@@ -320,18 +323,18 @@ Status Overlay::complete_upper_tree_locked(Inode* dir) {
   if (dir != root_) {
     if (Status s = mark_opaque(place->fd(), place->name, whiteout_style()); s != 0) return s;
   }
-  if (SharedFd self = dir_fd(dir, 0)) {
+  if (LayerDirRef self = layer_dir(dir, 0)) {
     std::vector<std::string> whiteouts;
-    DirStream list(self->get(), ".");
+    DirStream list(self->fd(), ".");
     while (struct dirent* de = list.ok() ? list.next() : nullptr) {
       std::string_view hidden;
       struct stat st {};
       if (parse_whiteout_name(de->d_name, hidden) ||
           ((de->d_type == DT_CHR || de->d_type == DT_UNKNOWN) &&
-           ::fstatat(self->get(), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && is_whiteout_device(st)))
+           ::fstatat(self->fd(), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && is_whiteout_device(st)))
         whiteouts.emplace_back(de->d_name);
     }
-    for (const auto& w : whiteouts) ::unlinkat(self->get(), w.c_str(), 0);
+    for (const auto& w : whiteouts) ::unlinkat(self->fd(), w.c_str(), 0);
   }
   dir->dir_layers = {0};
   dir->opaque = true;

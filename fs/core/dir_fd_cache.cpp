@@ -4,7 +4,7 @@
 
 namespace strata::fs {
 
-SharedFd DirFdCache::get(uint64_t inode_id, int layer) {
+LayerDirRef DirFdCache::get(uint64_t inode_id, int layer) {
   std::lock_guard lock(mutex_);
   auto it = index_.find(Key{inode_id, layer});
   if (it == index_.end()) return nullptr;
@@ -12,9 +12,8 @@ SharedFd DirFdCache::get(uint64_t inode_id, int layer) {
   return it->second->second;
 }
 
-SharedFd DirFdCache::put(uint64_t inode_id, int layer, UniqueFd fd) {
-  auto shared = std::make_shared<const UniqueFd>(std::move(fd));
-  std::vector<SharedFd> evicted;  // closed after the lock is dropped
+LayerDirRef DirFdCache::put(uint64_t inode_id, int layer, LayerDirRef shared) {
+  std::vector<LayerDirRef> evicted;  // closed after the lock is dropped
   std::lock_guard lock(mutex_);
   Key key{inode_id, layer};
   if (auto it = index_.find(key); it != index_.end()) {
@@ -33,7 +32,7 @@ SharedFd DirFdCache::put(uint64_t inode_id, int layer, UniqueFd fd) {
 }
 
 void DirFdCache::forget(uint64_t inode_id, size_t nlayers) {
-  std::vector<SharedFd> evicted;
+  std::vector<LayerDirRef> evicted;
   std::lock_guard lock(mutex_);
   for (size_t layer = 0; layer < nlayers; ++layer) {
     auto it = index_.find(Key{inode_id, int(layer)});

@@ -1,4 +1,5 @@
-// A bounded LRU of O_PATH directory fds, one per (directory Inode, layer). Every name the
+// A bounded LRU of open layer directories (O_PATH fds for directory layers), one per
+// (directory Inode, layer). Every name the
 // engine passes to an *at call is one component below such an fd, so a lookup costs the same
 // at any depth, paths longer than PATH_MAX work, and a rename of an ancestor cannot redirect
 // an operation. The process may hold at most 20000 fds (a hard limit here), so the cache
@@ -13,18 +14,16 @@
 #include <mutex>
 #include <unordered_map>
 
-#include "fs/core/unique_fd.hpp"
+#include "fs/core/layer_source.hpp"
 
 namespace strata::fs {
-
-using SharedFd = std::shared_ptr<const UniqueFd>;
 
 class DirFdCache {
  public:
   explicit DirFdCache(size_t capacity) : capacity_(capacity ? capacity : 1) {}
 
-  SharedFd get(uint64_t inode_id, int layer);
-  SharedFd put(uint64_t inode_id, int layer, UniqueFd fd);
+  LayerDirRef get(uint64_t inode_id, int layer);
+  LayerDirRef put(uint64_t inode_id, int layer, LayerDirRef dir);
   // Drops every fd of a directory (freed, removed, or no longer at the place its fds name).
   void forget(uint64_t inode_id, size_t nlayers);
   size_t size() const;
@@ -38,7 +37,7 @@ class DirFdCache {
   struct KeyHash {
     size_t operator()(const Key& k) const { return std::hash<uint64_t>()(k.id * 1031 + uint64_t(k.layer)); }
   };
-  using Lru = std::list<std::pair<Key, SharedFd>>;
+  using Lru = std::list<std::pair<Key, LayerDirRef>>;
 
   size_t capacity_;
   mutable std::mutex mutex_;

@@ -23,46 +23,42 @@ Result<std::vector<DirEntry>> Overlay::merged_entries(Inode* node, const std::ve
   // as `out` grows.
   std::unordered_set<std::string> decided;
   bool first = true;
+  bool single = dir_layers.size() == 1;
   for (int layer : dir_layers) {
-    SharedFd fd = dir_fd(node, layer);
-    if (!fd) {
-      if (first) return last_errno();
-      continue;
+    LayerDirRef dir = layer_dir(node, layer);
+    const LayerSource& src = source(layer);
+    std::vector<std::string> hidden_here;
+    Status listed = dir ? 0 : errno;
+    if (dir) {
+      listed = src.list(*dir, [&](std::string_view name, ino_t ino, unsigned char type) {
+        if (name == "." || name == "..") return true;
+        std::string_view hidden;
+        if (parse_whiteout_name(name, hidden)) {
+          hidden_here.emplace_back(hidden);
+          return true;
+        }
+        if (name == kOpaqueMarkerFile) return true;
+        if (!single) {
+          auto [it, inserted] = decided.emplace(name);
+          if (!inserted) return true;
+        }
+        if (type == DT_CHR || type == DT_UNKNOWN) {
+          struct stat st {};
+          if (src.stat(*dir, name, st) != 0 || is_whiteout_device(st)) return true;
+          type = IFTODT(st.st_mode);
+        }
+        struct stat key {};
+        key.st_dev = layers_[size_t(layer)].dev;
+        key.st_ino = ino;
+        out.push_back({std::string(name), ino_for(layer, key), type, layer});
+        return true;
+      });
     }
-    DirStream dir(fd->get(), ".");
-    if (!dir.ok()) {
-      if (first) return last_errno();
+    if (listed != 0) {
+      if (first) return Errno{listed};
       continue;
     }
     first = false;
-    bool single = dir_layers.size() == 1;
-    std::vector<std::string> hidden_here;
-    while (struct dirent* de = dir.next()) {
-      std::string_view name = de->d_name;
-      if (name == "." || name == "..") continue;
-      std::string_view hidden;
-      if (parse_whiteout_name(name, hidden)) {
-        hidden_here.emplace_back(hidden);
-        continue;
-      }
-      if (name == kOpaqueMarkerFile) continue;
-      if (!single) {
-        auto [it, inserted] = decided.emplace(name);
-        if (!inserted) continue;
-      }
-      unsigned char type = de->d_type;
-      uint64_t ino = de->d_ino;
-      if (type == DT_CHR || type == DT_UNKNOWN) {
-        struct stat st {};
-        if (::fstatat(dir.fd(), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-        if (is_whiteout_device(st)) continue;
-        type = IFTODT(st.st_mode);
-      }
-      struct stat key {};
-      key.st_dev = layers_[size_t(layer)].dev;
-      key.st_ino = ino;
-      out.push_back({std::string(name), ino_for(layer, key), type, layer});
-    }
     // A .wh.NAME hides NAME only in the layers below its own.
     for (auto& h : hidden_here) decided.insert(std::move(h));
   }

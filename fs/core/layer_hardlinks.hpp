@@ -12,12 +12,14 @@
 #include <unordered_map>
 #include <vector>
 
+#include "fs/core/layer_source.hpp"
+
 namespace strata::fs {
 
 class LayerHardlinks {
  public:
   // Paths (relative to the layer root) of the file with inode `ino`; empty if unknown.
-  std::vector<std::string> names_of(int root_fd, dev_t dev, ino_t ino);
+  std::vector<std::string> names_of(const LayerSource& layer, dev_t dev, ino_t ino);
 
  private:
   std::mutex mutex_;

@@ -27,6 +27,13 @@ Result<Layer> open_layer(const std::string& path, bool writable, std::string& er
     return Errno{err};
   }
   layer.dev = st.st_dev;
+  UniqueFd own(::fcntl(layer.root.get(), F_DUPFD_CLOEXEC, 0));
+  if (!own) {
+    int err = errno;
+    error = path + ": " + std::strerror(err);
+    return Errno{err};
+  }
+  layer.source = std::make_unique<DirLayerSource>(std::move(own));
   return layer;
 }
 

@@ -8,6 +8,9 @@
 #include <string>
 #include <vector>
 
+#include <memory>
+
+#include "fs/core/layer_source.hpp"
 #include "fs/core/result.hpp"
 #include "fs/core/unique_fd.hpp"
 
@@ -16,6 +19,7 @@ namespace strata::fs {
 struct Layer {
   std::string path;  // absolute path of the layer root
   UniqueFd root;     // O_PATH | O_DIRECTORY
+  std::unique_ptr<LayerSource> source;  // how the engine reads it
   dev_t dev = 0;
   bool writable = false;
 };

@@ -19,8 +19,8 @@ bool Overlay::may_hold_whiteout_file(Inode* dir, int layer) {
   auto& slot = dir->whiteout_scan[size_t(layer)];
   uint8_t state = slot.load(std::memory_order_acquire);
   if (state == 0) {
-    SharedFd fd = dir_fd(dir, layer);
-    state = fd && !dir_has_whiteout_files(fd->get()) ? 2 : 1;
+    LayerDirRef here = layer_dir(dir, layer);
+    state = here && !dir_has_whiteout_files(source(layer), *here) ? 2 : 1;
     slot.store(state, std::memory_order_release);
   }
   return state != 2;
@@ -34,22 +34,22 @@ Result<Overlay::Resolved> Overlay::resolve_in(Inode* parent, const std::vector<i
   std::string n(name);
   std::string wh_name;
   for (int layer : parent_layers) {
-    SharedFd dir = dir_fd(parent, layer);
+    LayerDirRef dir = layer_dir(parent, layer);
     if (!dir) {
       if (found.top >= 0 || errno == ENOENT || errno == ENOTDIR) break;
       return last_errno();
     }
-    int fd = dir->get();
+    const LayerSource& src = source(layer);
     struct stat st {};
-    if (::fstatat(fd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-      if (errno != ENOENT && errno != ENOTDIR) {
+    if (Status err = src.stat(*dir, n, st); err != 0) {
+      if (err != ENOENT && err != ENOTDIR) {
         if (found.top >= 0) break;  // a lower we cannot read only stops the merge
-        return last_errno();
+        return Errno{err};
       }
       if (!may_hold_whiteout_file(parent, layer)) continue;
       if (wh_name.empty()) wh_name = std::string(kWhiteoutPrefix) + n;
       struct stat wst {};
-      if (::fstatat(fd, wh_name.c_str(), &wst, AT_SYMLINK_NOFOLLOW) == 0) break;
+      if (src.stat(*dir, wh_name, wst) == 0) break;
       continue;
     }
     if (is_whiteout_device(st)) break;
@@ -64,7 +64,7 @@ Result<Overlay::Resolved> Overlay::resolve_in(Inode* parent, const std::vector<i
       break;
     }
     found.dir_layers.push_back(layer);
-    if (is_opaque_dir(fd, n)) {
+    if (is_opaque_dir(src, *dir, n)) {
       found.opaque = found.dir_layers.size() == 1;
       break;
     }

@@ -17,12 +17,13 @@ bool Overlay::name_in_lowers(Inode* parent, std::string_view name) {
   std::string n(name);
   for (int layer : parent->dir_layers) {
     if (layer < layers_.first_lower() || layer == 0) continue;
-    SharedFd dir = dir_fd(parent, layer);
+    LayerDirRef dir = layer_dir(parent, layer);
     if (!dir) continue;
+    const LayerSource& src = source(layer);
     struct stat st {};
-    if (::fstatat(dir->get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return !is_whiteout_device(st);
+    if (src.stat(*dir, n, st) == 0) return !is_whiteout_device(st);
     if (!may_hold_whiteout_file(parent, layer)) continue;
-    if (::fstatat(dir->get(), (std::string(kWhiteoutPrefix) + n).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return false;
+    if (src.stat(*dir, std::string(kWhiteoutPrefix) + n, st) == 0) return false;
   }
   return false;
 }
@@ -31,7 +32,7 @@ mode_t Overlay::effective_mode(Inode* parent, mode_t mode, const Caller& caller)
   if ((caller.umask & 0777) == 0) return mode;
   // A default ACL on the parent replaces the umask: the backing filesystem applies it.
   if (auto place = place_of(parent, parent->top.load())) {
-    if (target_of(*place).get("system.posix_acl_default", nullptr, 0) > 0) return mode;
+    if (getxattr_at(*place, "system.posix_acl_default", nullptr, 0) > 0) return mode;
   }
   return mode & ~(caller.umask & 0777);
 }
@@ -72,9 +73,9 @@ Result<Entry> Overlay::create_node(Inode* parent, std::string_view name, bool is
   if (is_marker_name(name) || name == "." || name == "..") return Errno{EINVAL};
   if (auto existing = resolve(parent, name); existing) return Errno{EEXIST};
   if (Status s = ensure_upper_dir_locked(parent); s != 0) return Errno{s};
-  SharedFd pfd = dir_fd(parent, 0);
+  LayerDirRef pfd = layer_dir(parent, 0);
   if (!pfd) return last_errno();
-  int upper = pfd->get();
+  int upper = pfd->fd();
   int work = work_fd_.get();
 
   std::string n(name);
@@ -216,7 +217,7 @@ Status Overlay::remove_upper_entry(int dirfd, const std::string& name, bool is_d
 Status Overlay::remove_name_locked(Inode* parent, std::string_view name, const Resolved& found) {
   bool is_dir = S_ISDIR(found.st.st_mode);
   if (Status s = ensure_upper_dir_locked(parent); s != 0) return s;
-  SharedFd pfd = dir_fd(parent, 0);
+  LayerDirRef pfd = layer_dir(parent, 0);
   if (!pfd) return errno;
   std::string n(name);
 
@@ -227,13 +228,13 @@ Status Overlay::remove_name_locked(Inode* parent, std::string_view name, const R
   UniqueFd held;
   bool upper = found.top == 0;
   if (victim) {
-    SharedFd where = dir_fd(parent, found.top);
+    LayerDirRef where = layer_dir(parent, found.top);
     if (where) held = hold_backing(Place{where, n});
   }
   if (upper && !is_dir && !victim && found.st.st_nlink <= 1) forget_origin(found.st.st_ino);
 
   bool lower = name_in_lowers(parent, name);
-  Status s = upper ? remove_upper_entry(pfd->get(), n, is_dir, lower) : make_whiteout(pfd->get(), n, whiteout_style());
+  Status s = upper ? remove_upper_entry(pfd->fd(), n, is_dir, lower) : make_whiteout(pfd->fd(), n, whiteout_style());
   if (s != 0) return s;
   bump_version();
   if (victim) {

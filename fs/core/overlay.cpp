@@ -61,16 +61,7 @@ Result<std::unique_ptr<Overlay>> Overlay::create(const EngineConfig& config, std
     }
   }
 
-  for (size_t i = 0; i < ov->layers_.size(); ++i) {
-    ov->hardlinks_.push_back(std::make_unique<LayerHardlinks>());
-    UniqueFd fd(::fcntl(ov->layers_[i].root.get(), F_DUPFD_CLOEXEC, 0));
-    if (!fd) {
-      int err = errno;
-      error = ov->layers_[i].path + ": " + std::strerror(err);
-      return Errno{err};
-    }
-    ov->root_fds_.push_back(std::make_shared<const UniqueFd>(std::move(fd)));
-  }
+  for (size_t i = 0; i < ov->layers_.size(); ++i) ov->hardlinks_.push_back(std::make_unique<LayerHardlinks>());
   struct stat st {};
   if (::fstat(ov->layers_[0].root.get(), &st) != 0) {
     int err = errno;
@@ -94,15 +85,16 @@ const WhiteoutStyle& Overlay::whiteout_style() const {
 
 // ---- Reaching backing files. ----
 
-SharedFd Overlay::dir_fd(Inode* dir, int layer) {
-  if (dir == root_) return root_fds_[size_t(layer)];
-  if (SharedFd fd = dir_fds_.get(dir->id, layer)) return fd;
-  // Climb to the nearest ancestor with a cached fd, then open one name at a time downwards.
+LayerDirRef Overlay::layer_dir(Inode* dir, int layer) {
+  const LayerSource& src = source(layer);
+  if (dir == root_) return src.root();
+  if (LayerDirRef cached = dir_fds_.get(dir->id, layer)) return cached;
+  // Climb to the nearest ancestor with a cached handle, then open one name at a time downwards.
   std::vector<Inode*> chain;
-  SharedFd base;
-  for (Inode* n = dir; n; ) {
+  LayerDirRef base;
+  for (Inode* n = dir; n;) {
     if (n == root_) {
-      base = root_fds_[size_t(layer)];
+      base = src.root();
       break;
     }
     if (n != dir) {
@@ -113,7 +105,7 @@ SharedFd Overlay::dir_fd(Inode* dir, int layer) {
       if (n == dir && n->orphan && n->top.load() == layer) {
         UniqueFd fd(::fcntl(n->orphan.get(), F_DUPFD_CLOEXEC, 0));
         if (!fd) return nullptr;
-        return std::make_shared<const UniqueFd>(std::move(fd));
+        return std::make_shared<const FdLayerDir>(std::move(fd));
       }
       errno = ENOENT;
       return nullptr;
@@ -123,47 +115,71 @@ SharedFd Overlay::dir_fd(Inode* dir, int layer) {
   }
   for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
     Inode* n = *it;
-    UniqueFd fd(::openat(base->get(), n->aliases.front().name.c_str(),
-                         O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!fd) return nullptr;
-    base = dir_fds_.put(n->id, layer, std::move(fd));
+    LayerDirRef next = src.open_dir(*base, n->aliases.front().name);
+    if (!next) return nullptr;
+    base = dir_fds_.put(n->id, layer, std::move(next));
   }
   return base;
 }
 
 Result<Overlay::Place> Overlay::place_of(Inode* node, int layer) {
-  if (node == root_) return Place{root_fds_[size_t(layer)], ""};
+  if (node == root_) return Place{source(layer).root(), "", layer, false};
   if (const Alias* a = node->first_alias()) {
-    SharedFd dir = dir_fd(a->parent, layer);
+    LayerDirRef dir = layer_dir(a->parent, layer);
     if (!dir) return last_errno();
-    return Place{std::move(dir), a->name};
+    return Place{std::move(dir), a->name, layer, false};
   }
   if (node->orphan && node->top.load() == layer) {
     UniqueFd fd(::fcntl(node->orphan.get(), F_DUPFD_CLOEXEC, 0));
     if (!fd) return last_errno();
-    return Place{std::make_shared<const UniqueFd>(std::move(fd)), ""};
+    return Place{std::make_shared<const FdLayerDir>(std::move(fd)), "", layer, true};
   }
   return Errno{ENOENT};
 }
 
 Result<struct stat> Overlay::stat_at(const Place& place) const {
   struct stat st {};
-  int r = place.name.empty() ? ::fstatat(place.fd(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)
-                             : ::fstatat(place.fd(), place.name.c_str(), &st, AT_SYMLINK_NOFOLLOW);
-  if (r != 0) return last_errno();
+  if (place.orphan) {
+    if (::fstatat(place.fd(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return last_errno();
+    return st;
+  }
+  if (Status s = source(place.layer).stat(*place.dir, place.name, st); s != 0) return Errno{s};
   return st;
 }
 
+ssize_t Overlay::getxattr_at(const Place& place, const char* xname, void* value, size_t size) const {
+  if (place.orphan) return target_of(place).get(xname, value, size);
+  ssize_t n = source(place.layer).getxattr(*place.dir, place.name, xname, value, size);
+  if (n < 0) errno = int(-n);
+  return n < 0 ? -1 : n;
+}
+
+ssize_t Overlay::listxattr_at(const Place& place, char* list, size_t size) const {
+  if (place.orphan) return target_of(place).list(list, size);
+  ssize_t n = source(place.layer).listxattr(*place.dir, place.name, list, size);
+  if (n < 0) errno = int(-n);
+  return n < 0 ? -1 : n;
+}
+
+Result<std::string> Overlay::readlink_at(const Place& place) const {
+  if (!place.orphan) return source(place.layer).readlink(*place.dir, place.name);
+  char buf[PATH_MAX];
+  ssize_t n = ::readlinkat(place.fd(), "", buf, sizeof buf);
+  if (n < 0) return last_errno();
+  return std::string(buf, size_t(n));
+}
+
 Result<UniqueFd> Overlay::open_backing(Inode* node, int flags) {
-  flags |= O_NOFOLLOW | O_CLOEXEC;
   auto place = place_of(node, node->top.load());
   if (!place) return Errno{place.error()};
   UniqueFd fd;
-  if (place->name.empty()) {
-    // The orphan: reopen the file itself through its /proc link (no name is left to open).
-    fd = UniqueFd(::open(fd_path(place->fd()).c_str(), flags & ~O_NOFOLLOW));
+  if (place->orphan) {
+    // Reopen the file itself through its /proc link (no name is left to open).
+    fd = UniqueFd(::open(fd_path(place->fd()).c_str(), flags | O_CLOEXEC));
+  } else if (place->layer == 0 && layers_.has_upper()) {
+    fd = UniqueFd(::openat(place->fd(), place->name.c_str(), flags | O_NOFOLLOW | O_CLOEXEC));
   } else {
-    fd = UniqueFd(::openat(place->fd(), place->name.c_str(), flags));
+    return source(place->layer).open(*place->dir, place->name, flags & ~(O_ACCMODE | O_TRUNC | O_CREAT));
   }
   if (!fd) return last_errno();
   return fd;
@@ -257,6 +273,7 @@ void Overlay::forget(Inode* node, uint64_t count) {
 }
 
 UniqueFd Overlay::hold_backing(const Place& place) {
+  // A layer source without fds (a blob) cannot pin a file: its open handles still work.
   return UniqueFd(::openat(place.fd(), place.name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
 }
 

@@ -96,7 +96,7 @@ struct OpenFile {
   int flags = 0;
   std::atomic<int> current{-1};          // the fd I/O uses now
   std::atomic<uint32_t> copyups_seen{0};
-  bool from_lower = false;               // reopen_mutex
+  std::atomic<bool> from_lower{false};   // written under reopen_mutex; io_fd's fast path reads it without
   std::vector<UniqueFd> retired;         // replaced fds stay open until release: readers may hold them
   std::mutex reopen_mutex;
 };
@@ -171,21 +171,30 @@ class Overlay {
   };
 
   // ---- Reaching backing files (tree lock held, shared or exclusive). ----
-  // The O_PATH fd of directory `dir` in `layer`; nullptr with errno set if it has none there.
-  SharedFd dir_fd(Inode* dir, int layer);
-  // Where a node's backing file is in `layer`: its first alias's directory fd and name, or
-  // (name empty) the orphan fd.
+  // Directory `dir` of `layer`, opened one name at a time from the nearest cached ancestor;
+  // nullptr with errno set if it has none there.
+  LayerDirRef layer_dir(Inode* dir, int layer);
+  const LayerSource& source(int layer) const { return *layers_[size_t(layer)].source; }
+  // Where a node's backing file is in `layer`: its first alias's directory and name; the
+  // layer's root (empty name); or the orphan, a file held by its own fd.
   struct Place {
-    SharedFd dir;
+    LayerDirRef dir;
     std::string name;
-    int fd() const { return dir ? dir->get() : -1; }
+    int layer = 0;
+    bool orphan = false;
+    int fd() const { return dir ? dir->fd() : -1; }
   };
   Result<Place> place_of(Inode* node, int layer);
+  // Reading a place, through its layer's source (the orphan through its fd).
   Result<struct stat> stat_at(const Place& place) const;
-  // The xattr/chmod path of a place ("/proc/self/fd/N/name").
+  ssize_t getxattr_at(const Place& place, const char* xname, void* value, size_t size) const;
+  ssize_t listxattr_at(const Place& place, char* list, size_t size) const;
+  Result<std::string> readlink_at(const Place& place) const;
+  // Writing a place of the upper (or the orphan): its chmod path and xattr target.
   static std::string path_of(const Place& place) { return fd_path(place.fd(), place.name); }
   static XattrTarget target_of(const Place& place) { return {path_of(place), place.name.empty()}; }
-  // Opens the node's visible backing file with `flags` (plus O_NOFOLLOW | O_CLOEXEC).
+  // Opens the node's visible backing file with `flags` (plus O_NOFOLLOW | O_CLOEXEC); only
+  // the upper and orphans are opened for writing.
   Result<UniqueFd> open_backing(Inode* node, int flags);
 
   // ---- Lookup (lookup.cpp). ----
@@ -214,7 +223,9 @@ class Overlay {
   void bump_version() { version_.fetch_add(1, std::memory_order_release); }
 
   // ---- Attributes (attr.cpp). ----
-  struct stat present(struct stat st, const XattrTarget& xattrs, const Inode* node) const;
+  // What stat shows: ids mapped, the override record applied (read through `xattr`), st_ino.
+  struct stat present(struct stat st, const std::function<ssize_t(const char*, void*, size_t)>& xattr,
+                      const Inode* node) const;
   uint64_t ino_for(int layer, const struct stat& st) const;
   void show_newest_layer_mtime(Inode* dir, struct stat& st);
   Result<struct stat> getattr_locked(Inode* node);
@@ -229,7 +240,7 @@ class Overlay {
   // Builds a copy of the file at `src` (a Place in `layer`) as work/`tmp`: data (if asked),
   // owner, mode, xattrs, times.
   Status stage_copy(const Place& src, const struct stat& st, const std::string& tmp, bool with_data);
-  Status copy_xattrs(const XattrTarget& src, const XattrTarget& dst);
+  Status copy_xattrs(const Place& src, const XattrTarget& dst);
   // Copy-up entry points. copy_up: no lock held; copies data under copy_mutex only.
   Status copy_up(Inode* node, bool with_data = true);
   // Exclusive tree lock held: the data copy, if any, happens under it.
@@ -276,7 +287,6 @@ class Overlay {
   std::unordered_map<InodeKey, Inode*, InodeKeyHash> table_;
   std::unordered_map<uint64_t, Inode*> all_;  // every live Inode by id
   uint64_t next_id_ = 1;
-  std::vector<SharedFd> root_fds_;  // per layer
   DirFdCache dir_fds_;
 
   mutable std::mutex origins_mutex_;

@@ -107,19 +107,19 @@ Status Overlay::rename_locked(Inode* parent, std::string_view name, Inode* new_p
     if (!dst) return dst.error();
   }
 
-  SharedFd pfd = dir_fd(parent, 0);
-  SharedFd npfd = dir_fd(new_parent, 0);
+  LayerDirRef pfd = layer_dir(parent, 0);
+  LayerDirRef npfd = layer_dir(new_parent, 0);
   if (!pfd || !npfd) return errno;
   std::string from(name), to(new_name);
 
   if (flags & RENAME_EXCHANGE) {
-    if (::renameat2(pfd->get(), from.c_str(), npfd->get(), to.c_str(), RENAME_EXCHANGE) != 0) return errno;
+    if (::renameat2(pfd->fd(), from.c_str(), npfd->fd(), to.c_str(), RENAME_EXCHANGE) != 0) return errno;
     bump_version();
     // A directory now standing where a lower layer has that name must not merge with it.
     if (src_is_dir && name_in_lowers(new_parent, new_name))
-      if (Status s = mark_opaque(npfd->get(), to, whiteout_style()); s != 0) return s;
+      if (Status s = mark_opaque(npfd->fd(), to, whiteout_style()); s != 0) return s;
     if (dst_is_dir && name_in_lowers(parent, name))
-      if (Status s = mark_opaque(pfd->get(), from, whiteout_style()); s != 0) return s;
+      if (Status s = mark_opaque(pfd->fd(), from, whiteout_style()); s != 0) return s;
     remove_alias(src_node, parent, name);
     remove_alias(dst_node, new_parent, new_name);
     add_alias(src_node, new_parent, new_name);
@@ -138,24 +138,24 @@ Status Overlay::rename_locked(Inode* parent, std::string_view name, Inode* new_p
   UniqueFd held;
   bool dst_upper = dst_exists && dst->top == 0;
   if (dst_node) {
-    if (SharedFd where = dir_fd(new_parent, dst->top)) held = hold_backing(Place{where, to});
+    if (LayerDirRef where = layer_dir(new_parent, dst->top)) held = hold_backing(Place{where, to});
   }
   struct stat ust {};
-  bool in_upper = ::fstatat(npfd->get(), to.c_str(), &ust, AT_SYMLINK_NOFOLLOW) == 0;
+  bool in_upper = ::fstatat(npfd->fd(), to.c_str(), &ust, AT_SYMLINK_NOFOLLOW) == 0;
   if (in_upper && S_ISDIR(ust.st_mode) && dst_is_dir)
-    if (Status s = remove_dir_contents(npfd->get(), to); s != 0) return s;
-  if (in_upper && src_is_dir && is_whiteout_device(ust) && ::unlinkat(npfd->get(), to.c_str(), 0) != 0) return errno;
+    if (Status s = remove_dir_contents(npfd->fd(), to); s != 0) return s;
+  if (in_upper && src_is_dir && is_whiteout_device(ust) && ::unlinkat(npfd->fd(), to.c_str(), 0) != 0) return errno;
 
   unsigned rflags = src_leaves_whiteout ? RENAME_WHITEOUT : 0;
-  if (::renameat2(pfd->get(), from.c_str(), npfd->get(), to.c_str(), rflags) != 0) {
+  if (::renameat2(pfd->fd(), from.c_str(), npfd->fd(), to.c_str(), rflags) != 0) {
     if (rflags == 0 || (errno != EINVAL && errno != EPERM && errno != EOPNOTSUPP)) return errno;
-    if (::renameat(pfd->get(), from.c_str(), npfd->get(), to.c_str()) != 0) return errno;
-    if (Status s = make_whiteout(pfd->get(), from, whiteout_style()); s != 0) return s;
+    if (::renameat(pfd->fd(), from.c_str(), npfd->fd(), to.c_str()) != 0) return errno;
+    if (Status s = make_whiteout(pfd->fd(), from, whiteout_style()); s != 0) return s;
   }
   bump_version();
   if (src_is_dir && dst_over_lower)
-    if (Status s = mark_opaque(npfd->get(), to, whiteout_style()); s != 0) return s;
-  ::unlinkat(npfd->get(), (std::string(kWhiteoutPrefix) + to).c_str(), 0);
+    if (Status s = mark_opaque(npfd->fd(), to, whiteout_style()); s != 0) return s;
+  ::unlinkat(npfd->fd(), (std::string(kWhiteoutPrefix) + to).c_str(), 0);
 
   if (dst_node) {
     remove_alias(dst_node, new_parent, new_name);

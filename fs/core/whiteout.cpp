@@ -25,11 +25,6 @@ bool parse_whiteout_name(std::string_view name, std::string_view& hidden) {
 
 namespace {
 
-bool xattr_says_yes(const char* path, const char* name) {
-  char value[4];
-  ssize_t n = ::lgetxattr(path, name, value, sizeof value);
-  return n == 1 && (value[0] == 'y' || value[0] == 'Y');
-}
 
 }  // namespace
 
@@ -39,39 +34,40 @@ std::string fd_path(int fd, std::string_view name) {
   return out;
 }
 
-bool is_opaque_dir(int parent_fd, std::string_view name) {
-  std::string path = fd_path(parent_fd, name);
+bool is_opaque_dir(const LayerSource& layer, const LayerDir& parent, std::string_view name) {
   // One listxattr tells whether any opaque xattr form is present at all; most dirs have none.
   char names[1024];
-  ssize_t len = ::llistxattr(path.c_str(), names, sizeof names);
+  ssize_t len = layer.listxattr(parent, name, names, sizeof names);
+  auto says_yes = [&](const char* xname) {
+    char value[4];
+    return layer.getxattr(parent, name, xname, value, sizeof value) == 1 && (value[0] == 'y' || value[0] == 'Y');
+  };
   if (len > 0) {
     for (ssize_t off = 0; off < len;) {
       const char* xname = names + off;
       off += ssize_t(std::strlen(xname)) + 1;
       if ((!std::strcmp(xname, kTrustedOpaque) || !std::strcmp(xname, kUserOpaque) ||
            !std::strcmp(xname, kFuseOverlayfsOpaque)) &&
-          xattr_says_yes(path.c_str(), xname))
+          says_yes(xname))
         return true;
     }
-  } else if (len < 0 && errno == ERANGE) {
+  } else if (len == -ERANGE) {
     for (const char* xname : {kTrustedOpaque, kUserOpaque, kFuseOverlayfsOpaque})
-      if (xattr_says_yes(path.c_str(), xname)) return true;
+      if (says_yes(xname)) return true;
   }
-  // `name` was just seen to be a directory of this (read-only, or lock-guarded upper) layer.
-  std::string marker = std::string(name) + "/" + std::string(kOpaqueMarkerFile);
+  LayerDirRef dir = layer.open_dir(parent, name);
   struct stat st {};
-  return ::fstatat(parent_fd, marker.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  return dir && layer.stat(*dir, kOpaqueMarkerFile, st) == 0;
 }
 
-bool dir_has_whiteout_files(int dir_fd) {
-  DirStream dir(dir_fd, ".");
-  if (!dir.ok()) return true;
-  errno = 0;
-  while (struct dirent* de = dir.next()) {
+bool dir_has_whiteout_files(const LayerSource& layer, const LayerDir& dir) {
+  bool found = false;
+  Status s = layer.list(dir, [&](std::string_view name, ino_t, unsigned char) {
     std::string_view hidden;
-    if (parse_whiteout_name(de->d_name, hidden)) return true;
-  }
-  return errno != 0;
+    found = parse_whiteout_name(name, hidden);
+    return !found;
+  });
+  return found || s != 0;
 }
 
 WhiteoutStyle probe_whiteout_style(int upper_fd, int work_fd) {

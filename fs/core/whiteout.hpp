@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "fs/core/layer_source.hpp"
 #include "fs/core/result.hpp"
 
 namespace strata::fs {
@@ -28,13 +29,12 @@ inline bool is_marker_name(std::string_view name) {
   return name.size() >= kWhiteoutPrefix.size() && name.substr(0, kWhiteoutPrefix.size()) == kWhiteoutPrefix;
 }
 
-// Does directory `name` (one component below the directory fd `parent_fd`) hide the
-// layers below it?
-bool is_opaque_dir(int parent_fd, std::string_view name);
+// Does directory `name` of `layer` (one name below `parent`) hide the layers below it?
+bool is_opaque_dir(const LayerSource& layer, const LayerDir& parent, std::string_view name);
 
-// Does the directory open as `dir_fd` hold any .wh.NAME whiteout file? One pass over its
+// Does directory `dir` of `layer` hold any .wh.NAME whiteout file? One pass over its
 // entries; true when it cannot be read (so callers keep probing).
-bool dir_has_whiteout_files(int dir_fd);
+bool dir_has_whiteout_files(const LayerSource& layer, const LayerDir& dir);
 
 // Which marker forms this mount writes. Decided by probing the upper on first need.
 struct WhiteoutStyle {

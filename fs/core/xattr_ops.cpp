@@ -15,16 +15,15 @@ Result<std::string> Overlay::getxattr(Inode* node, const std::string& name) {
   std::shared_lock lock(tree_);
   auto place = place_of(node, node->top.load());
   if (!place) return Errno{place.error()};
-  XattrTarget target = target_of(*place);
   std::string value(256, '\0');
   for (;;) {
-    ssize_t n = target.get(name.c_str(), value.data(), value.size());
+    ssize_t n = getxattr_at(*place, name.c_str(), value.data(), value.size());
     if (n >= 0) {
       value.resize(size_t(n));
       return value;
     }
     if (errno != ERANGE) return last_errno();
-    ssize_t need = target.get(name.c_str(), nullptr, 0);
+    ssize_t need = getxattr_at(*place, name.c_str(), nullptr, 0);
     if (need < 0) return last_errno();
     value.resize(size_t(need) + 1);
   }
@@ -35,13 +34,12 @@ Result<std::string> Overlay::listxattr(Inode* node) {
   std::shared_lock lock(tree_);
   auto place = place_of(node, node->top.load());
   if (!place) return Errno{place.error()};
-  XattrTarget target = target_of(*place);
   std::string names;
   for (;;) {
-    ssize_t need = target.list(nullptr, 0);
+    ssize_t need = listxattr_at(*place, nullptr, 0);
     if (need < 0) return last_errno();
     names.resize(size_t(need));
-    ssize_t n = target.list(names.data(), names.size());
+    ssize_t n = listxattr_at(*place, names.data(), names.size());
     if (n >= 0) {
       names.resize(size_t(n));
       break;
@@ -78,7 +76,7 @@ Status Overlay::removexattr(Inode* node, const std::string& name) {
     std::shared_lock lock(tree_);
     auto lower = place_of(node, node->top.load());
     if (!lower) return lower.error();
-    if (target_of(*lower).get(name.c_str(), nullptr, 0) < 0) return errno;
+    if (getxattr_at(*lower, name.c_str(), nullptr, 0) < 0) return errno;
   }
   if (Status s = copy_up(node); s != 0) return s;
   std::shared_lock lock(tree_);

@@ -177,9 +177,10 @@ TEST_F(WhiteoutScan, FindsWhiteoutFilesButNotTheOpaqueMarker) {
   make_dir(lo(1, "hides"));
   write_file(lo(1, "hides/b"), "b");
   make_whiteout_file(lo(1, "hides"), "gone");
+  DirLayerSource layer(UniqueFd(::open(lower(1).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC)));
   auto scan = [&](const char* dir) {
     UniqueFd fd(::open(lo(1, dir).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-    return dir_has_whiteout_files(fd.get());  // -1 for a missing dir: unreadable
+    return dir_has_whiteout_files(layer, FdLayerDir(std::move(fd)));  // a missing dir: unreadable
   };
   EXPECT_FALSE(scan("plain"));
   EXPECT_FALSE(scan("opaque"));
