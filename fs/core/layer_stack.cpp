@@ -69,12 +69,4 @@ uint64_t LayerStack::present_ino(dev_t dev, ino_t ino) const {
   return uint64_t(ino) ^ (uint64_t(dev) << 40) ^ (uint64_t(0xff) << 56);
 }
 
-std::string join_path(const std::string& dir, std::string_view name) {
-  if (dir == ".") return std::string(name);
-  std::string out;
-  out.reserve(dir.size() + 1 + name.size());
-  out.append(dir).append("/").append(name);
-  return out;
-}
-
 }  // namespace strata::fs

@@ -49,7 +49,4 @@ class LayerStack {
   bool has_upper_ = false;
 };
 
-// "dir/name", or just "name" when dir is the root (".").
-std::string join_path(const std::string& dir, std::string_view name);
-
 }  // namespace strata::fs

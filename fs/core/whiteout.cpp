@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "fs/core/dir_stream.hpp"
-#include "fs/core/layer_stack.hpp"
 #include "fs/core/unique_fd.hpp"
 #include "fs/core/xattr_names.hpp"
 
@@ -98,17 +97,6 @@ Status make_whiteout(int dir_fd, std::string_view name, const WhiteoutStyle& sty
   std::string marker = std::string(kWhiteoutPrefix) + n;
   UniqueFd fd(::openat(dir_fd, marker.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0000));
   if (!fd && errno != EEXIST) return errno;
-  return 0;
-}
-
-Status remove_whiteout(int dir_fd, std::string_view name) {
-  std::string n(name);
-  struct stat st {};
-  if (::fstatat(dir_fd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && is_whiteout_device(st)) {
-    if (::unlinkat(dir_fd, n.c_str(), 0) != 0) return errno;
-  }
-  std::string marker = std::string(kWhiteoutPrefix) + n;
-  if (::unlinkat(dir_fd, marker.c_str(), 0) != 0 && errno != ENOENT) return errno;
   return 0;
 }
 

@@ -48,8 +48,6 @@ WhiteoutStyle probe_whiteout_style(int upper_fd, int work_fd);
 // Each of these acts on `name`, one component below the upper directory fd `dir_fd`.
 // Creates a whiteout for `name`.
 Status make_whiteout(int dir_fd, std::string_view name, const WhiteoutStyle& style);
-// Removes any whiteout (either form) for `name`; missing is fine.
-Status remove_whiteout(int dir_fd, std::string_view name);
 // Marks directory `name` opaque.
 Status mark_opaque(int dir_fd, std::string_view name, const WhiteoutStyle& style);
 // "/proc/self/fd/FD/NAME" (or "/proc/self/fd/FD" for an empty name): the path form that

@@ -1,4 +1,4 @@
-// Overlay engine helpers (override_stat, IdMapping, join_path, whiteout names) and owner
+// Overlay engine helpers (override_stat, IdMapping, whiteout names) and owner
 // translation through the Overlay API.
 #include <sys/sysmacros.h>
 
@@ -130,14 +130,7 @@ TEST(IdMapping, Squash) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// join_path and whiteout names
-
-TEST(JoinPath, RootAndNested) {
-  EXPECT_EQ(join_path(".", "a"), "a");
-  EXPECT_EQ(join_path("a", "b"), "a/b");
-  EXPECT_EQ(join_path("a/b", "c"), "a/b/c");
-  EXPECT_EQ(join_path(".", ".wh.x"), ".wh.x");
-}
+// whiteout names
 
 TEST(WhiteoutNames, ParseAndMarkers) {
   std::string_view hidden;
