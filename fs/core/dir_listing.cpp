@@ -65,8 +65,9 @@ Result<std::vector<DirEntry>> Overlay::merged_entries(Inode* node, const std::ve
   return out;
 }
 
-Result<std::vector<DirEntry>> Overlay::list_dir(Inode* dir) {
+Result<std::vector<DirEntry>> Overlay::list_dir(Inode* dir, uint64_t* version) {
   std::shared_lock lock(tree_);
+  if (version) *version = version_.load(std::memory_order_acquire);
   const Alias* a = dir->first_alias();
   uint64_t parent_ino = a ? a->parent->ino : dir->ino;
   if (!a && dir != root_ && !dir->orphan) return Errno{ENOENT};

@@ -139,7 +139,10 @@ Result<Entry> Overlay::lookup_in(Inode* parent, std::string_view name, const std
 
 Result<Entry> Overlay::lookup(Inode* parent, std::string_view name) { return lookup_in(parent, name, nullptr); }
 
-Result<Entry> Overlay::lookup_listed(Inode* dir, const DirEntry& listed) {
+Result<Entry> Overlay::lookup_listed(Inode* dir, const DirEntry& listed, uint64_t listed_version) {
+  // Anything may have happened to the name since it was listed (removed, replaced, copied
+  // up): the layers above its listed one must be looked at again.
+  if (version_.load(std::memory_order_acquire) != listed_version) return lookup(dir, listed.name);
   std::vector<int> below;
   {
     std::shared_lock lock(tree_);

@@ -113,8 +113,9 @@ class Overlay {
 
   // Lookup and lifetime.
   Result<Entry> lookup(Inode* parent, std::string_view name);
-  // Lookup of a name list_dir just returned (readdirplus).
-  Result<Entry> lookup_listed(Inode* dir, const DirEntry& entry);
+  // Lookup of a name list_dir returned (readdirplus): while the tree is as it was then
+  // (`listed_version`), only the entry's layer and those below it are probed.
+  Result<Entry> lookup_listed(Inode* dir, const DirEntry& entry, uint64_t listed_version);
   void forget(Inode* node, uint64_t count);
 
   // Attributes. `file`, when the request names an open handle, answers from it.
@@ -143,8 +144,9 @@ class Overlay {
   int io_fd(OpenFile& file);
   Status fsync(OpenFile& file, bool datasync);
 
-  // Directories: the merged listing, deduplicated, whiteouts and markers removed.
-  Result<std::vector<DirEntry>> list_dir(Inode* dir);
+  // Directories: the merged listing, deduplicated, whiteouts and markers removed. `version`
+  // receives the tree's version it reflects.
+  Result<std::vector<DirEntry>> list_dir(Inode* dir, uint64_t* version = nullptr);
 
   // Extended attributes.
   Result<std::string> getxattr(Inode* node, const std::string& name);

@@ -16,6 +16,7 @@ namespace {
 struct DirHandle {
   std::mutex mutex;
   std::vector<DirEntry> entries;
+  uint64_t version = 0;  // of the tree when listed
   bool loaded = false;
 };
 
@@ -44,7 +45,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
   // The reply may let the kernel release the handle at once: build under the lock, reply after.
   std::unique_lock lock(dir.mutex);
   if (off == 0 || !dir.loaded) {
-    auto entries = ov.list_dir(dir_node);
+    auto entries = ov.list_dir(dir_node, &dir.version);
     if (!entries) {
       lock.unlock();
       fuse_reply_err(req, entries.error());
@@ -71,7 +72,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
         e.attr.st_ino = d.ino;
         e.attr.st_mode = mode_t(d.type) << 12;
       } else {
-        auto entry = ov.lookup_listed(dir_node, d);
+        auto entry = ov.lookup_listed(dir_node, d, dir.version);
         if (!entry) continue;  // vanished since the snapshot
         e = entry_param(context(req), *entry);
         looked_up = entry->node;

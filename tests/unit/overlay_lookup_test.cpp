@@ -222,6 +222,34 @@ TEST_F(OverlayLookup, DirectoryOverLowerFileDoesNotMerge) {
   EXPECT_EQ(names("d"), (std::vector<std::string>{".", "..", "u"}));
 }
 
+TEST_F(OverlayLookup, ListedNameChangedSinceTheListingIsLookedUpAgain) {
+  // readdirplus looks up names from a listing taken earlier: a lower file removed or replaced
+  // since must not come back (it did when only the layers below the listed one were probed).
+  write_file(lo(0, "gone"), "lower");
+  write_file(lo(0, "replaced"), "lower");
+  mount(1);
+  uint64_t listed = 0;
+  auto entries = ov().list_dir(ov().root(), &listed);
+  ASSERT_TRUE(entries.ok());
+  EXPECT_EQ(ov().unlink(ov().root(), "gone"), 0);
+  auto made = ov().create(ov().root(), "new", 0644, O_WRONLY, caller());
+  ASSERT_TRUE(made.ok());
+  ASSERT_EQ(::pwrite(made->second->fd.get(), "upper", 5, 0), 5);
+  EXPECT_EQ(ov().rename(ov().root(), "new", ov().root(), "replaced", 0), 0);
+  for (const DirEntry& e : *entries) {
+    if (e.name == "gone") {
+      EXPECT_EQ(ov().lookup_listed(ov().root(), e, listed).error(), ENOENT);
+    }
+    if (e.name == "replaced") {
+      auto r = ov().lookup_listed(ov().root(), e, listed);
+      ASSERT_TRUE(r.ok());
+      EXPECT_EQ(r->node->top.load(), 0);
+      EXPECT_EQ(r->st.st_size, 5);
+    }
+  }
+  EXPECT_EQ(ov_read("replaced"), "upper");
+}
+
 TEST_F(OverlayLookup, RepeatedLookupReturnsTheSameNode) {
   write_file(lo(0, "f"), "x");
   mount(1);

@@ -356,12 +356,13 @@ TEST_F(OverlayThreads, LookupAndForgetOfTheSameNames) {
       else if (st->st_ino != ino.at(p)) fails.add("getattr " + p + ": st_ino changed");
       if (leaf->is_dir() && rng() % 4 == 0) {
         // readdirplus: lookup_listed of an entry (it may forget and look up again).
-        auto entries = ov().list_dir(leaf);
+        uint64_t listed = 0;
+        auto entries = ov().list_dir(leaf, &listed);
         if (!entries) {
           fails.add("list_dir " + p + ": " + err_text(entries.error()));
         } else if (entries->size() > 2) {
           const DirEntry& pick = (*entries)[2 + rng() % (entries->size() - 2)];
-          auto e = ov().lookup_listed(leaf, pick);
+          auto e = ov().lookup_listed(leaf, pick, listed);
           if (!e) fails.add("lookup_listed " + p + "/" + pick.name + ": " + err_text(e.error()));
           else {
             atomic_max(max_id, e->node->id);
@@ -860,7 +861,8 @@ TEST_F(OverlayThreads, CreateUnlinkRenameInOneDirectoryFromFourThreads) {
       } else {
         // A listing: no name twice, and this thread's names exactly as modelled (nobody
         // else touches them).
-        auto entries = ov().list_dir(w);
+        uint64_t listed = 0;
+        auto entries = ov().list_dir(w, &listed);
         if (!entries) {
           fails.add(at + "list_dir " + err_text(entries.error()));
           continue;
@@ -876,7 +878,7 @@ TEST_F(OverlayThreads, CreateUnlinkRenameInOneDirectoryFromFourThreads) {
         // And a lookup of one listed name (it may be gone by now if it is a shared one).
         if (entries->size() > 2) {
           const DirEntry& pick = (*entries)[2 + rng() % (entries->size() - 2)];
-          auto e = ov().lookup_listed(w, pick);
+          auto e = ov().lookup_listed(w, pick, listed);
           if (e) ov().forget(e->node, 1);
           else if (e.error() != ENOENT || pick.name.rfind("p" + std::to_string(t) + "_", 0) == 0)
             fails.add(at + "lookup_listed " + pick.name + ": " + err_text(e.error()));
