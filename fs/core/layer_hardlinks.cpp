@@ -7,27 +7,33 @@ namespace strata::fs {
 
 namespace {
 
-void walk(const LayerSource& src, const LayerDir& dir, const std::string& prefix, dev_t dev,
+// A lower tree deeper than this is not searched below it for other names of a hardlink: each
+// level holds one open directory while its subdirectories are walked, and the process may hold
+// 20000 fds. Real images stay far below it (a path of PATH_MAX has at most ~2000 levels).
+constexpr int kMaxDepth = 512;
+
+void walk(const LayerSource& src, const LayerDir& dir, const std::string& prefix, dev_t dev, int depth,
           std::unordered_map<ino_t, std::vector<std::string>>& out) {
   std::vector<std::string> subdirs;
   src.list(dir, [&](std::string_view name, ino_t, unsigned char type) {
     if (name == "." || name == "..") return true;
-    if (type != DT_DIR && type != DT_REG && type != DT_UNKNOWN && type != DT_LNK && type != DT_CHR &&
-        type != DT_BLK && type != DT_FIFO && type != DT_SOCK)
-      return true;
     struct stat st {};
-    if (src.stat(dir, name, st) != 0) return true;
-    std::string path = prefix.empty() ? std::string(name) : prefix + "/" + std::string(name);
-    if (S_ISDIR(st.st_mode)) {
-      if (st.st_dev == dev) subdirs.push_back(std::string(name));  // not another filesystem mounted inside
-    } else if (st.st_nlink > 1) {
-      out[st.st_ino].push_back(std::move(path));
+    if (type == DT_DIR) {
+      subdirs.emplace_back(name);
+      return true;
     }
+    if (src.stat(dir, name, st) != 0) return true;
+    if (S_ISDIR(st.st_mode)) subdirs.emplace_back(name);
+    else if (st.st_nlink > 1) out[st.st_ino].push_back(prefix.empty() ? std::string(name) : prefix + "/" + std::string(name));
     return true;
   });
+  if (depth >= kMaxDepth) return;
   for (const auto& name : subdirs) {
-    if (LayerDirRef sub = src.open_dir(dir, name))
-      walk(src, *sub, prefix.empty() ? name : prefix + "/" + name, dev, out);
+    LayerDirRef sub = src.open_dir(dir, name);
+    struct stat st {};
+    // Not into another filesystem mounted inside the layer.
+    if (!sub || src.stat(*sub, "", st) != 0 || st.st_dev != dev) continue;
+    walk(src, *sub, prefix.empty() ? name : prefix + "/" + name, dev, depth + 1, out);
   }
 }
 
@@ -37,7 +43,7 @@ std::vector<std::string> LayerHardlinks::names_of(const LayerSource& src, dev_t 
   std::lock_guard lock(mutex_);
   if (!names_) {
     names_.emplace();
-    walk(src, *src.root(), "", dev, *names_);
+    walk(src, *src.root(), "", dev, 0, *names_);
   }
   auto it = names_->find(ino);
   return it == names_->end() ? std::vector<std::string>{} : it->second;
