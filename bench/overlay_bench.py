@@ -32,6 +32,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STRATA_FS = os.path.join(ROOT, "build", "fs", "strata-fs")
 IMPLS = ["kernel", "fuse-overlayfs", "strata-fs"]
+# --baseline BIN adds "strata-base": another strata-fs build (say, the previous commit's) timed in
+# the same run, so a change is judged by same-run ratios (s/b column).
+STRATA_BASE = None
 CACHE = "/var/tmp/strata-bench-cache"
 MiB = 1 << 20
 
@@ -293,6 +296,8 @@ class Mount:
             cmd = ["mount", "-t", "overlay", "overlay", "-o", opts, self.mnt]
         elif self.impl == "fuse-overlayfs":
             cmd = ["fuse-overlayfs", "-o", opts, self.mnt]
+        elif self.impl == "strata-base":
+            cmd = [STRATA_BASE, "-o", opts, self.mnt]
         else:
             cmd = [STRATA_FS, "-o", opts, self.mnt]
         t0 = time.perf_counter()
@@ -334,7 +339,7 @@ class Mount:
 
 def find_daemon(impl, mnt):
     """The pid of the FUSE daemon serving mnt: its argv names the binary and the mountpoint."""
-    name = "strata-fs" if impl == "strata-fs" else "fuse-overlayfs"
+    name = {"strata-fs": "strata-fs", "strata-base": os.path.basename(STRATA_BASE or "")}.get(impl, "fuse-overlayfs")
     for _ in range(100):
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
@@ -615,7 +620,8 @@ class Bench:
         self.impls = args.impls.split(",")
         self.opts = {"kernel": os.environ.get("KERNEL_OVERLAY_OPTS", "redirect_dir=on,index=on,metacopy=on"),
                      "fuse-overlayfs": os.environ.get("FUSE_OVERLAYFS_OPTS", ""),
-                     "strata-fs": os.environ.get("STRATA_FS_OPTS", "")}
+                     "strata-fs": os.environ.get("STRATA_FS_OPTS", ""),
+                     "strata-base": os.environ.get("STRATA_FS_OPTS", "")}
         self.run = None
         self.mounts = []
         self.samples = {}   # key -> impl -> [ {value, ok, err, rss, mount_s} ]
@@ -745,8 +751,10 @@ class Bench:
     def row(self, key, label, unit, med, target, vs_fuse):
         higher_better = unit == "MB/s"
         s, k, f = med.get("strata-fs"), med.get("kernel"), med.get("fuse-overlayfs")
+        b = med.get("strata-base")
         r = {"key": key, "label": label, "unit": unit, "median": med,
-             "s/k": s / k if s and k else None, "s/f": s / f if s and f else None, "verdicts": []}
+             "s/k": s / k if s and k else None, "s/f": s / f if s and f else None,
+             "s/b": s / b if s and b else None, "verdicts": []}
         if target and target[0] == "kernel":
             t = target[1]
             txt = f"{'>=' if higher_better else '<='}{t}x kernel"
@@ -766,8 +774,9 @@ class Bench:
                 return "-"
             return f"{v:.0f}" if unit == "MB/s" else (f"{v:.1f}" if unit == "MiB" else f"{v:.3f}")
 
-        names = {"kernel": "kernel", "fuse-overlayfs": "fuse-ovl", "strata-fs": "strata"}
-        hdr = ["workload", "unit"] + [names[i] for i in self.impls] + ["s/k", "s/f", "targets"]
+        names = {"kernel": "kernel", "fuse-overlayfs": "fuse-ovl", "strata-fs": "strata", "strata-base": "base"}
+        base = "strata-base" in self.impls
+        hdr = ["workload", "unit"] + [names[i] for i in self.impls] + ["s/k", "s/f"] + (["s/b"] if base else []) + ["targets"]
         lines = []
         for r in rows:
             wrong = [i for i in self.impls for x in self.samples.get(r["key"], {}).get(i, []) if not x.get("ok")]
@@ -775,8 +784,10 @@ class Bench:
             for i in self.impls:
                 v = r["median"].get(i)
                 cells.append("WRONG" if (v is None and i in wrong) else cell(v, r["unit"]))
-            cells += [f"{r['s/k']:.2f}x" if r["s/k"] else "-", f"{r['s/f']:.2f}x" if r["s/f"] else "-",
-                      "; ".join(f"{t} {v}" for t, v in r["verdicts"])]
+            cells += [f"{r['s/k']:.2f}x" if r["s/k"] else "-", f"{r['s/f']:.2f}x" if r["s/f"] else "-"]
+            if base:
+                cells.append(f"{r['s/b']:.2f}x" if r["s/b"] else "-")
+            cells.append("; ".join(f"{t} {v}" for t, v in r["verdicts"]))
             lines.append(cells)
         widths = [max(len(str(x[j])) for x in lines + [hdr]) for j in range(len(hdr))]
         fmt = lambda cs: "  ".join(str(c).ljust(widths[j]) if j < 2 or j == len(cs) - 1
@@ -826,14 +837,21 @@ def main():
     ap.add_argument("--perf", metavar="DIR", help="perf record -g each FUSE daemon during the timed "
                     "part into DIR (perturbs those timings)")
     ap.add_argument("--keep", action="store_true", help="keep the run dir in /var/tmp")
+    ap.add_argument("--baseline", metavar="BIN", help="also time this strata-fs binary (impl strata-base; "
+                    "column s/b = strata-fs / it)")
     ap.add_argument("--list", action="store_true", help="list workload keys and exit")
     args = ap.parse_args()
     if args.list:
         for w in workloads():
             print(f"{w.key:16} {w.label}")
         return
+    if args.baseline:
+        global STRATA_BASE
+        STRATA_BASE = os.path.abspath(args.baseline)
+        if "strata-base" not in args.impls.split(","):
+            args.impls += ",strata-base"
     for i in args.impls.split(","):
-        if i not in IMPLS:
+        if i not in IMPLS + (["strata-base"] if args.baseline else []):
             ap.error(f"unknown implementation {i}")
     Bench(args).main()
 
