@@ -117,8 +117,9 @@ struct TarBuilder {
     archive_write_open_memory(a, buf.data(), buf.size(), &used);
   }
   void add(const std::string& name, mode_t type, const std::string& data = "", const char* link = nullptr,
-           bool hard = false) {
+           bool hard = false, const std::vector<std::pair<std::string, std::string>>& xattrs = {}) {
     archive_entry* e = archive_entry_new();
+    for (const auto& [k, v] : xattrs) archive_entry_xattr_add_entry(e, k.c_str(), v.data(), v.size());
     archive_entry_set_pathname(e, name.c_str());
     archive_entry_set_filetype(e, type);
     archive_entry_set_perm(e, type == AE_IFDIR ? 0755 : 0644);
@@ -219,6 +220,28 @@ TEST(Extract, HostileTarsFail) {
     EXPECT_FALSE(path_exists(d.path + "/evil")) << c.what;
     EXPECT_FALSE(path_exists("/tmp/evil")) << c.what;
   }
+}
+
+TEST(Extract, OverlayPrivateXattrsAreDropped) {
+  // An image must not bring the overlay's own records: a forged owner/mode record or opaque
+  // marker would take effect in every mount of the layer.
+  if (geteuid() != 0) GTEST_SKIP() << "security.* and trusted.* xattrs need root";
+  TarBuilder t;
+  t.add("f", AE_IFREG, "x", nullptr, false,
+        {{"security.fuseoverlayfs.override_stat", "0:0:04755"},
+         {"user.containers.override_stat", "0:0:04755"},
+         {"user.fuseoverlayfs.override_stat", "0:0:04755"},
+         {"trusted.overlay.redirect", "/etc"},
+         {"user.kept", "yes"}});
+  TempDir d;
+  UniqueFd fd = open_dir(d.path);
+  extract_string(t.finish(), fd.get());
+  char v[64];
+  std::string f = d.path + "/f";
+  for (const char* x : {"security.fuseoverlayfs.override_stat", "user.containers.override_stat",
+                        "user.fuseoverlayfs.override_stat", "trusted.overlay.redirect"})
+    EXPECT_LT(lgetxattr(f.c_str(), x, v, sizeof v), 0) << x;
+  EXPECT_EQ(lgetxattr(f.c_str(), "user.kept", v, sizeof v), 3);
 }
 
 TEST(Extract, WhiteoutsBecomeOverlayMarkers) {
