@@ -672,10 +672,8 @@ def private_mount_namespace():
 
 # ---- whole-tree snapshots ----------------------------------------------------------------------
 
-def tree_inodes(root):
-    """{(st_dev, st_ino)} of every name in the merged view and of its root, not following
-    symlinks."""
-    out = {(os.lstat(root).st_dev, os.lstat(root).st_ino)}
+def walk_lstat(root):
+    """(relative path, lstat) of every name below root, not following symlinks."""
     stack = [""]
     while stack:
         rel = stack.pop()
@@ -689,31 +687,23 @@ def tree_inodes(root):
                 st = os.lstat(os.path.join(root, p))
             except OSError:
                 continue
-            out.add((st.st_dev, st.st_ino))
+            yield p, st
             if stat.S_ISDIR(st.st_mode):
                 stack.append(p)
+
+
+def tree_inodes(root):
+    """{(st_dev, st_ino)} of every name in the merged view and of its root."""
+    out = {(os.lstat(root).st_dev, os.lstat(root).st_ino)}
+    out.update((st.st_dev, st.st_ino) for _, st in walk_lstat(root))
     return out
 
 
 def ino_classes(root):
     """Names sharing an st_ino, as sorted groups of paths (which names, not which numbers)."""
     by = {}
-    stack = [""]
-    while stack:
-        rel = stack.pop()
-        try:
-            it = list(os.scandir(os.path.join(root, rel) if rel else root))
-        except OSError:
-            continue
-        for e in it:
-            p = f"{rel}/{e.name}" if rel else e.name
-            try:
-                st = os.lstat(os.path.join(root, p))
-            except OSError:
-                continue
-            by.setdefault(st.st_ino, []).append(p)
-            if stat.S_ISDIR(st.st_mode):
-                stack.append(p)
+    for p, st in walk_lstat(root):
+        by.setdefault(st.st_ino, []).append(p)
     return sorted(sorted(v) for v in by.values() if len(v) > 1)
 
 
