@@ -133,13 +133,10 @@ int run_filesystem(const Options& opts) {
         // Idle workers all wait on /dev/fuse and the kernel wakes the one that waited
         // longest, so every extra idle thread makes the next request land on a cold thread
         // (measured: 4 parallel readers 0.28 s with 10 threads, 0.20 s with 2 on 2 cores).
-        // So one idle worker per core is kept. libfuse adds a worker only when all are busy:
-        // up to 16 then, so requests that wait on the disk (a big copy-up, a cold read) never
-        // hold up every other request of the mount; the extra ones exit once idle again.
+        // libfuse adds a worker only when all are busy, so one per core is enough.
         unsigned threads = opts.threads > 1 ? unsigned(opts.threads)
                                             : std::max(2u, std::thread::hardware_concurrency());
-        fuse_loop_cfg_set_idle_threads(cfg, threads);
-        fuse_loop_cfg_set_max_threads(cfg, opts.threads > 1 ? threads : std::max(16u, threads));
+        fuse_loop_cfg_set_max_threads(cfg, threads);
         int r = fuse_session_loop_mt(se, cfg);
         fuse_loop_cfg_destroy(cfg);
         // libfuse returns the number of the signal that ended the loop: a clean shutdown too.
