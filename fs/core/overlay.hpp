@@ -12,13 +12,14 @@
 //   (`Inode::orphan`): open files keep answering getattr, setattr, read and write.
 //
 // Lock order (take only in this order; never hold one while replying to the kernel):
+//   0. OpenFile::reopen_mutex — a handle switching from a lower file to its upper copy.
 //   1. Inode::copy_mutex  — one data copy-up of a file at a time; at most one held.
 //   2. tree_              — shared: lookups, getattr, reads of the tree and of backing files;
 //                           exclusive: every change of the tree (create, remove, rename,
 //                           copy-up publish, attach of looked-up names). The syscalls that
 //                           change a layer run under the same exclusive hold as the map update.
 //   3. leaves, never held across anything but their own bookkeeping: DirFdCache::mutex_,
-//      origins_mutex_, OpenFile::reopen_mutex.
+//      origins_mutex_, LayerHardlinks::mutex_ (held over its one walk of a lower layer).
 // Copying a file's data runs under (1) only; directory copy-ups and the copy-up of a merged
 // directory's lower-only entries before it is renamed run under the exclusive tree lock.
 #pragma once
