@@ -93,6 +93,19 @@ Result<struct stat> Overlay::getattr_locked(Inode* node) {
   return shown;
 }
 
+struct stat Overlay::shown_stat(Inode* node, Inode* parent, std::string_view name, const Resolved& found) {
+  // The override record is read only when the mount uses one: the place is found then.
+  auto xattr = [&](const char* x, void* v, size_t n) -> ssize_t {
+    LayerDirRef dir = layer_dir(parent, found.top);
+    if (!dir) return -1;
+    return getxattr_at(Place{dir, std::string(name), found.top, false}, x, v, n);
+  };
+  struct stat st = present(found.st, xattr, node);
+  // A merged directory shows the newest mtime of its layers (see show_newest_layer_mtime).
+  if (S_ISDIR(st.st_mode) && found.dir_layers.size() > 1) st.st_mtim = found.newest_mtime;
+  return st;
+}
+
 Result<struct stat> Overlay::getattr(Inode* node, OpenFile* file) {
   if (file && !node->is_dir()) {
     // The handle's fd is the file itself, whatever became of its names.

@@ -52,7 +52,9 @@ struct Inode {
   std::atomic<int> top{0};
   std::atomic<uint32_t> copyups{0};  // bumped on copy-up: open lower fds reopen the upper file
 
-  uint64_t nlookup = 0;  // the kernel's lookup count
+  // The kernel's lookup count. Raised under the shared tree lock by a lookup that finds the
+  // name bound already; lowered and tested under the exclusive one.
+  std::atomic<uint64_t> nlookup{0};
   uint32_t pins = 0;     // open handles and engine operations in flight
   InodeKey key;
   bool keyed = false;    // `key` maps to this Inode in the table

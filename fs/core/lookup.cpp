@@ -115,6 +115,17 @@ Result<Entry> Overlay::lookup_in(Inode* parent, std::string_view name, const std
     auto r = resolve_in(parent, layers, name);
     if (!r) return Errno{r.error()};
     found = std::move(*r);
+    // Most lookups find the name bound already, to the file it still is: then there is
+    // nothing to change but the count, and no need to wait for the exclusive lock.
+    if (auto it = parent->children.find(std::string(name)); it != parent->children.end()) {
+      Inode* bound = it->second;
+      if (bound->keyed && bound->key == InodeKey{found.st.st_dev, found.st.st_ino} &&
+          bound->type == (found.st.st_mode & S_IFMT) && bound->top.load() == found.top &&
+          (!bound->is_dir() || (bound->dir_layers == found.dir_layers && bound->opaque == found.opaque))) {
+        bound->nlookup.fetch_add(1);
+        return Entry{bound, shown_stat(bound, parent, name, found)};
+      }
+    }
   }
   std::unique_lock lock(tree_);
   if (version_.load(std::memory_order_acquire) != seen) {
@@ -126,15 +137,7 @@ Result<Entry> Overlay::lookup_in(Inode* parent, std::string_view name, const std
   }
   Inode* node = attach(parent, name, found);
   node->nlookup++;
-  Entry entry{node, {}};
-  auto st = getattr_locked(node);
-  if (!st) {
-    node->nlookup--;
-    release_if_unused(node);
-    return Errno{st.error()};
-  }
-  entry.st = *st;
-  return entry;
+  return Entry{node, shown_stat(node, parent, name, found)};
 }
 
 Result<Entry> Overlay::lookup(Inode* parent, std::string_view name) { return lookup_in(parent, name, nullptr); }

@@ -126,9 +126,7 @@ Result<Entry> Overlay::create_node(Inode* parent, std::string_view name, bool is
   bump_version();
   Inode* node = attach(parent, name, made);
   node->nlookup++;
-  auto shown = getattr_locked(node);
-  if (!shown) return Errno{shown.error()};
-  return Entry{node, *shown};
+  return Entry{node, shown_stat(node, parent, name, made)};
 }
 
 Result<Entry> Overlay::mknod(Inode* parent, std::string_view name, mode_t mode, dev_t rdev, const Caller& caller) {

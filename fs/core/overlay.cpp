@@ -268,7 +268,8 @@ void Overlay::release_all(std::vector<Inode*>& temp) {
 
 void Overlay::forget(Inode* node, uint64_t count) {
   std::unique_lock lock(tree_);
-  node->nlookup = node->nlookup > count ? node->nlookup - count : 0;
+  uint64_t now = node->nlookup.load();
+  node->nlookup.store(now > count ? now - count : 0);
   release_if_unused(node);
 }
 

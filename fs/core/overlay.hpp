@@ -232,6 +232,8 @@ class Overlay {
   uint64_t ino_for(int layer, const struct stat& st) const;
   void show_newest_layer_mtime(Inode* dir, struct stat& st);
   Result<struct stat> getattr_locked(Inode* node);
+  // What stat shows for `name` in `parent`, from the stat a lookup just made (no second one).
+  struct stat shown_stat(Inode* node, Inode* parent, std::string_view name, const Resolved& found);
   void record_origin(ino_t upper_ino, uint64_t shown);
   void forget_origin(ino_t upper_ino);
   Status write_override(const XattrTarget& target, uid_t uid, gid_t gid, mode_t mode);

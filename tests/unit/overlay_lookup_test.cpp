@@ -256,7 +256,7 @@ TEST_F(OverlayLookup, RepeatedLookupReturnsTheSameNode) {
   Inode* a = node("f");
   Inode* b = node("f");
   EXPECT_EQ(a, b);
-  EXPECT_EQ(a->nlookup, 2u);
+  EXPECT_EQ(a->nlookup.load(), 2u);
   ASSERT_EQ(a->aliases.size(), 1u);
   EXPECT_EQ(a->aliases[0].parent, ov().root());
   EXPECT_EQ(a->aliases[0].name, "f");
