@@ -143,6 +143,27 @@ def scenario(user):
             d = diff_listings(want_tree, listing_as(os.path.join(b, "rootfs"), user, owners))
             expect(not d, f"umoci unpack {img} differs from the strata-fs view:\n" + "\n".join(d[:20]))
 
+        # A lower directory renamed, written through its new name and given a hardlink to a file
+        # outside it: diff, commit and the committed image see one tree, links kept.
+        S("run", "--name", "c3", "t/bb:1", "sh", "-c",
+          "mv /data/sub /data/moved && echo x >> /data/moved/deep.txt && ln /data/keep.txt /data/moved/hl"
+          " && echo y >> /data/keep.txt")
+        got = set(S("diff", "c3").stdout.splitlines())
+        want = {"C /data", "C /data/keep.txt", "A /data/moved", "A /data/moved/deep.txt", "A /data/moved/hl",
+                "D /data/sub"}
+        expect(got == want, f"diff after a directory rename: {sorted(got)}")
+        S("commit", "c3", "t/bb:3")
+        r = S("run", "--rm", "t/bb:3", "sh", "-c",
+              "cat /data/moved/deep.txt /data/moved/hl; test -e /data/sub && echo sub present;"
+              " stat -c '%h %i' /data/keep.txt /data/moved/hl")
+        lines = r.stdout.splitlines()
+        expect(lines[:4] == ["deep", "x", "keep", "y"], f"committed renamed dir: {r.stdout!r}")
+        links = [l.split() for l in lines[4:]]
+        expect(len(links) == 2 and links[0] == links[1] and links[0][0] == "2",
+               f"hardlink after commit (nlink inode per name): {links}")
+        S("rm", "c3")
+        S("rmi", "t/bb:3")
+
         # rm and rmi leave nothing behind.
         S("create", "--name", "c2", "t/bb:2")
         S("container", "mount", "c2")
