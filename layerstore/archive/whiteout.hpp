@@ -1,7 +1,7 @@
 #pragma once
 // Whiteout and opaque markers: the tar form (".wh.NAME", ".wh..wh..opq") and the on-disk
 // forms kernel overlayfs and strata-fs read. Which on-disk form is written depends on what
-// the process may do (see FORMATS.md).
+// the process may do.
 #include <string>
 #include <string_view>
 

@@ -15,7 +15,7 @@ struct Change {
 // `lowers`: diff dirs, top-most first. Sorted by path.
 std::vector<Change> layer_changes(const std::string& upper, const std::vector<std::string>& lowers);
 
-// Marker forms a writer may have left in an upper dir (see FORMATS.md).
+// Marker forms a writer may have left in an upper dir.
 bool is_whiteout_device(int dirfd, const std::string& name);
 bool is_opaque_dir_at(int dirfd, const std::string& name);
 

@@ -35,7 +35,7 @@ class Context:
         self.tmp = env.mkdtemp(c.name)
         self.kernel_form = Form(fixture.WH_CHR,
                                 fixture.OPQ_TRUSTED if mode == "root" else fixture.OPQ_USER)
-        # What strata promises beyond kernel defaults (TESTING.md); userxattr can't take them.
+        # What strata promises beyond kernel defaults (index=on, redirect_dir=on); userxattr can't take them.
         self.kernel_opts = "redirect_dir=on,index=on" if mode == "root" else ""
         self.fs_is_fuse_overlayfs = os.path.basename(binary or "") == "fuse-overlayfs"
 
