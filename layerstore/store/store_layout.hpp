@@ -1,6 +1,6 @@
 #pragma once
 // Where everything lives under a store root, exactly as Docker's overlay2 graph driver and
-// image store lay it out (see FORMATS.md), plus strata's lock file and overlay2 staging dir.
+// image store lay it out, plus strata's lock file and overlay2 staging dir.
 #include <string>
 
 namespace strata {
