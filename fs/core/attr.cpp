@@ -94,12 +94,15 @@ Result<struct stat> Overlay::getattr_locked(Inode* node) {
 }
 
 struct stat Overlay::shown_stat(Inode* node, Inode* parent, std::string_view name, const Resolved& found) {
-  // The override record is read only when the mount uses one: the place is found then.
-  auto xattr = [&](const char* x, void* v, size_t n) -> ssize_t {
-    LayerDirRef dir = layer_dir(parent, found.top);
-    if (!dir) return -1;
-    return getxattr_at(Place{dir, std::string(name), found.top, false}, x, v, n);
-  };
+  // The override record is read only when the mount uses one (present() asks only then):
+  // no reader is built on the lookup path otherwise.
+  std::function<ssize_t(const char*, void*, size_t)> xattr;
+  if (config_.xattr_permissions != XattrPermissions::Off)
+    xattr = [&](const char* x, void* v, size_t n) -> ssize_t {
+      LayerDirRef dir = layer_dir(parent, found.top);
+      if (!dir) return -1;
+      return getxattr_at(Place{dir, std::string(name), found.top, false}, x, v, n);
+    };
   struct stat st = present(found.st, xattr, node);
   // A merged directory shows the newest mtime of its layers (see show_newest_layer_mtime).
   if (S_ISDIR(st.st_mode) && found.dir_layers.size() > 1) st.st_mtim = found.newest_mtime;

@@ -236,10 +236,7 @@ Status Overlay::remove_name_locked(Inode* parent, std::string_view name, const R
   if (s != 0) return s;
   bump_version();
   if (victim) {
-    remove_alias(victim, parent, name);
-    struct stat hst {};
-    if (upper && held && ::fstat(held.get(), &hst) == 0 && hst.st_nlink == 0) forget_origin(hst.st_ino);
-    after_name_removed(victim, std::move(held), upper);
+    after_name_removed(victim, parent, name, std::move(held), upper);
     release_if_unused(victim);
   }
   return 0;

@@ -278,12 +278,14 @@ UniqueFd Overlay::hold_backing(const Place& place) {
   return UniqueFd(::openat(place.fd(), place.name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
 }
 
-void Overlay::after_name_removed(Inode* victim, UniqueFd held, bool upper) {
-  if (!victim || !victim->aliases.empty()) return;
+void Overlay::after_name_removed(Inode* victim, Inode* parent, std::string_view name, UniqueFd held, bool upper) {
+  remove_alias(victim, parent, name);
   struct stat st {};
-  bool still_linked = held && upper && ::fstat(held.get(), &st) == 0 && st.st_nlink > 0;
-  // A file with no name left: a new file reusing its upper inode number is another file.
-  if (!still_linked) drop_key(victim);
+  bool known = held && upper && ::fstat(held.get(), &st) == 0;
+  // An upper file with no link left: a new file reusing its inode number is another file.
+  if (known && st.st_nlink == 0) forget_origin(st.st_ino);
+  if (!victim->aliases.empty()) return;
+  if (!(known && st.st_nlink > 0)) drop_key(victim);
   if (victim->is_dir()) dir_fds_.forget(victim->id, layers_.size());
   victim->orphan = std::move(held);
 }

@@ -221,8 +221,9 @@ class Overlay {
   void release_all(std::vector<Inode*>& temp);
   // Before the last name of `victim` may go: hold its backing file (`place` in its top layer).
   UniqueFd hold_backing(const Place& place);
-  // After a name of `victim` went: if none is left, the held file becomes its orphan.
-  void after_name_removed(Inode* victim, UniqueFd held, bool upper);
+  // After the name `name` in `parent` of `victim` went: drops the alias, and if no name is
+  // left, the held file becomes its orphan.
+  void after_name_removed(Inode* victim, Inode* parent, std::string_view name, UniqueFd held, bool upper);
   void bump_version() { version_.fetch_add(1, std::memory_order_release); }
 
   // ---- Attributes (attr.cpp). ----

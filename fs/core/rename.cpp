@@ -158,10 +158,7 @@ Status Overlay::rename_locked(Inode* parent, std::string_view name, Inode* new_p
   ::unlinkat(npfd->fd(), (std::string(kWhiteoutPrefix) + to).c_str(), 0);
 
   if (dst_node) {
-    remove_alias(dst_node, new_parent, new_name);
-    struct stat hst {};
-    if (dst_upper && held && ::fstat(held.get(), &hst) == 0 && hst.st_nlink == 0) forget_origin(hst.st_ino);
-    after_name_removed(dst_node, std::move(held), dst_upper);
+    after_name_removed(dst_node, new_parent, new_name, std::move(held), dst_upper);
   }
   remove_alias(src_node, parent, name);
   add_alias(src_node, new_parent, new_name);
