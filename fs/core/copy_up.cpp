@@ -238,6 +238,7 @@ Status Overlay::copy_up(Inode* node, bool with_data) {
   }
   bool keep_data = with_data || (S_ISREG(st.st_mode) && st.st_nlink > 1);
   Status s = stage_copy(place, st, tmp, keep_data);
+  if (s == 0 && config_.copy_up_staged) config_.copy_up_staged();
   bool published = false;
   if (s == 0) {
     std::unique_lock lock(tree_);

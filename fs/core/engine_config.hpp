@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -50,6 +51,9 @@ struct EngineConfig {
   bool writeback = false;  // the kernel caches writes: write-only opens become read-write
   // Upper bound on cached O_PATH directory fds (the process limit here is 20000, hard).
   size_t dir_fd_cache = 4096;
+  // Tests only: runs after a copy-up has staged its copy in the workdir and before it takes
+  // the tree lock to publish it, the window in which a container could rearrange names.
+  std::function<void()> copy_up_staged;
 };
 
 }  // namespace strata::fs
