@@ -70,8 +70,8 @@ static void remove_unreferenced_layers(const StoreLayout& l, std::vector<std::st
 
 PruneReport prune_store(const StoreLayout& l) {
   PruneReport rep;
-  if (!path_exists(l.lock_file())) return rep;
-  RangeLock lock = lock_store(l.lock_file(), true);
+  if (!store_exists(l)) return rep;
+  RangeLock lock = write_lock_store(l, true);
   RangeLock index = lock_index(l.lock_file());
   remove_unreferenced_layers(l, rep.removed);
   // No load runs while we hold the store lock exclusively: all staging is stale.
@@ -112,8 +112,8 @@ PruneReport prune_store(const StoreLayout& l) {
 
 RmiReport remove_images(const StoreLayout& l, const std::vector<std::string>& images, bool force) {
   RmiReport rep;
-  if (!path_exists(l.lock_file())) throw Error("no such image: " + images.at(0));
-  RangeLock lock = lock_store(l.lock_file(), true);
+  if (!store_exists(l)) throw Error("no such image: " + images.at(0));
+  RangeLock lock = write_lock_store(l, true);
   RangeLock index = lock_index(l.lock_file());
   ImageDb idb(l);
   Repositories repos = Repositories::load(l);
@@ -151,8 +151,8 @@ RmiReport remove_images(const StoreLayout& l, const std::vector<std::string>& im
 }
 
 void tag_image(const StoreLayout& l, const std::string& src, const std::string& dst) {
-  if (!path_exists(l.lock_file())) throw Error("no such image: " + src);
-  RangeLock lock = lock_store(l.lock_file(), false);
+  if (!store_exists(l)) throw Error("no such image: " + src);
+  RangeLock lock = write_lock_store(l, false);
   RangeLock index = lock_index(l.lock_file());
   ImageDb idb(l);
   Repositories repos = Repositories::load(l);

@@ -121,6 +121,11 @@ std::string ImageDb::last_updated(const std::string& id) const {
   return path_exists(p) ? read_file(p) : "";
 }
 
+std::string ImageDb::parent(const std::string& id) const {
+  std::string p = l_.imagedb_metadata() + "/" + digest_hex(id) + "/parent";
+  return path_exists(p) ? read_file(p) : "";
+}
+
 void ImageDb::record_distribution(const std::string& digest, const std::string& diff_id,
                                   const std::string& source_repo) const {
   write_file_atomic(l_.diffid_by_digest() + "/" + digest_hex(digest), diff_id, 0600);

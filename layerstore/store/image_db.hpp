@@ -1,6 +1,6 @@
 #pragma once
 // Images: imagedb/content/sha256/<id> (the config bytes; id = their sha256),
-// imagedb/metadata/sha256/<id>/lastUpdated, repositories.json (tags and digests -> id),
+// imagedb/metadata/sha256/<id>/{lastUpdated,parent}, repositories.json (tags and digests -> id),
 // and distribution/ (which compressed blob digest gave which diff_id).
 #include <map>
 #include <optional>
@@ -41,6 +41,9 @@ class ImageDb {
   void put(const std::string& id, const std::string& config_bytes) const;
   void remove(const std::string& id) const;
   std::string last_updated(const std::string& id) const;
+  // imagedb/metadata/sha256/<id>/parent: the image a build step or commit started from;
+  // empty when there is none.
+  std::string parent(const std::string& id) const;
 
   void record_distribution(const std::string& digest, const std::string& diff_id,
                            const std::string& source_repo) const;

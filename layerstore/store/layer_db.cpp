@@ -1,6 +1,7 @@
 #include "layerstore/store/layer_db.hpp"
 
 #include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -46,6 +47,11 @@ std::string LayerDb::link_id(const std::string& cache_id) const {
   return read_file(l_.overlay2() + "/" + cache_id + "/link");
 }
 
+bool LayerDb::unpacked(const LayerRecord& rec) const {
+  struct stat st;
+  return stat(diff_dir(rec.cache_id).c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 std::string LayerDb::tar_split_path(const std::string& chain_id) const {
   return l_.layerdb() + "/" + hex_of(chain_id) + "/tar-split.json.gz";
 }
@@ -76,7 +82,14 @@ void LayerDb::clear_stale(const std::string& chain_id) const {
 void LayerDb::commit(const LayerRecord& rec, const std::string& link) const {
   std::string staged = overlay_staging(rec.chain_id);
   std::string dir = l_.overlay2() + "/" + rec.cache_id;
-  write_file_atomic(staged + "/committed", "", 0600);
+  // The staged entry's parent file is the truth (callers need not fill rec.parent).
+  if (std::string pfile = layerdb_staging(rec.chain_id) + "/parent"; path_exists(pfile)) {
+    std::string parent_chain = read_file(pfile);
+    auto parent = get(parent_chain);
+    if (!parent) throw Error("layer " + rec.chain_id + ": parent " + parent_chain + " is not in the layerdb");
+    std::string mark = l_.overlay2() + "/" + parent->cache_id + "/committed";
+    if (!path_exists(mark)) write_file_atomic(mark, "", 0600);
+  }
   fsync_dir(staged);
   if (rename(staged.c_str(), dir.c_str()) != 0) throw_errno("rename " + staged + " -> " + dir);
   std::string lpath = l_.links() + "/" + link;

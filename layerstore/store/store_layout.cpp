@@ -19,6 +19,10 @@ void StoreLayout::ensure_skeleton() const {
   ::close(fd);
 }
 
+bool store_exists(const StoreLayout& l) {
+  return path_exists(l.lock_file()) || (path_exists(l.image_root()) && path_exists(l.overlay2()));
+}
+
 std::string default_store_root() {
   if (const char* r = std::getenv("STRATA_ROOT"); r && *r) return r;
   if (geteuid() == 0) return "/var/lib/strata";

@@ -27,6 +27,10 @@ struct StoreLayout {
   void ensure_skeleton() const;
 };
 
+// True when `l.root` holds a store: strata's lock file, or the image/overlay2 and overlay2
+// dirs a dockerd wrote (a Docker data-root has no strata.lock until strata first writes to it).
+bool store_exists(const StoreLayout& l);
+
 // --root, else $STRATA_ROOT, else /var/lib/strata (root) or $XDG_DATA_HOME/strata.
 std::string default_store_root();
 

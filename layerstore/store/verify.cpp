@@ -28,8 +28,9 @@ static void check_layer(const StoreLayout& l, const LayerDb& db, const std::stri
   if (rec->diff_id != diff_id) rep.problems.push_back(tag + ": layerdb diff is " + rec->diff_id + ", want " + diff_id);
   if (rec->parent != parent_chain) rep.problems.push_back(tag + ": layerdb parent is \"" + rec->parent + "\"");
   std::string odir = l.overlay2() + "/" + rec->cache_id;
-  if (!path_exists(odir + "/committed")) {
-    rep.problems.push_back(tag + ": overlay2/" + rec->cache_id + " is missing or not committed");
+  // Not `committed`: Docker writes that only into a layer something was created on.
+  if (!db.unpacked(*rec)) {
+    rep.problems.push_back(tag + ": overlay2/" + rec->cache_id + "/diff is missing");
     return;
   }
   std::string link = read_file(odir + "/link");
@@ -65,8 +66,8 @@ static void check_layer(const StoreLayout& l, const LayerDb& db, const std::stri
 
 VerifyReport verify_store(const StoreLayout& l, const std::string& image) {
   VerifyReport rep;
-  if (!path_exists(l.lock_file())) throw Error("no store at " + l.root);
-  RangeLock lock = lock_store(l.lock_file(), false);
+  if (!store_exists(l)) throw Error("no store at " + l.root);
+  RangeLock lock = read_lock_store(l);
   ImageDb idb(l);
   LayerDb db(l);
   Repositories repos = Repositories::load(l);
