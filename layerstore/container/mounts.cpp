@@ -46,8 +46,8 @@ std::string image_mount_dir(const StoreLayout& l, const std::string& image_id) {
 }
 
 std::string mount_image(const StoreLayout& l, const std::string& image, const std::string& dir, const NoteFn& note) {
-  if (!path_exists(l.lock_file())) throw Error("no such image: " + image);
-  RangeLock store = lock_store(l.lock_file(), false);
+  if (!store_exists(l)) throw Error("no such image: " + image);
+  RangeLock store = read_lock_store(l);
   ImageDb idb(l);
   LayerDb db(l);
   std::string id = idb.resolve(image, Repositories::load(l));
