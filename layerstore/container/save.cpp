@@ -255,8 +255,8 @@ SaveFormat parse_save_format(const std::string& s) {
 
 SaveResult save_images(const StoreLayout& l, const std::vector<std::string>& names, const std::string& output,
                        SaveFormat format) {
-  if (!path_exists(l.lock_file())) throw Error("no such image: " + names.at(0));
-  RangeLock store = lock_store(l.lock_file(), false);
+  if (!store_exists(l)) throw Error("no such image: " + names.at(0));
+  RangeLock store = read_lock_store(l);
   ImageDb idb(l);
   LayerDb db(l);
   Repositories repos = Repositories::load(l);
