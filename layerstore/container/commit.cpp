@@ -57,7 +57,7 @@ CommitResult commit_container(const StoreLayout& l, const Container& c, const st
     ref = parse_reference(tag);
     if (!ref || !ref->digest.empty()) throw Error("invalid reference \"" + tag + "\" (want NAME[:TAG])");
   }
-  RangeLock store = lock_store(l.lock_file(), false);
+  RangeLock store = write_lock_store(l, false);
   ImageDb idb(l);
   LayerDb db(l);
   std::string base_cfg_bytes = idb.config(c.image_id);
@@ -77,7 +77,7 @@ CommitResult commit_container(const StoreLayout& l, const Container& c, const st
   res.chain_id = chain_id(parent_chain, ex.diff_id);
   RangeLock chain_lock = lock_chain(l.lock_file(), res.chain_id);
   std::optional<LayerRecord> existing = db.get(res.chain_id);
-  if (existing && path_exists(l.overlay2() + "/" + existing->cache_id + "/committed")) {
+  if (existing && db.unpacked(*existing)) {
     res.layer_reused = true;
   } else {
     // Unpack our own tar into a staged layer: the same path as `load`, so diff_id,
