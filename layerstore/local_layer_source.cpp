@@ -9,9 +9,8 @@ namespace strata {
 LocalLayerIndex::LocalLayerIndex(const StoreLayout& l) {
   LayerDb db(l);
   for (const auto& rec : db.list()) {
-    std::string odir = l.overlay2() + "/" + rec.cache_id;
     std::string ts = db.tar_split_path(rec.chain_id);
-    if (!path_exists(odir + "/committed") || !path_exists(ts)) continue;
+    if (!db.unpacked(rec) || !path_exists(ts)) continue;
     by_diff_id_.emplace(rec.diff_id, LocalLayerSource{rec.chain_id, ts, db.diff_dir(rec.cache_id)});
   }
 }
