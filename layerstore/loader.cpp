@@ -230,7 +230,7 @@ void load_one(const StoreLayout& l, const ImageToLoad& img, Progress& progress, 
     StagedLayer& s = staged[i];
     s.rec.chain_id = chains[i];
     s.rec.diff_id = img.diff_ids[i];
-    if (auto existing = db.get(chains[i]); existing && path_exists(l.overlay2() + "/" + existing->cache_id + "/committed")) {
+    if (auto existing = db.get(chains[i]); existing && db.unpacked(*existing)) {
       if (!img.layers[i].fetch) check_reused_blob(img, i, progress);
       s.rec = *existing;
       s.link = db.link_id(existing->cache_id);
