@@ -130,8 +130,8 @@ std::string Container::status() const {
 }
 
 Container create_container(const StoreLayout& l, const ContainerSpec& spec) {
-  if (!path_exists(l.lock_file())) throw Error("no such image: " + spec.image);
-  RangeLock store = lock_store(l.lock_file(), false);
+  if (!store_exists(l)) throw Error("no such image: " + spec.image);
+  RangeLock store = write_lock_store(l, false);
   ImageDb idb(l);
   LayerDb db(l);
   std::string image_id = idb.resolve(spec.image, Repositories::load(l));
