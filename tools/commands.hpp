@@ -18,7 +18,8 @@ struct LoadArgs {
 };
 
 int cmd_load(const StoreLayout& l, const LoadArgs& a);
-int cmd_images(const StoreLayout& l, const std::string& format);
+// Intermediate images (unnamed, the parent of another image) only with `all`, as `docker images -a`.
+int cmd_images(const StoreLayout& l, const std::string& format, bool all);
 int cmd_inspect(const StoreLayout& l, const std::vector<std::string>& images);
 int cmd_history(const StoreLayout& l, const std::string& image);
 int cmd_tag(const StoreLayout& l, const std::string& src, const std::string& dst);

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "layerstore/archive/digest.hpp"
@@ -41,17 +42,27 @@ std::map<std::string, std::string> digests_by_diff_id(const StoreLayout& l) {
 
 }  // namespace
 
-int cmd_images(const StoreLayout& l, const std::string& format) {
+int cmd_images(const StoreLayout& l, const std::string& format, bool all) {
   if (!format.empty() && format != "json") throw Error("unknown --format \"" + format + "\" (only json)");
   ImageDb idb(l);
   LayerDb db(l);
   Repositories repos = Repositories::load(l);
+  std::vector<std::string> ids = idb.ids();
+  // `docker images` hides an image no tag or digest names while another image names it as
+  // its parent (imagedb/metadata/.../parent: a build step's or commit's base): these are
+  // intermediate images, shown with -a. An unnamed image without children is dangling and
+  // shows as <none>.
+  std::set<std::string> parents;
+  for (const auto& id : ids)
+    if (std::string p = idb.parent(id); !p.empty()) parents.insert(p);
   json rows = json::array();
-  for (const auto& id : idb.ids()) {
-    auto cfg = json::parse(idb.config(id), nullptr, false);
-    std::string created = cfg.is_object() ? cfg.value("created", "") : "";
-    uint64_t size = image_size(db, config_diff_ids(idb.config(id)));
+  for (const auto& id : ids) {
     auto refs = repos.refs_of(id);
+    if (refs.empty() && !all && parents.count(id)) continue;
+    std::string cfg_bytes = idb.config(id);
+    auto cfg = json::parse(cfg_bytes, nullptr, false);
+    std::string created = cfg.is_object() ? cfg.value("created", "") : "";
+    uint64_t size = image_size(db, config_diff_ids(cfg_bytes));
     bool tagged = false;
     for (const auto& r : refs) {
       auto ref = parse_reference(r);

@@ -32,6 +32,8 @@ int main(int argc, char** argv) {
   std::string format;
   auto* c_images = app.add_subcommand("images", "list images");
   c_images->add_option("--format", format, "json for machine-readable output");
+  bool all_images = false;
+  c_images->add_flag("-a,--all", all_images, "also intermediate images (unnamed parents of other images)");
 
   std::vector<std::string> images;
   auto* c_inspect = app.add_subcommand("inspect", "show an image's config and layers as JSON");
@@ -68,7 +70,7 @@ int main(int argc, char** argv) {
       what = "load " + (load.registry_dir.empty() ? (load.input == "-" ? "stdin" : load.input) : load.registry_dir + " " + load.registry_ref);
       return cli::cmd_load(l, load);
     }
-    if (c_images->parsed()) return what = "images", cli::cmd_images(l, format);
+    if (c_images->parsed()) return what = "images", cli::cmd_images(l, format, all_images);
     if (c_inspect->parsed()) return what = "inspect", cli::cmd_inspect(l, images);
     if (c_history->parsed()) return what = "history " + image, cli::cmd_history(l, image);
     if (c_tag->parsed()) return what = "tag " + src, cli::cmd_tag(l, src, dst);
