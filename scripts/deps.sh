@@ -14,6 +14,8 @@ packages=(
   umoci skopeo busybox-static docker-registry tar-split zstd isal apache2-utils openssl
   # tests/distro: a Debian rootfs from the apt mirror, podman with strata-fs as mount_program
   mmdebstrap podman runc
+  # tests/docker: dockerd as the judge of Docker's store layout
+  docker.io
   # side-by-side benchmarks
   fuse-overlayfs unionfs-fuse
 )
