@@ -35,12 +35,13 @@ bool forbidden_xattr(const char* name) { return strata::is_private_xattr(name); 
 LayerExtractor::LayerExtractor(int diff_dirfd, WhiteoutStyle style, WarnFn warn)
     : root_(diff_dirfd), style_(std::move(style)), warn_(std::move(warn)), buf_(1 << 20) {}
 
-void LayerExtractor::extract_all(archive* a) {
+void LayerExtractor::extract_all(archive* a, const std::function<void(archive_entry*)>& check) {
   archive_entry* e;
   for (;;) {
     int r = archive_read_next_header(a, &e);
     if (r == ARCHIVE_EOF) break;
     if (r < ARCHIVE_WARN) throw Error(std::string("invalid tar: ") + archive_error_string(a));
+    if (check) check(e);
     extract_entry(a, e);
   }
   finish_directories();

@@ -31,7 +31,8 @@ class LayerExtractor {
  public:
   LayerExtractor(int diff_dirfd, WhiteoutStyle style, WarnFn warn);
   // Reads every entry of `a` and creates it. Throws strata::Error naming the entry.
-  void extract_all(archive* a);
+  // `check` sees each entry first and may refuse it by throwing (tar_agreement.hpp).
+  void extract_all(archive* a, const std::function<void(archive_entry*)>& check = {});
   const ExtractStats& stats() const { return stats_; }
 
  private:

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "layerstore/archive/digest.hpp"
+#include "layerstore/archive/tar_agreement.hpp"
 #include "layerstore/archive/tar_split.hpp"
 #include "layerstore/error.hpp"
 
@@ -75,14 +76,32 @@ class ChunkQueue {
   bool done_ = false, cancelled_ = false;
 };
 
+uint64_t saturating_cap(uint64_t compressed, uint64_t ratio) {
+  if (compressed && ratio > (UINT64_MAX - kExpansionSlack) / compressed) return UINT64_MAX;
+  return compressed * ratio + kExpansionSlack;
+}
+
 struct Producer {
   const BlobStream& stream;
   const ProgressFn& progress;
   UnpackLimits limits;
   ChunkQueue queue;
   UnpackResult result;
-  TarSplitRecorder recorder;
+  TarEntryQueue entries;  // what Go's archive/tar reads, for the extraction thread to compare
+  TarSplitRecorder recorder{{}, [this](TarEntryView&& v) { entries.push(std::move(v)); }};
   std::exception_ptr error;
+
+  void check_expansion(uint64_t compressed_so_far) {
+    uint64_t out = result.uncompressed_bytes;
+    if (out > limits.max_uncompressed)
+      throw Error("layer is larger than " + std::to_string(limits.max_uncompressed) + " bytes uncompressed");
+    if (!limits.max_expansion || result.compression == Compression::Plain) return;
+    uint64_t compressed = std::max<uint64_t>(compressed_so_far, limits.compressed_size > 0 ? limits.compressed_size : 0);
+    if (out > saturating_cap(compressed, limits.max_expansion))
+      throw Error("decompresses to more than " + std::to_string(limits.max_expansion) + "x its compressed size + " +
+                  std::to_string(kExpansionSlack >> 20) + " MiB (" + std::to_string(out) + " bytes from " +
+                  std::to_string(compressed) + "); --max-expansion N allows more");
+  }
 
   void run() {
     try {
@@ -91,8 +110,7 @@ struct Producer {
       uint64_t pos = 0;
       auto sink = [&](const uint8_t* p, size_t n) {
         result.uncompressed_bytes += n;
-        if (result.uncompressed_bytes > limits.max_uncompressed)
-          throw Error("layer is larger than " + std::to_string(limits.max_uncompressed) + " bytes uncompressed");
+        check_expansion(pos);
         diff.update(p, n);
         recorder.feed(p, n);
         queue.push(std::vector<uint8_t>(p, p + n));
@@ -158,6 +176,17 @@ la_ssize_t read_callback(archive*, void* client, const void** buf) {
 
 }  // namespace
 
+uint64_t parse_max_expansion(const std::string& text) {
+  uint64_t n = 0;
+  bool ok = !text.empty() && text.size() <= 12;
+  for (char c : text) {
+    if (c < '0' || c > '9') ok = false;
+    else n = n * 10 + (c - '0');
+  }
+  if (!ok) throw Error("invalid --max-expansion \"" + text + "\" (want a whole number N: a layer may expand to N x its compressed size + 64 MiB; 0: no ratio cap)");
+  return n;
+}
+
 BlobStream blob_file_stream(const BlobRef& blob) {
   return [&blob](const BlobWriter& write) {
     std::vector<uint8_t> in(kReadChunk);
@@ -177,12 +206,13 @@ BlobStream blob_file_stream(const BlobRef& blob) {
 
 UnpackResult unpack_layer(const BlobRef& blob, int diff_dirfd, const WhiteoutStyle& style,
                           const WarnFn& warn, const ProgressFn& progress, UnpackLimits limits) {
+  if (limits.compressed_size < 0) limits.compressed_size = static_cast<int64_t>(blob.length);
   return unpack_layer_stream(blob_file_stream(blob), diff_dirfd, style, warn, progress, limits);
 }
 
 UnpackResult unpack_layer_stream(const BlobStream& stream, int diff_dirfd, const WhiteoutStyle& style,
                                  const WarnFn& warn, const ProgressFn& progress, UnpackLimits limits) {
-  Producer prod{stream, progress, limits, {}, {}, {}, nullptr};
+  Producer prod{stream, progress, limits};
   std::thread producer([&] { prod.run(); });
   ReaderState rs{&prod.queue, &prod.result.uncompressed_bytes, {}, false};
   std::exception_ptr extract_error;
@@ -194,12 +224,15 @@ UnpackResult unpack_layer_stream(const BlobStream& stream, int diff_dirfd, const
     if (archive_read_open(a, &rs, nullptr, read_callback, nullptr) != ARCHIVE_OK)
       throw Error(std::string("not a tar archive: ") + archive_error_string(a));
     LayerExtractor ex(diff_dirfd, style, warn);
-    ex.extract_all(a);
+    uint64_t n = 0;
+    ex.extract_all(a, [&](archive_entry* e) { check_same_entry(prod.entries.pop(), e, ++n); });
     stats = ex.stats();
     // libarchive stops at the end blocks; the rest of the stream still counts for diff_id.
     std::vector<uint8_t> rest;
     while (prod.queue.pop(rest)) {
     }
+    // The queue is closed: the producer has read the whole stream (or failed, see below).
+    if (!prod.error) check_no_entry_left(prod.entries.pop());
   } catch (...) {
     extract_error = std::current_exception();
     prod.queue.cancel();

@@ -12,9 +12,23 @@
 
 namespace strata {
 
+// A decompression bomb stops at the first of two caps. Real layers expand 3-10x (text
+// and binaries); sparse-looking files of zeros much more, hence a flag to raise the ratio.
+// 100x is ten times the worst real ratio, and the 64 MiB slack lets small layers of
+// empty files and tar headers (which compress over 1000x) through whatever their ratio.
+constexpr uint64_t kDefaultMaxExpansion = 100;
+constexpr uint64_t kExpansionSlack = 64ull << 20;
+
 struct UnpackLimits {
-  uint64_t max_uncompressed = 1ull << 40;  // 1 TiB: a decompression bomb stops here
+  uint64_t max_uncompressed = 1ull << 40;           // 1 TiB whatever the ratio
+  uint64_t max_expansion = kDefaultMaxExpansion;  // x the compressed size + slack; 0: off
+  // The compressed size when known before reading (the blob file, a manifest's size);
+  // the cap follows the bytes read so far when that is larger or the size is unknown.
+  int64_t compressed_size = -1;
 };
+
+// "--max-expansion N": N as a whole number (0: no ratio cap); throws strata::Error.
+uint64_t parse_max_expansion(const std::string& text);
 
 struct UnpackResult {
   std::string digest;   // of the blob as stored

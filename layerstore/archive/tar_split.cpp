@@ -5,6 +5,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "layerstore/error.hpp"
@@ -137,6 +138,10 @@ void TarSplitRecorder::emit_file(const std::string& name, int64_t size, bool wit
   json_ += "\"position\":" + std::to_string(position_++) + "}\n";
 }
 
+void TarSplitRecorder::refuse(const std::string& why) const {
+  throw Error("entry " + std::to_string(go_entries_ + 1) + ": " + why);
+}
+
 void TarSplitRecorder::on_header_block() {
   raw_.append(reinterpret_cast<const char*>(blk_), kTarBlock);
   if (tar_block_is_zero(blk_)) {
@@ -149,14 +154,16 @@ void TarSplitRecorder::on_header_block() {
     pending_zero_ = true;
     return;
   }
-  if (pending_zero_) throw Error("invalid tar: a zero block followed by a header");
-  auto h = parse_tar_header(blk_);
-  if (!h) throw Error("invalid tar header (bad checksum or numeric field)");
+  if (pending_zero_) refuse("invalid tar: a zero block followed by a header");
+  std::string why;
+  auto h = parse_tar_header(blk_, &why);
+  if (!h) refuse("invalid tar header (" + why + ")");
   if (++entries_ > limits_.max_entries) throw Error("too many tar entries");
   char t = h->typeflag;
   if (t == 'x' || t == 'L' || t == 'K' || t == 'g') {
+    if (h->size < 0) refuse("invalid tar header (negative size)");
     if (static_cast<uint64_t>(h->size) > limits_.max_meta_bytes)
-      throw Error("tar extended header too large (" + std::to_string(h->size) + " bytes)");
+      refuse("tar extended header too large (" + std::to_string(h->size) + " bytes)");
     meta_type_ = t;
     meta_.clear();
     remaining_ = h->size;
@@ -165,39 +172,95 @@ void TarSplitRecorder::on_header_block() {
     if (remaining_ == 0) on_meta_done();
     return;
   }
-  if (t == 'S') throw Error("GNU sparse tar entries are not supported");
-  std::string name = pax_path_ ? *pax_path_ : gnu_name_ ? *gnu_name_ : h->name;
-  int64_t size = pax_size_ ? *pax_size_ : h->size;
-  pax_path_.reset();
-  pax_link_.reset();
-  pax_size_.reset();
-  gnu_name_.reset();
-  if (tar_type_is_header_only(t)) size = 0;
+  TarEntryView v = go_entry(*h);
   emit_segment();
-  cur_name_ = name;
-  cur_size_ = size;
+  cur_name_ = v.name;
+  cur_size_ = v.size;
   crc_ = 0;
+  int64_t size = v.size;
+  if (sink_) sink_(std::move(v));
   if (size > 0) {
     remaining_ = size;
     state_ = State::Data;
   } else {
-    emit_file(name, 0, false);
+    emit_file(cur_name_, 0, false);
     state_ = State::Header;
   }
 }
 
+// Go's Reader.next for a header that is not a meta header: mergePAX, then the GNU long
+// name and link (so they win over PAX path and linkpath), then the V7 NUL type.
+TarEntryView TarSplitRecorder::go_entry(const TarHeaderFields& h) {
+  TarEntryView v;
+  v.index = go_entries_ + 1;
+  v.name = h.name;
+  v.linkname = h.linkname;
+  v.type = h.typeflag;
+  v.size = h.size;
+  v.mode = h.mode;
+  v.uid = h.uid;
+  v.gid = h.gid;
+  v.mtime = h.mtime;
+  // Go expands old GNU sparse entries and returns them as type 'S', which Docker refuses.
+  if (v.type == 'S') refuse("GNU sparse files are not supported (Docker refuses them too)");
+  auto bad = [&](const std::string& key) { refuse("invalid PAX record " + key); };
+  for (const auto& [key, value] : pax_ ? *pax_ : std::map<std::string, std::string>{}) {
+    if (key.starts_with("GNU.sparse.")) refuse("PAX sparse files are not supported (tar-split cannot rebuild them)");
+    if (value.empty()) continue;  // Go keeps the header's value
+    if (key == "path") {
+      v.name = value;
+    } else if (key == "linkpath") {
+      v.linkname = value;
+    } else if (key == "size" || key == "uid" || key == "gid") {
+      auto n = go_parse_int(value);
+      if (!n) bad(key);
+      (key == "size" ? v.size : key == "uid" ? v.uid : v.gid) = *n;
+    } else if (key == "mtime" || key == "atime" || key == "ctime") {
+      auto secs = go_parse_pax_time(value);
+      if (!secs) bad(key);
+      if (key == "mtime") v.mtime = *secs;
+    } else if (key.starts_with("SCHILY.xattr.")) {
+      v.xattrs[key.substr(13)] = value;
+    }
+  }
+  if (!gnu_name_.empty()) v.name = gnu_name_;
+  if (!gnu_link_.empty()) v.linkname = gnu_link_;
+  pax_.reset();
+  gnu_name_.clear();
+  gnu_link_.clear();
+  if (v.type == '\0') v.type = v.name.ends_with('/') ? '5' : '0';
+  if (tar_type_is_header_only(v.type)) v.size = 0;
+  else if (v.size < 0) refuse("invalid tar header (negative size)");
+  // What Docker's extraction handles; it fails a layer with any other type, so strata
+  // does too (libarchive would turn most of them into regular files or skip them).
+  if (v.type != '0' && !tar_type_is_header_only(v.type)) {
+    char shown[8];
+    if (v.type >= 0x21 && v.type < 0x7f) snprintf(shown, sizeof shown, "'%c'", v.type);
+    else snprintf(shown, sizeof shown, "0x%02x", static_cast<unsigned char>(v.type));
+    refuse(std::string("unsupported tar entry type ") + shown + " (Docker refuses it too)");
+  }
+  go_entries_++;
+  return v;
+}
+
 void TarSplitRecorder::on_meta_done() {
   if (meta_type_ == 'x') {
-    if (!apply_pax_records(meta_, pax_path_, pax_link_, pax_size_))
-      throw Error("invalid PAX extended header");
+    pax_ = parse_pax_records(meta_);
+    if (!pax_) refuse("invalid PAX extended header");
   } else if (meta_type_ == 'L') {
     gnu_name_ = meta_.substr(0, meta_.find('\0'));
+  } else if (meta_type_ == 'K') {
+    gnu_link_ = meta_.substr(0, meta_.find('\0'));
   } else if (meta_type_ == 'g') {
-    // Go's reader returns a global header as an entry of its own (size 0).
+    // Go's reader returns a global header as an entry of its own (size 0) and forgets the
+    // meta headers before it; Docker ignores it, so does libarchive.
+    if (!parse_pax_records(meta_)) refuse("invalid PAX global header");
+    pax_.reset();
+    gnu_name_.clear();
+    gnu_link_.clear();
     emit_segment();
     emit_file(cur_name_, 0, false);
   }
-  // 'K' (GNU long link name) matters only to the extractor.
   remaining_ = tar_padding(static_cast<int64_t>(meta_.size()));
   state_ = remaining_ ? State::Padding : State::Header;
 }

@@ -27,9 +27,16 @@ struct TarSplitLimits {
   uint64_t max_meta_bytes = 1 << 20;  // one PAX or GNU long-name record
 };
 
+// Receives each entry the recorder reads, as Go's archive/tar reads it (global headers
+// excepted): layer_unpack.cpp checks libarchive reads the same.
+using TarEntrySink = std::function<void(TarEntryView&&)>;
+
+// Reads the tar as Go's archive/tar does and refuses (strata::Error) what Go refuses and
+// what Docker's extraction refuses (types other than file, link, symlink, device, dir,
+// fifo; sparse files, which tar-split cannot rebuild either).
 class TarSplitRecorder {
  public:
-  TarSplitRecorder(TarSplitLimits limits = {}) : limits_(limits) {}
+  TarSplitRecorder(TarSplitLimits limits = {}, TarEntrySink sink = {}) : limits_(limits), sink_(std::move(sink)) {}
   // Feed every decompressed byte, in order. Throws strata::Error on a malformed tar.
   void feed(const uint8_t* p, size_t n);
   // End of stream: flushes trailing bytes; throws if it ended inside a header or file.
@@ -42,10 +49,13 @@ class TarSplitRecorder {
   enum class State { Header, Meta, Data, Padding, Trailing };
   void on_header_block();
   void on_meta_done();
+  TarEntryView go_entry(const TarHeaderFields& h);
+  [[noreturn]] void refuse(const std::string& why) const;
   void emit_segment();
   void emit_file(const std::string& name, int64_t size, bool with_crc);
 
   TarSplitLimits limits_;
+  TarEntrySink sink_;
   State state_ = State::Header;
   uint8_t blk_[kTarBlock];
   size_t blk_fill_ = 0;
@@ -54,12 +64,15 @@ class TarSplitRecorder {
   char meta_type_ = 0;
   int64_t remaining_ = 0;  // data or meta or padding bytes left
   bool pending_zero_ = false;
-  std::optional<std::string> pax_path_, pax_link_, gnu_name_;
-  std::optional<int64_t> pax_size_;
+  // What the meta headers since the last entry said: Go keeps only the last PAX header's
+  // records and the last GNU long name and link.
+  std::optional<std::map<std::string, std::string>> pax_;
+  std::string gnu_name_, gnu_link_;
   std::string cur_name_;
   int64_t cur_size_ = 0;
   uint64_t crc_ = 0;
-  uint64_t entries_ = 0;
+  uint64_t entries_ = 0;     // headers, meta headers included (the limit)
+  uint64_t go_entries_ = 0;  // entries Go returns, global headers excepted
   int64_t position_ = 0;
   std::string json_;
 };
@@ -67,9 +80,15 @@ class TarSplitRecorder {
 // Writes json as gzip to `path` relative to dirfd (the layerdb staging dir).
 void write_tar_split_gz(int dirfd, const char* name, const std::string& json);
 
+using TarByteSink = std::function<void(const uint8_t*, size_t)>;
+
 // Rebuilds the layer tar from tar-split + the diff dir, feeding every byte to `sink`.
 // Throws strata::Error when a file is missing or its CRC differs.
-void assemble_tar_split(const std::string& tar_split_gz_path, int diff_dirfd,
-                        const std::function<void(const uint8_t*, size_t)>& sink);
+void assemble_tar_split(const std::string& tar_split_gz_path, int diff_dirfd, const TarByteSink& sink);
+
+// The same from the (uncompressed) JSON lines, with a file's `size` data bytes handed to
+// `emit` by `file_data` (the diff dir above; the fuzzer, the bytes libarchive read).
+using TarSplitFileData = std::function<void(const std::string& name, int64_t size, const TarByteSink& emit)>;
+void assemble_tar_split_json(std::string_view json, const TarSplitFileData& file_data, const TarByteSink& sink);
 
 }  // namespace strata

@@ -18,6 +18,7 @@
 #include "layerstore/archive/extract.hpp"
 #include "layerstore/archive/fs_util.hpp"
 #include "layerstore/archive/safe_path.hpp"
+#include "layerstore/archive/tar_header.hpp"
 #include "layerstore/archive/tar_split.hpp"
 #include "layerstore/archive/whiteout.hpp"
 #include "layerstore/error.hpp"
@@ -232,6 +233,12 @@ TEST(Extract, OverlayPrivateXattrsAreDropped) {
          {"user.containers.override_stat", "0:0:04755"},
          {"user.fuseoverlayfs.override_stat", "0:0:04755"},
          {"trusted.overlay.redirect", "/etc"},
+         {"trusted.overlay.opaque", "y"},
+         {"user.overlay.opaque", "y"},
+         {"user.fuseoverlayfs.opaque", "y"},
+         {"security.fuseoverlayfs.anything", "x"},
+         {"user.strata.anything", "x"},
+         {"trusted.strata.anything", "x"},
          {"user.kept", "yes"}});
   TempDir d;
   UniqueFd fd = open_dir(d.path);
@@ -239,7 +246,9 @@ TEST(Extract, OverlayPrivateXattrsAreDropped) {
   char v[64];
   std::string f = d.path + "/f";
   for (const char* x : {"security.fuseoverlayfs.override_stat", "user.containers.override_stat",
-                        "user.fuseoverlayfs.override_stat", "trusted.overlay.redirect"})
+                        "user.fuseoverlayfs.override_stat", "trusted.overlay.redirect", "trusted.overlay.opaque",
+                        "user.overlay.opaque", "user.fuseoverlayfs.opaque", "security.fuseoverlayfs.anything",
+                        "user.strata.anything", "trusted.strata.anything"})
     EXPECT_LT(lgetxattr(f.c_str(), x, v, sizeof v), 0) << x;
   EXPECT_EQ(lgetxattr(f.c_str(), "user.kept", v, sizeof v), 3);
 }
@@ -264,4 +273,116 @@ TEST(Extract, WhiteoutsBecomeOverlayMarkers) {
   EXPECT_EQ(v[0], 'y');
   EXPECT_FALSE(path_exists(d.path + "/d/x"));
   EXPECT_FALSE(path_exists(d.path + "/d/.wh.gone"));
+}
+
+static void fix_checksum(std::string& b) {
+  b.replace(148, 8, "        ");
+  unsigned sum = 0;
+  for (unsigned char c : b) sum += c;
+  char chk[9];
+  snprintf(chk, sizeof chk, "%06o", sum);
+  b.replace(148, 7, std::string(chk, 6) + '\0');
+}
+
+// One ustar header block (5 data bytes) with `patch` written at `offset`, `type` as type.
+static std::string ustar_block(const std::string& name, size_t offset = 0, const std::string& patch = "",
+                               char type = '0') {
+  std::string b(kTarBlock, '\0');
+  auto put = [&](size_t at, const std::string& v) { b.replace(at, v.size(), v); };  // same length
+  put(0, name);
+  put(100, "0000644");
+  put(108, "0000000");
+  put(116, "0000000");
+  put(124, "00000000005");
+  put(136, "14524770000");
+  b[156] = type;
+  put(257, std::string("ustar\0" "00", 8));
+  if (!patch.empty()) put(offset, patch);
+  fix_checksum(b);
+  return b;
+}
+
+static std::optional<TarHeaderFields> parse(const std::string& blk) {
+  return parse_tar_header(reinterpret_cast<const uint8_t*>(blk.data()));
+}
+
+static std::string pax_record(const std::string& kv) {
+  size_t n = kv.size() + 3;
+  while (std::to_string(n).size() + 2 + kv.size() != n) n = std::to_string(n).size() + 2 + kv.size();
+  return std::to_string(n) + " " + kv + "\n";
+}
+
+TEST(TarHeader, NumbersAsGoReadsThem) {
+  // Go trims spaces and NULs around an octal number and stops at a NUL inside it.
+  EXPECT_EQ(parse(ustar_block("f", 124, std::string("\0\0\0\0\0\0\0" "1000\0", 12)))->size, 512);
+  EXPECT_EQ(parse(ustar_block("f", 124, std::string("13\0" "99999999\0", 12)))->size, 11);
+  EXPECT_EQ(parse(ustar_block("f", 100, std::string("\0\0" "755\0", 6)))->mode, 0755);
+  // A space inside, a non-octal digit: Go's ErrHeader.
+  EXPECT_FALSE(parse(ustar_block("f", 124, "0000013 000")));
+  EXPECT_FALSE(parse(ustar_block("f", 108, "0000008")));
+  // Base-256: positive sizes parse, a negative one parses (and is refused as a size later).
+  EXPECT_EQ(parse(ustar_block("f", 124, std::string("\x80\0\0\0\0\0\0\0\0\0\x01\x00", 12)))->size, 256);
+  EXPECT_EQ(parse(ustar_block("f", 124, std::string(12, '\xff')))->size, -1);
+  // Checksum "NNNNNN 7": Go cannot parse it (libarchive reads up to the space).
+  std::string b = ustar_block("f");
+  b[154] = ' ';
+  b[155] = '7';
+  EXPECT_FALSE(parse(b));
+  // The ustar prefix joins the name.
+  EXPECT_EQ(parse(ustar_block("f", 345, "some/dir"))->name, "some/dir/f");
+}
+
+TEST(TarHeader, PaxRecordsAsGoReadsThem) {
+  auto r = parse_pax_records(pax_record("path=ab") + pax_record("path=xyz"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->at("path"), "xyz");  // the last record wins
+  EXPECT_FALSE(parse_pax_records("12 path=ab\n"));                        // length does not match
+  EXPECT_FALSE(parse_pax_records(pax_record(std::string("path=a\0", 7))));  // NUL in a path
+  EXPECT_FALSE(parse_pax_records(pax_record("=abc")));                     // empty key
+  EXPECT_EQ(go_parse_int("+11"), 11);
+  EXPECT_FALSE(go_parse_int("1_1"));
+  EXPECT_FALSE(go_parse_int("99999999999999999999"));
+  EXPECT_EQ(go_parse_pax_time("-1.5"), -2);
+  EXPECT_FALSE(go_parse_pax_time(".5"));
+}
+
+// What the recorder reads, entry by entry, as Go's archive/tar.
+static std::vector<TarEntryView> go_entries(const std::string& tar) {
+  std::vector<TarEntryView> out;
+  TarSplitRecorder rec({}, [&](TarEntryView&& v) { out.push_back(std::move(v)); });
+  rec.feed(reinterpret_cast<const uint8_t*>(tar.data()), tar.size());
+  rec.finish();
+  return out;
+}
+
+static std::string meta_entry(char type, const std::string& body) {
+  char size[12];
+  snprintf(size, sizeof size, "%011o", static_cast<unsigned>(body.size()));
+  return ustar_block("meta", 124, std::string(size, 11), type) + body + std::string(tar_padding(body.size()), '\0');
+}
+
+TEST(TarSplit, GoRulesForNamesAndTypes) {
+  std::string data = "hello" + std::string(507, '\0');
+  std::string end(1024, '\0');
+  // A GNU long name wins over a PAX path whatever their order (Go merges PAX first).
+  auto e = go_entries(meta_entry('x', pax_record("path=from-pax")) + meta_entry('L', std::string("from-gnu\0", 9)) +
+                      ustar_block("ustar") + data + end);
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0].name, "from-gnu");
+  // Only the last PAX header counts.
+  e = go_entries(meta_entry('x', pax_record("path=first")) + meta_entry('x', pax_record("uid=1234")) +
+                 ustar_block("ustar") + data + end);
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0].name, "ustar");
+  EXPECT_EQ(e[0].uid, 1234);
+  // A NUL type with a trailing slash is a directory; '0' with one stays a file.
+  e = go_entries(ustar_block("d/", 124, "00000000000", '\0') + ustar_block("f/", 124, "00000000000") + end);
+  ASSERT_EQ(e.size(), 2u);
+  EXPECT_EQ(e[0].type, '5');
+  EXPECT_EQ(e[1].type, '0');
+  // Types Docker does not extract, sparse files: refused.
+  for (char t : {'V', 'X', 'M', 'N', '7', 'D', 'S', 'A'})
+    EXPECT_THROW(go_entries(ustar_block("x", 124, "00000000000", t) + end), Error) << t;
+  EXPECT_THROW(go_entries(meta_entry('x', pax_record("GNU.sparse.realsize=100000")) + ustar_block("f") + data + end),
+               Error);
 }
