@@ -114,6 +114,7 @@ struct SharedState {
   std::mutex mu;
   LoadSummary& sum;
   std::atomic<bool> stop{false};
+  uint64_t max_expansion = kDefaultMaxExpansion;
 };
 
 // `local`: rebuild the tar from that existing layer instead of fetching the blob. The
@@ -139,9 +140,14 @@ void unpack_staged(const LayerDb& db, const ImageToLoad& img, size_t i, StagedLa
           write(p, n);
         });
       };
-      r = unpack_layer_stream(stream, diff.get(), style, warn, prog);
+      UnpackLimits limits;
+      limits.max_expansion = local ? 0 : st.max_expansion;  // a local rebuild is a plain tar
+      limits.compressed_size = layer.size;
+      r = unpack_layer_stream(stream, diff.get(), style, warn, prog, limits);
     } else {
-      r = unpack_layer(layer.blob, diff.get(), style, warn, prog);
+      UnpackLimits limits;
+      limits.max_expansion = st.max_expansion;
+      r = unpack_layer(layer.blob, diff.get(), style, warn, prog, limits);
     }
   } catch (const Error& e) {
     progress.end_layer(bar, "failed");
@@ -212,7 +218,8 @@ void stage_layer(const LayerDb& db, const ImageToLoad& img, size_t i, std::vecto
   }
 }
 
-void load_one(const StoreLayout& l, const ImageToLoad& img, Progress& progress, LoadSummary& sum, int jobs) {
+void load_one(const StoreLayout& l, const ImageToLoad& img, Progress& progress, LoadSummary& sum, int jobs,
+              uint64_t max_expansion) {
   LayerDb db(l);
   ImageDb idb(l);
   std::vector<std::string> chains = chain_ids(img.diff_ids);
@@ -251,6 +258,7 @@ void load_one(const StoreLayout& l, const ImageToLoad& img, Progress& progress, 
     todo.push_back(i);
   }
   SharedState st{{}, sum};
+  st.max_expansion = max_expansion;
   if (jobs <= 1 || todo.size() <= 1) {
     for (size_t i : todo) stage_layer(db, img, i, staged, *style, progress, st);
   } else {
@@ -311,7 +319,7 @@ LoadSummary load_images(const StoreLayout& l, const LoadOptions& opts, Progress&
   RangeLock store = lock_store(l.lock_file(), false);
   for (const auto& img : images) {
     try {
-      load_one(l, img, progress, sum, 1);
+      load_one(l, img, progress, sum, 1, opts.max_expansion);
     } catch (const Error& e) {
       if (sum.images == 0) throw Error(std::string(e.what()) + "; nothing was imported");
       throw Error(std::string(e.what()) + "; " + std::to_string(sum.images) + " earlier image(s) were imported");
@@ -321,11 +329,12 @@ LoadSummary load_images(const StoreLayout& l, const LoadOptions& opts, Progress&
   return sum;
 }
 
-void store_image(const StoreLayout& l, const ImageToLoad& img, Progress& progress, LoadSummary& sum, int jobs) {
+void store_image(const StoreLayout& l, const ImageToLoad& img, Progress& progress, LoadSummary& sum, int jobs,
+                 uint64_t max_expansion) {
   l.ensure_skeleton();
   RangeLock store = lock_store(l.lock_file(), false);
   try {
-    load_one(l, img, progress, sum, jobs);
+    load_one(l, img, progress, sum, jobs, max_expansion);
   } catch (const Error& e) {
     throw Error(std::string(e.what()) + "; nothing was imported");
   }

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "layerstore/archive/layer_unpack.hpp"
 #include "layerstore/progress.hpp"
 #include "layerstore/sources/image_source.hpp"
 #include "layerstore/store/store_layout.hpp"
@@ -20,6 +21,7 @@ struct LoadOptions {
   std::optional<Reference> registry_ref;
   std::optional<Reference> tag;     // --tag
   Platform platform;
+  uint64_t max_expansion = kDefaultMaxExpansion;  // --max-expansion (layer_unpack.hpp)
 };
 
 struct LoadSummary {
@@ -40,6 +42,7 @@ LoadSummary load_images(const StoreLayout& layout, const LoadOptions& opts, Prog
 // staging, unpack and commit as load, with up to `jobs` layers unpacked at once. A layer
 // with `fetch` that fails (download or verification) is discarded and tried once more.
 // Throws strata::Error ending in "; nothing was imported" when the image was not stored.
-void store_image(const StoreLayout& layout, const ImageToLoad& img, Progress& progress, LoadSummary& sum, int jobs);
+void store_image(const StoreLayout& layout, const ImageToLoad& img, Progress& progress, LoadSummary& sum, int jobs,
+                 uint64_t max_expansion = kDefaultMaxExpansion);
 
 }  // namespace strata

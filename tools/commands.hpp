@@ -14,6 +14,7 @@ struct LoadArgs {
   std::string platform = "linux/amd64";
   std::string registry_dir;
   std::string registry_ref;
+  std::string max_expansion;  // "" or N (--max-expansion)
   bool quiet = false;
 };
 

@@ -10,6 +10,7 @@ int cmd_load(const StoreLayout& l, const LoadArgs& a) {
   LoadOptions o;
   o.input = a.input;
   o.platform = parse_platform(a.platform);
+  if (!a.max_expansion.empty()) o.max_expansion = parse_max_expansion(a.max_expansion);
   if (!a.tag.empty()) {
     auto r = parse_reference(a.tag);
     if (!r || !r->digest.empty()) throw Error("invalid --tag \"" + a.tag + "\" (want NAME[:TAG])");

@@ -77,12 +77,14 @@ std::string read_password_stdin() {
 
 void add_registry_commands(CLI::App& app, const std::string& root) {
   struct PullArgs : RegistryArgs {
-    std::string platform = "linux/amd64", ref;
+    std::string platform = "linux/amd64", ref, max_expansion;
   };
   auto pull = std::make_shared<PullArgs>();
   auto* c_pull = app.add_subcommand("pull", "pull an image from a registry ([registry/]name[:tag|@digest])");
   add_registry_options(c_pull, *pull);
   c_pull->add_option("--platform", pull->platform, "platform to pick from an index (default linux/amd64)");
+  c_pull->add_option("--max-expansion", pull->max_expansion,
+                     "a layer may decompress to N x its compressed size + 64 MiB (default 100; 0: no ratio cap)");
   c_pull->add_flag("-q,--quiet", pull->quiet, "no progress output");
   c_pull->add_option("reference", pull->ref, "REF")->required();
   c_pull->callback([pull, &root] {
@@ -90,6 +92,7 @@ void add_registry_commands(CLI::App& app, const std::string& root) {
       PullOptions o;
       o.ref = pull->ref;
       o.platform = parse_platform(pull->platform);
+      if (!pull->max_expansion.empty()) o.max_expansion = parse_max_expansion(pull->max_expansion);
       o.registry = registry_options(*pull);
       Progress progress(Progress::detect(pull->quiet));
       PullSummary s = pull_image(layout_of(root), o, progress);

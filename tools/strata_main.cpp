@@ -27,6 +27,8 @@ int main(int argc, char** argv) {
   c_load->add_option("--platform", load.platform, "platform to pick from an index (default linux/amd64)");
   c_load->add_option("--registry-dir", load.registry_dir, "load NAME:TAG from a registry's storage dir");
   c_load->add_option("reference", load.registry_ref, "NAME:TAG (with --registry-dir)");
+  c_load->add_option("--max-expansion", load.max_expansion,
+                    "a layer may decompress to N x its compressed size + 64 MiB (default 100; 0: no ratio cap)");
   c_load->add_flag("-q,--quiet", load.quiet, "no progress output");
 
   std::string format;

@@ -17,6 +17,7 @@ struct PullOptions {
   Platform platform;
   RegistryOptions registry;
   int jobs = 3;
+  uint64_t max_expansion = kDefaultMaxExpansion;  // --max-expansion (layer_unpack.hpp)
 };
 
 struct PullSummary {
