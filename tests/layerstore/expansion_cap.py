@@ -1,0 +1,107 @@
+#!/usr/bin/python3
+"""A gzip bomb: ~1 MiB of gzip holding a 1 GiB file of zeros. `strata load` must refuse it
+(it expands far past 100x its compressed size + 64 MiB) with one line naming the layer and
+the flag, leave the store unchanged, and stop early instead of writing the whole file;
+--max-expansion raises the cap and the same image then loads."""
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import sys
+import tarfile
+import zlib
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from strata_test_lib import *  # noqa: E402,F403
+
+need_root()
+work = workdir()
+root = os.path.join(work, "store")
+SIZE = 1 << 30
+CHUNK = bytes(16 << 20)
+
+# The layer tar (header, 1 GiB of zeros, end blocks), gzipped and hashed as a stream.
+ti = tarfile.TarInfo("zeros")
+ti.size = SIZE
+ti.mtime = 1700000000
+head = ti.tobuf(format=tarfile.PAX_FORMAT)
+tail = bytes(1024)
+diff = hashlib.sha256()
+comp = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip wrapper
+parts = []
+for piece in [head] + [CHUNK] * (SIZE // len(CHUNK)) + [tail]:
+    diff.update(piece)
+    parts.append(comp.compress(piece))
+parts.append(comp.flush())
+blob = b"".join(parts)
+assert len(blob) < 4 << 20, len(blob)
+
+def gzip_layout(path, blob, diff_id):
+    """A one-layer OCI layout around a gzip layer blob."""
+    blobs = os.path.join(path, "blobs", "sha256")
+    os.makedirs(blobs)
+
+    def put(b):
+        d = hashlib.sha256(b).hexdigest()
+        with open(os.path.join(blobs, d), "wb") as f:
+            f.write(b)
+        return "sha256:" + d
+
+    layer = put(blob)
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                         "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": put(config),
+                                      "size": len(config)},
+                           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                                       "digest": layer, "size": len(blob)}]}).encode()
+    with open(os.path.join(path, "index.json"), "w") as f:
+        json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                                      "digest": put(manifest), "size": len(manifest)}]}, f)
+    with open(os.path.join(path, "oci-layout"), "w") as f:
+        f.write('{"imageLayoutVersion":"1.0.0"}')
+    return layer
+
+
+layout = os.path.join(work, "bomb")
+layer_digest = gzip_layout(layout, blob, "sha256:" + diff.hexdigest())
+# A first (small) load creates the store's skeleton, so "unchanged" compares like with like.
+small_tar = io.BytesIO()
+with tarfile.open(fileobj=small_tar, mode="w") as t:
+    t.addfile(tarfile.TarInfo("empty"))
+gzip_layout(os.path.join(work, "small"), gzip.compress(small_tar.getvalue()),
+            "sha256:" + hashlib.sha256(small_tar.getvalue()).hexdigest())
+
+failures = []
+strata(root, "load", "-q", "-i", os.path.join(work, "small"), "--tag", "small:1")
+before = tree_hash(root)
+r = strata(root, "load", "-q", "-i", layout, "--tag", "bomb:1", check=False)
+err = r.stderr.strip().splitlines()
+print(f"default cap: exit {r.returncode}: {err}")
+if r.returncode == 0:
+    failures.append("a 1 GiB gzip bomb loaded under the default cap")
+elif len(err) != 1 or "--max-expansion" not in err[0] or layer_digest[7:19] not in err[0] or "100x" not in err[0]:
+    failures.append(f"want one line naming the layer, the 100x cap and --max-expansion: {err}")
+if tree_hash(root) != before:
+    failures.append("the refused load changed the store")
+
+r = strata(root, "load", "-q", "-i", layout, "--tag", "bomb:1", "--max-expansion", "abc", check=False)
+if r.returncode == 0 or len(r.stderr.strip().splitlines()) != 1:
+    failures.append(f"--max-expansion abc: want one error line, got exit {r.returncode}: {r.stderr}")
+
+r = strata(root, "load", "-q", "-i", layout, "--tag", "bomb:1", "--max-expansion", "2000", check=False)
+print(f"--max-expansion 2000: exit {r.returncode} {r.stderr.strip()}")
+if r.returncode != 0:
+    failures.append(f"--max-expansion 2000 did not allow the image: {r.stderr.strip()}")
+else:
+    diffdir = image_layers(root, "bomb:1")[0]
+    if os.path.getsize(os.path.join(diffdir, "zeros")) != SIZE:
+        failures.append("the allowed image lacks its 1 GiB file")
+
+shutil.rmtree(work, ignore_errors=True)
+if failures:
+    print("FAILED:\n" + "\n".join(failures))
+    sys.exit(1)
+print("PASS")
