@@ -2,6 +2,7 @@
 // one CURLSH so the parallel layer downloads of a pull reuse their connections.
 #include "layerstore/sources/http.hpp"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 
 #include <algorithm>
@@ -80,7 +81,8 @@ size_t on_body(char* p, size_t size, size_t n, void* ud) {
       t->resp.sink_bytes += len;
       return size * n;
     } else {
-      if (t->resp.body.size() + len > t->req.max_body) throw Error("response body larger than " + std::to_string(t->req.max_body) + " bytes");
+      if (t->resp.body.size() + len > t->req.max_body)
+        throw BodyTooLarge("answer larger than " + std::to_string(t->req.max_body) + " bytes");
       t->resp.body.append(p, len);
     }
   } catch (...) {
@@ -102,6 +104,21 @@ size_t on_read(char* buf, size_t size, size_t n, void* ud) {
     t->error = std::current_exception();
     return CURL_READFUNC_ABORT;
   }
+}
+
+// Runs once the connection is up (or reused) and before the request is sent.
+int on_connected(void* ud, char* peer_ip, char*, int, int) {
+  auto* t = static_cast<Transfer*>(ud);
+  if (!t->req.loopback_peer_only || is_loopback_address(peer_ip)) return CURL_PREREQFUNC_OK;
+  t->error = std::make_exception_ptr(Error(t->req.url + ": connected to " + std::string(peer_ip) +
+                                           ", not a loopback address; plain HTTP without --tls-verify=false "
+                                           "is only used with loopback registries, nothing was sent"));
+  return CURL_PREREQFUNC_ABORT;
+}
+
+std::string primary_ip(CURL* c) {
+  char* ip = nullptr;
+  return curl_easy_getinfo(c, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip ? ip : "";
 }
 
 }  // namespace
@@ -140,6 +157,8 @@ HttpResponse http_perform(const HttpRequest& req) {
   curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
+  curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, on_connected);
+  curl_easy_setopt(c, CURLOPT_PREREQDATA, &t);
   if (req.tls) {
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, req.tls->verify ? 1L : 0L);
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, req.tls->verify ? 2L : 0L);
@@ -161,9 +180,10 @@ HttpResponse http_perform(const HttpRequest& req) {
   if (t.error) std::rethrow_exception(t.error);
   if (rc != CURLE_OK) {
     std::string why = errbuf[0] ? errbuf : curl_easy_strerror(rc);
-    throw TransportError(req.method + " " + req.url + ": " + why, rc, resp.sink_bytes);
+    throw TransportError(req.method + " " + req.url + ": " + why, rc, resp.sink_bytes, primary_ip(c));
   }
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
+  resp.peer_ip = primary_ip(c);
   return resp;
 }
 
@@ -172,6 +192,33 @@ std::string url_host(const std::string& url) {
   size_t b = s == std::string::npos ? 0 : s + 3;
   size_t e = url.find_first_of("/?#", b);
   return url.substr(b, e == std::string::npos ? std::string::npos : e - b);
+}
+
+std::string url_scheme(const std::string& url) {
+  size_t s = url.find("://");
+  std::string scheme = s == std::string::npos ? "" : url.substr(0, s);
+  std::transform(scheme.begin(), scheme.end(), scheme.begin(), [](unsigned char c) { return std::tolower(c); });
+  return scheme;
+}
+
+std::string host_name(const std::string& host_port) {
+  std::string h = host_port;
+  if (!h.empty() && h[0] == '[') {
+    h = h.substr(1, h.find(']') - 1);
+  } else if (size_t colon = h.rfind(':'); colon != std::string::npos) {
+    h.resize(colon);
+  }
+  std::transform(h.begin(), h.end(), h.begin(), [](unsigned char c) { return std::tolower(c); });
+  return h;
+}
+
+bool is_loopback_address(const std::string& ip) {
+  in_addr v4;
+  if (inet_pton(AF_INET, ip.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6;
+  if (inet_pton(AF_INET6, ip.c_str(), &v6) != 1) return false;
+  if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+  return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
 }
 
 std::string resolve_url(const std::string& base, const std::string& location) {

@@ -29,10 +29,14 @@ BlobRef memory_blob(const std::string& bytes, const std::string& name) {
   return BlobRef{file, 0, bytes.size(), name};
 }
 
-std::string fetch_small_blob(RegistryClient& client, const std::string& repo, const std::string& digest) {
+constexpr int64_t kMaxConfigBytes = 16 << 20;
+
+std::string fetch_config(RegistryClient& client, const std::string& repo, const std::string& digest, int64_t size) {
+  if (size > kMaxConfigBytes)
+    throw Error("config " + digest + ": descriptor says " + std::to_string(size) + " bytes, more than a config may have (" +
+                std::to_string(kMaxConfigBytes) + ")");
   std::string out;
-  client.fetch_blob(repo, digest, [&](const uint8_t* p, size_t n) {
-    if (out.size() + n > (16u << 20)) throw Error("blob " + digest + " is too large for a config");
+  client.fetch_blob(repo, digest, size >= 0 ? size : kMaxConfigBytes, [&](const uint8_t* p, size_t n) {
     out.append(reinterpret_cast<const char*>(p), n);
   });
   std::string got = sha256_digest(out);
@@ -59,16 +63,22 @@ PullSummary pull_image(const StoreLayout& layout, const PullOptions& opts, Progr
   }
   auto mj = json::parse(bytes, nullptr, false);
   std::string config_digest;
-  if (mj.is_object() && mj.contains("config") && mj["config"].is_object())
+  int64_t config_size = -1;
+  if (mj.is_object() && mj.contains("config") && mj["config"].is_object()) {
     config_digest = mj["config"].value("digest", "");
+    if (mj["config"].contains("size") && mj["config"]["size"].is_number_integer())
+      config_size = mj["config"]["size"].get<int64_t>();
+  }
   BlobByDigest blobs = [&](const std::string& d) {
-    if (d == config_digest) return memory_blob(fetch_small_blob(client, ref.repo, d), "config " + d);
+    if (d == config_digest) return memory_blob(fetch_config(client, ref.repo, d, config_size), "config " + d);
     return BlobRef{nullptr, 0, 0, d.substr(0, 19)};  // a layer: streamed later
   };
   ImageToLoad img = image_from_manifest(bytes, mname, blobs, opts.platform);
   for (auto& layer : img.layers) {
     std::string digest = layer.digest;
-    layer.fetch = [&client, repo = ref.repo, digest](const BlobWriter& write) { client.fetch_blob(repo, digest, write); };
+    layer.fetch = [&client, repo = ref.repo, digest, size = layer.size](const BlobWriter& write) {
+      client.fetch_blob(repo, digest, size, write);
+    };
   }
   if (ref.digest.empty()) img.tags.push_back(ref.local);
   img.tags.push_back(Reference{ref.local.name, "", top.digest});

@@ -40,11 +40,6 @@ RemoteRef parse_remote_ref(const std::string& s) {
   return out;
 }
 
-bool is_loopback_host(const std::string& host) {
-  std::string h = host.substr(0, host.rfind(':') == std::string::npos || host[0] == '[' ? host.size() : host.rfind(':'));
-  return h.rfind("127.", 0) == 0 || h == "localhost" || host.rfind("[::1]", 0) == 0;
-}
-
 std::string registry_error(const HttpResponse& r) {
   std::string out = "HTTP " + std::to_string(r.status);
   auto j = json::parse(r.body, nullptr, false);
@@ -93,6 +88,10 @@ RegistryClient::RegistryClient(const std::string& registry, RegistryOptions opts
   base_ = "https://" + host_;
 }
 
+RegistryEndpoint RegistryClient::endpoint() const {
+  return RegistryEndpoint{registry_, host_, url_scheme(base_), loopback_, opts_.tls_verify};
+}
+
 void RegistryClient::ping() {
   HttpRequest req;
   req.url = base_ + "/v2/";
@@ -101,21 +100,31 @@ void RegistryClient::ping() {
   try {
     r = http_perform(req);
   } catch (const TransportError& e) {
-    bool insecure_ok = !opts_.tls_verify || is_loopback_host(host_);
+    // Plain HTTP only by the address the name connected to, never by how the name looks:
+    // "127.example.com" may resolve anywhere.
+    bool loopback = is_loopback_address(e.peer_ip);
+    bool insecure_ok = !opts_.tls_verify || loopback;
     if (!insecure_ok || e.certificate_problem() || !e.tls_handshake_problem()) {
       if (e.certificate_problem())
         throw Error(host_ + ": TLS certificate not trusted (" + std::string(e.what()) +
                     "); add its CA with --cert-dir or use --tls-verify=false");
+      if (e.tls_handshake_problem())
+        throw Error(host_ + ": cannot reach registry over HTTPS: " + e.what() + " (plain HTTP is tried only for " +
+                    "loopback addresses, " + (e.peer_ip.empty() ? "this one" : e.peer_ip + " is not one") +
+                    "; --tls-verify=false allows it)");
       throw Error(host_ + ": cannot reach registry: " + e.what());
     }
     base_ = "http://" + host_;
     req.url = base_ + "/v2/";
+    // The fallback was allowed for this address: every plain request must go there again.
+    req.loopback_peer_only = opts_.tls_verify;
     try {
       r = http_perform(req);
     } catch (const TransportError& e2) {
       throw Error(host_ + ": cannot reach registry: " + e2.what());
     }
   }
+  loopback_ = is_loopback_address(r.peer_ip);
   if (r.status == 401) {
     auto c = parse_challenge(r.header("www-authenticate"));
     if (!c || (c->scheme != "basic" && c->scheme != "bearer"))
@@ -148,13 +157,26 @@ std::string RegistryClient::fetch_token(const Challenge& c, const std::string& s
   HttpRequest req;
   req.url = url;
   req.tls = &tls_;
-  if (creds_) req.headers.push_back("Authorization: Basic " + base64_std(creds_->user + ":" + creds_->password));
+  req.max_body = kMaxTokenAnswerBytes;
+  RealmCredentials policy = realm_credentials(endpoint(), realm);
+  bool send_creds = creds_ && policy != RealmCredentials::withhold;
+  if (creds_ && !send_creds) withheld_from_realm_ = realm;
+  if (send_creds) {
+    req.headers.push_back("Authorization: Basic " + base64_std(creds_->user + ":" + creds_->password));
+    req.loopback_peer_only = policy == RealmCredentials::send_if_loopback;
+  }
   HttpResponse r;
   try {
     r = http_perform(req);
   } catch (const TransportError& e) {
     throw Error(host_ + ": token server: " + e.what());
+  } catch (const BodyTooLarge& e) {
+    throw Error(host_ + ": token server " + realm + ": " + e.what());
   }
+  if ((r.status == 401 || r.status == 403) && creds_ && !send_creds)
+    throw Error(host_ + ": token realm " + realm + " refused an anonymous token (HTTP " + std::to_string(r.status) +
+                "); the credentials were not sent to it: a token realm gets them only on the registry's own host, over "
+                "HTTPS unless the registry is on a loopback address");
   if (r.status == 401 || r.status == 403)
     throw Error(host_ + ": authentication failed" + (creds_ ? " for user \"" + creds_->user + "\" (wrong username or password)" : " (no credentials; use strata login or --creds)"));
   if (r.status / 100 != 2) throw Error(host_ + ": token server: " + registry_error(r));
@@ -190,15 +212,21 @@ std::string RegistryClient::url(const std::string& target) const {
 
 HttpResponse RegistryClient::call(HttpRequest req, const std::string& target, const std::string& scope) {
   std::string url = this->url(target);
-  bool send_auth = true, reauthed = false;
+  bool reauthed = false;
+  // Once a hop leaves the registry (another host:port, or HTTPS to HTTP), no later hop
+  // carries credentials, even one that comes back.
+  bool send_auth = registry_auth_may_go_to(endpoint(), url);
   std::vector<std::string> base_headers = req.headers;
   for (int hop = 0; hop < 8; hop++) {
     HttpRequest r = req;
     r.url = url;
     r.tls = &tls_;
     r.headers = base_headers;
-    if (send_auth)
+    if (send_auth) {
       if (std::string h = auth_header(scope); !h.empty()) r.headers.push_back(h);
+      // A registry spoken to over plain HTTP because it is on loopback: still there?
+      r.loopback_peer_only = url_scheme(url) == "http" && opts_.tls_verify;
+    }
     HttpResponse resp = http_perform(r);
     if (resp.status == 401 && send_auth && !reauthed && !req.reader) {
       reauthed = true;
@@ -210,17 +238,24 @@ HttpResponse RegistryClient::call(HttpRequest req, const std::string& target, co
     bool redirect = resp.status == 301 || resp.status == 302 || resp.status == 303 || resp.status == 307 || resp.status == 308;
     if (redirect && (req.method == "GET" || req.method == "HEAD") && !resp.header("location").empty()) {
       std::string next = resolve_url(url, resp.header("location"));
-      // Blob storage on another host must never see the registry's credentials.
-      if (url_host(next) != host_) send_auth = false;
+      // Blob storage on another host (a CDN) must never see the registry's credentials.
+      send_auth = send_auth && registry_auth_may_go_to(endpoint(), next);
       url = next;
       continue;
+    }
+    if (resp.status == 401 && send_auth) {
+      std::lock_guard lk(mu_);
+      if (!withheld_from_realm_.empty())
+        throw Error(host_ + ": access denied (HTTP 401) with an anonymous token: the credentials were not sent to "
+                    "the token realm " + withheld_from_realm_ + ", which is not on the registry's own host");
     }
     return resp;
   }
   throw Error(target + ": too many redirects");
 }
 
-void RegistryClient::fetch_blob(const std::string& repo, const std::string& digest, const BlobWriter& sink) {
+void RegistryClient::fetch_blob(const std::string& repo, const std::string& digest, int64_t size,
+                                const BlobWriter& sink) {
   uint64_t pos = 0;
   std::string scope = "repository:" + repo + ":pull";
   for (int attempt = 0;; attempt++) {
@@ -230,6 +265,10 @@ void RegistryClient::fetch_blob(const std::string& repo, const std::string& dige
       req.skip_if_full = pos;
     }
     req.sink = [&](const uint8_t* p, size_t n) {
+      // Checked before a byte of it moves on: a registry cannot make us store (or read) more.
+      if (size >= 0 && pos + n > static_cast<uint64_t>(size))
+        throw Error("blob " + digest + ": the registry sent more than the " + std::to_string(size) +
+                    " bytes its descriptor gives; stopped there");
       sink(p, n);
       pos += n;
     };
@@ -248,6 +287,8 @@ void RegistryClient::fetch_blob(const std::string& repo, const std::string& dige
 RegistryClient::Manifest RegistryClient::get_manifest(const std::string& repo, const std::string& ref) {
   HttpRequest req;
   req.headers.push_back(kManifestAccept);
+  req.max_body = kMaxManifestBytes;
+  std::string what = "manifest " + repo + (ref.rfind("sha256:", 0) == 0 ? "@" : ":") + ref;
   HttpResponse r;
   for (int attempt = 0;; attempt++) {
     try {
@@ -256,9 +297,11 @@ RegistryClient::Manifest RegistryClient::get_manifest(const std::string& repo, c
     } catch (const TransportError& e) {
       if (attempt >= 3) throw Error(std::string(e.what()));
       std::this_thread::sleep_for(std::chrono::milliseconds(250 << attempt));
+    } catch (const BodyTooLarge&) {
+      throw Error(what + " on " + host_ + ": larger than " + std::to_string(kMaxManifestBytes) +
+                  " bytes (4 MiB, the distribution spec's manifest limit)");
     }
   }
-  std::string what = "manifest " + repo + (ref.rfind("sha256:", 0) == 0 ? "@" : ":") + ref;
   if (r.status == 404) throw Error(what + " not found on " + host_ + " (" + registry_error(r) + ")");
   if (r.status == 401 || r.status == 403)
     throw Error(what + ": access denied on " + host_ + " (" + registry_error(r) + ")");

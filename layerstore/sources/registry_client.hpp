@@ -1,14 +1,16 @@
 #pragma once
 // The registry HTTP API v2 as a client sees it: where a reference points (host, repository),
-// which scheme the registry speaks (HTTPS, or plain HTTP when allowed), authentication
-// (anonymous, Basic, Bearer tokens cached per scope), redirects (credentials never follow
-// to another host), registry error bodies turned into one-line reasons, and blob downloads
-// that resume with Range after a cut connection.
+// which scheme the registry speaks (HTTPS, or plain HTTP when allowed: --tls-verify=false,
+// or a registry whose connection goes to a loopback address), authentication (anonymous,
+// Basic, Bearer tokens cached per scope; where credentials may go is credential_policy.hpp),
+// registry error bodies turned into one-line reasons, and blob downloads that stop at the
+// descriptor's size and resume with Range after a cut connection.
 #include <map>
 #include <mutex>
 #include <optional>
 #include <string>
 
+#include "layerstore/sources/credential_policy.hpp"
 #include "layerstore/sources/http.hpp"
 #include "layerstore/sources/registry_auth.hpp"
 #include "layerstore/store/reference.hpp"
@@ -35,7 +37,9 @@ struct RemoteRef {
 };
 RemoteRef parse_remote_ref(const std::string& s);  // throws strata::Error
 
-bool is_loopback_host(const std::string& host);
+// The distribution spec's limit for a manifest or index a registry must accept.
+constexpr uint64_t kMaxManifestBytes = 4 << 20;
+constexpr uint64_t kMaxTokenAnswerBytes = 2 << 20;
 
 class RegistryClient {
  public:
@@ -53,28 +57,32 @@ class RegistryClient {
   HttpResponse call(HttpRequest req, const std::string& target, const std::string& scope);
 
   // Downloads a blob into `sink`; a cut connection resumes at the byte it stopped with a
-  // Range request, up to 5 retries with backoff. Throws on a registry error.
-  void fetch_blob(const std::string& repo, const std::string& digest, const BlobWriter& sink);
+  // Range request, up to 5 retries with backoff. Throws on a registry error, and as soon as
+  // the registry sends more than `size` bytes (the descriptor's; -1: no descriptor).
+  void fetch_blob(const std::string& repo, const std::string& digest, int64_t size, const BlobWriter& sink);
 
   struct Manifest {
     std::string bytes, media_type, digest;
   };
-  // GET a manifest or index by tag or digest, verified: by digest against it, by tag against
-  // the Docker-Content-Digest the registry sent (if any).
+  // GET a manifest or index by tag or digest (at most kMaxManifestBytes), verified: by digest
+  // against it, by tag against the Docker-Content-Digest the registry sent (if any).
   Manifest get_manifest(const std::string& repo, const std::string& ref);
 
  private:
   std::string auth_header(const std::string& scope);
   void authenticate(const HttpResponse& unauthorized, const std::string& scope);
   std::string fetch_token(const Challenge& c, const std::string& scope);
+  RegistryEndpoint endpoint() const;
 
   std::string registry_, host_, base_;
+  bool loopback_ = false;  // the registry's connection went to a loopback address
   RegistryOptions opts_;
   TlsOptions tls_;
   std::optional<Credentials> creds_;
   std::mutex mu_;
   std::optional<Challenge> challenge_;
   std::map<std::string, std::string> tokens_;  // scope -> bearer token
+  std::string withheld_from_realm_;  // a token realm the credentials were kept from
 };
 
 // "HTTP 404: manifest unknown (...)" from a registry's {"errors":[...]} body.
