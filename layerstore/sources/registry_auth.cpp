@@ -7,6 +7,7 @@
 
 #include "layerstore/archive/fs_util.hpp"
 #include "layerstore/error.hpp"
+#include "layerstore/sources/private_file.hpp"
 
 namespace strata {
 
@@ -59,10 +60,20 @@ static std::vector<std::string> host_keys(const std::string& host) {
   return keys;
 }
 
-static json read_auth_json(const std::string& path) {
-  auto j = json::parse(read_file(path), nullptr, false);
+static json parse_auth_json(const std::string& path, const std::string& bytes) {
+  auto j = json::parse(bytes, nullptr, false);
   if (j.is_discarded() || !j.is_object()) throw Error(path + ": malformed JSON");
   return j;
+}
+
+static json read_auth_json(const std::string& path) { return parse_auth_json(path, read_file(path)); }
+
+// For login/logout, which rewrite the file: neither the file nor its temp name is ever
+// followed through a symlink (see private_file.hpp).
+static std::optional<json> read_auth_json_nofollow(const std::string& path) {
+  auto bytes = read_private_file(path);
+  if (!bytes) return std::nullopt;
+  return parse_auth_json(path, *bytes);
 }
 
 static std::optional<Credentials> lookup_in(const std::string& path, const std::string& host) {
@@ -101,11 +112,11 @@ std::optional<Credentials> find_credentials(const std::string& host, const std::
 static void write_auth_json(const std::string& path, const json& j) {
   size_t slash = path.rfind('/');
   if (slash != std::string::npos && slash > 0) mkdirs(path.substr(0, slash), 0700);
-  write_file_atomic(path, j.dump(1, '\t') + "\n", 0600);
+  replace_private_file(path, j.dump(1, '\t') + "\n");
 }
 
 void store_credentials(const std::string& path, const std::string& host, const Credentials& c) {
-  json j = path_exists(path) ? read_auth_json(path) : json::object();
+  json j = read_auth_json_nofollow(path).value_or(json::object());
   if (!j.contains("auths") || !j["auths"].is_object()) j["auths"] = json::object();
   for (const auto& key : host_keys(host)) j["auths"].erase(key);
   std::string key = host == "docker.io" ? "https://index.docker.io/v1/" : host;
@@ -114,8 +125,9 @@ void store_credentials(const std::string& path, const std::string& host, const C
 }
 
 bool remove_credentials(const std::string& path, const std::string& host) {
-  if (!path_exists(path)) return false;
-  json j = read_auth_json(path);
+  auto existing = read_auth_json_nofollow(path);
+  if (!existing) return false;
+  json& j = *existing;
   if (!j.contains("auths") || !j["auths"].is_object()) return false;
   bool found = false;
   for (const auto& key : host_keys(host)) found |= j["auths"].erase(key) > 0;
