@@ -309,7 +309,7 @@ LoadSummary load_images(const StoreLayout& l, const LoadOptions& opts, Progress&
   if (!opts.registry_dir.empty()) {
     images.push_back(read_registry_dir(opts.registry_dir, *opts.registry_ref, opts.platform));
   } else {
-    files = open_input_files(opts.input, l.layerdb_tmp());
+    files = open_input_files(opts.input, l.layerdb_tmp(), opts.max_stdin_bytes);
     images = read_any_archive(*files, opts.input, opts.platform);
   }
   if (opts.tag) {

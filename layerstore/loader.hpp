@@ -17,6 +17,7 @@ namespace strata {
 
 struct LoadOptions {
   std::string input;                // file, dir or "-"
+  uint64_t max_stdin_bytes = kDefaultMaxStdinBytes;  // how much of stdin may be spooled
   std::string registry_dir;         // set for --registry-dir
   std::optional<Reference> registry_ref;
   std::optional<Reference> tag;     // --tag

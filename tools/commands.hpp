@@ -15,6 +15,7 @@ struct LoadArgs {
   std::string registry_dir;
   std::string registry_ref;
   std::string max_expansion;  // "" or N (--max-expansion)
+  std::string max_stdin_size;  // "", or N[K|M|G|T]
   bool quiet = false;
 };
 

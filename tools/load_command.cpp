@@ -1,14 +1,36 @@
+#include <cstdint>
 #include <cstdio>
+#include <string>
 
 #include "layerstore/error.hpp"
 #include "layerstore/loader.hpp"
 #include "tools/commands.hpp"
 
 namespace strata::cli {
+namespace {
+
+// "512M" -> 512 MiB; K, M, G, T are powers of 1024.
+uint64_t parse_size(const std::string& s, const std::string& what) {
+  size_t end = 0;
+  unsigned long long n = 0;
+  try {
+    n = std::stoull(s, &end);
+  } catch (const std::exception&) {
+    end = 0;
+  }
+  std::string unit = s.substr(end);
+  int shift = unit.empty() ? 0 : unit == "K" || unit == "k" ? 10 : unit == "M" ? 20 : unit == "G" ? 30 : unit == "T" ? 40 : -1;
+  if (end == 0 || s[0] == '-' || shift < 0 || n == 0 || n > (UINT64_MAX >> shift))
+    throw Error("invalid " + what + " \"" + s + "\" (want a positive number of bytes, with K, M, G or T for KiB...TiB)");
+  return static_cast<uint64_t>(n) << shift;
+}
+
+}  // namespace
 
 int cmd_load(const StoreLayout& l, const LoadArgs& a) {
   LoadOptions o;
   o.input = a.input;
+  if (!a.max_stdin_size.empty()) o.max_stdin_bytes = parse_size(a.max_stdin_size, "--max-stdin-size");
   o.platform = parse_platform(a.platform);
   if (!a.max_expansion.empty()) o.max_expansion = parse_max_expansion(a.max_expansion);
   if (!a.tag.empty()) {

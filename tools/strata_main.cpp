@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   c_load->add_option("--max-expansion", load.max_expansion,
                     "a layer may decompress to N x its compressed size + 64 MiB (default 100; 0: no ratio cap)");
   c_load->add_flag("-q,--quiet", load.quiet, "no progress output");
+  c_load->add_option("--max-stdin-size", load.max_stdin_size, "most bytes of (decompressed) stdin to spool, N[K|M|G|T] (default 32G)");
 
   std::string format;
   auto* c_images = app.add_subcommand("images", "list images");

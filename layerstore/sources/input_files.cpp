@@ -143,13 +143,19 @@ class TarFiles : public InputFiles {
   std::map<std::string, Member> members_;
 };
 
-// Copies (and decompresses) `in` into an unlinked temp file in `spool_dir`.
-UniqueFd spool(int in, const std::string& spool_dir, const std::string& label) {
+// Copies (and decompresses) `in` into an unlinked temp file in `spool_dir`, at most
+// `max_bytes` of it (the temp file goes with the error).
+UniqueFd spool(int in, const std::string& spool_dir, const std::string& label,
+               uint64_t max_bytes = UINT64_MAX, const std::string& cap_hint = "") {
   UniqueFd out(::open(spool_dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
   if (!out) throw_errno("temp file in " + spool_dir);
   std::vector<uint8_t> buf(1 << 20);
   std::unique_ptr<Decompressor> dec;
+  uint64_t spooled = 0;
   auto sink = [&](const uint8_t* p, size_t n) {
+    if (n > max_bytes - spooled)
+      throw Error(label + ": more than " + std::to_string(max_bytes) + " bytes" + cap_hint);
+    spooled += n;
     while (n) {
       ssize_t w = ::write(out.get(), p, n);
       if (w < 0) throw_errno("spool " + label);
@@ -176,9 +182,11 @@ UniqueFd spool(int in, const std::string& spool_dir, const std::string& label) {
 
 std::unique_ptr<InputFiles> open_dir_files(const std::string& dir) { return std::make_unique<DirFiles>(dir); }
 
-std::unique_ptr<InputFiles> open_input_files(const std::string& path, const std::string& spool_dir) {
+std::unique_ptr<InputFiles> open_input_files(const std::string& path, const std::string& spool_dir,
+                                             uint64_t max_stdin_bytes) {
   if (path == "-") {
-    auto fd = std::make_shared<UniqueFd>(spool(0, spool_dir, "stdin"));
+    auto fd = std::make_shared<UniqueFd>(
+        spool(0, spool_dir, "stdin", max_stdin_bytes, " to spool (raise the cap with --max-stdin-size)"));
     return std::make_unique<TarFiles>(fd, "stdin");
   }
   struct stat st;

@@ -2,7 +2,9 @@
 // The files of an input: a directory, or a tar archive indexed once (member -> byte range)
 // so blobs are read straight out of it with pread, never copied. Compressed archives and
 // stdin are first spooled to an unlinked temp file (O_TMPFILE) so a failed load leaves
-// nothing behind.
+// nothing behind. A tar needs random access (docker-archive's manifest.json may come last),
+// so stdin cannot be streamed: its spool stops at a cap instead of filling the disk.
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -20,8 +22,12 @@ class InputFiles {
   virtual bool is_dir() const = 0;
 };
 
+constexpr uint64_t kDefaultMaxStdinBytes = uint64_t{32} << 30;
+
 // `path` may be "-" (stdin). `spool_dir` is where O_TMPFILE spools go (the store's tmp dir).
-std::unique_ptr<InputFiles> open_input_files(const std::string& path, const std::string& spool_dir);
+// Stdin's spool (the archive after decompression) may hold at most `max_stdin_bytes`.
+std::unique_ptr<InputFiles> open_input_files(const std::string& path, const std::string& spool_dir,
+                                             uint64_t max_stdin_bytes = kDefaultMaxStdinBytes);
 std::unique_ptr<InputFiles> open_dir_files(const std::string& dir);
 
 }  // namespace strata
