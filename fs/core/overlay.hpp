@@ -100,6 +100,7 @@ struct OpenFile {
   std::atomic<bool> from_lower{false};   // written under reopen_mutex; io_fd's fast path reads it without
   std::vector<UniqueFd> retired;         // replaced fds stay open until release: readers may hold them
   std::mutex reopen_mutex;
+  uint8_t kernel_io = 0;                 // the FUSE adapter's bookkeeping (fs/fuse/passthrough.hpp)
 };
 
 class Overlay {

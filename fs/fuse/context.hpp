@@ -8,6 +8,7 @@
 #include <new>
 
 #include "fs/core/overlay.hpp"
+#include "fs/fuse/passthrough.hpp"
 #include "fs/options.hpp"
 
 namespace strata::fs::fuse {
@@ -19,6 +20,7 @@ struct Context {
   const Options* options = nullptr;
   fuse_session* session = nullptr;
   double timeout = 1.0;  // entry and attribute cache validity, seconds
+  BackingFiles* backing = nullptr;  // FUSE passthrough, when asked for (used once negotiated)
 };
 
 inline Context& context(fuse_req_t req) { return *static_cast<Context*>(fuse_req_userdata(req)); }

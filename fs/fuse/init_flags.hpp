@@ -15,8 +15,21 @@ namespace strata::fs::fuse {
 inline constexpr uint32_t kInitHandleKillprivV2 = 1u << 28;
 
 // Routes the session's /dev/fuse I/O through thin wrappers that add `flags` (those the
-// kernel offers in its INIT request) to the INIT reply. Call after fuse_session_mount().
+// kernel offers in its INIT request) to the INIT reply, and FUSE passthrough (passthrough.hpp)
+// when `passthrough` and the kernel offers it. Call after fuse_session_mount().
 // Returns 0 or -errno.
-int add_init_flags(fuse_session* se, uint32_t flags);
+int add_init_flags(fuse_session* se, uint32_t flags, bool passthrough);
+
+// True once the INIT reply turned passthrough on.
+bool passthrough_negotiated();
+
+// While alive, the open/create reply this thread sends hands the kernel backing file `id`.
+class ReplyWithBacking {
+ public:
+  explicit ReplyWithBacking(int32_t id);
+  ~ReplyWithBacking();
+  ReplyWithBacking(const ReplyWithBacking&) = delete;
+  ReplyWithBacking& operator=(const ReplyWithBacking&) = delete;
+};
 
 }  // namespace strata::fs::fuse

@@ -93,6 +93,13 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
       change.size = attr->st_size;
     }
   }
+  // Set-id bits may not appear under a writer the daemon does not see (passthrough.hpp).
+  std::unique_lock<std::mutex> no_new_writers;
+  BackingFiles* backing = context(req).backing;
+  if (backing && change.mode && (*change.mode & (S_ISUID | S_ISGID)) && !backing->may_add_setid(node, no_new_writers)) {
+    fuse_reply_err(req, ETXTBSY);
+    return;
+  }
   auto st = ov.setattr(node, change, caller_of(req));
   if (!st) fuse_reply_err(req, st.error());
   else fuse_reply_attr(req, &st.value(), attr_timeout(context(req), node, *st));

@@ -4,15 +4,37 @@
 #include <unistd.h>
 
 #include "fs/fuse/context.hpp"
+#include "fs/fuse/init_flags.hpp"
 
 namespace strata::fs::fuse {
 
 namespace {
 
-void set_cache_flags(fuse_file_info* fi, const OpenFile& file) {
-  // A file served from a read-only layer cannot change under us: keep its pages across
-  // opens. A copy-up keeps the data, and later writes go through this same inode.
-  if (file.from_lower) fi->keep_cache = 1;
+// How the kernel serves the open: straight from the backing file (passthrough), through the
+// daemon with its page cache, or through the daemon without it (see passthrough.hpp).
+BackingFiles::Grant choose_io(fuse_req_t req, OpenFile& file, fuse_file_info* fi) {
+  Context& ctx = context(req);
+  BackingFiles::Grant grant;
+  if (ctx.backing && passthrough_negotiated()) grant = ctx.backing->acquire(file);
+  switch (grant.mode) {
+    case BackingFiles::Mode::Passthrough:
+      fi->keep_cache = 0;  // the kernel refuses any other cache flag with passthrough
+      fi->direct_io = 0;
+      break;
+    case BackingFiles::Mode::Busy:
+      break;
+    case BackingFiles::Mode::Cached:
+      // A file served from a read-only layer cannot change under us: keep its pages across
+      // opens. A copy-up keeps the data, and later writes go through this same inode.
+      if (file.from_lower) fi->keep_cache = 1;
+      break;
+  }
+  return grant;
+}
+
+void drop_file(fuse_req_t req, OpenFile* file) {
+  if (context(req).backing) context(req).backing->release(*file);
+  delete file;
 }
 
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -21,9 +43,18 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     fuse_reply_err(req, file.error());
     return;
   }
-  set_cache_flags(fi, **file);
+  auto grant = choose_io(req, **file, fi);
+  if (grant.mode == BackingFiles::Mode::Busy) {
+    fuse_reply_err(req, ETXTBSY);
+    return;
+  }
   fi->fh = reinterpret_cast<uint64_t>(file->release());
-  if (fuse_reply_open(req, fi) == -ENOENT) delete &file_of(fi);
+  int r;
+  {
+    ReplyWithBacking with(grant.id);
+    r = fuse_reply_open(req, fi);
+  }
+  if (r == -ENOENT) drop_file(req, &file_of(fi));
 }
 
 void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
@@ -34,9 +65,15 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   }
   auto& [entry, file] = created.value();
   fuse_entry_param e = entry_param(context(req), entry);
+  auto grant = choose_io(req, *file, fi);
   fi->fh = reinterpret_cast<uint64_t>(file.release());
-  if (fuse_reply_create(req, &e, fi) == -ENOENT) {
-    delete &file_of(fi);
+  int r;
+  {
+    ReplyWithBacking with(grant.id);
+    r = fuse_reply_create(req, &e, fi);
+  }
+  if (r == -ENOENT) {
+    drop_file(req, &file_of(fi));
     overlay(req).forget(entry.node, 1);
   }
 }
@@ -61,7 +98,7 @@ void op_write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_f
 }
 
 void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  delete &file_of(fi);
+  drop_file(req, &file_of(fi));
   fuse_reply_err(req, 0);
 }
 

@@ -7,6 +7,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -73,6 +74,19 @@ void log_from_libfuse(fuse_log_level level, const char* fmt, va_list ap) {
   else spdlog::debug("{}", buf);
 }
 
+// Backing files need CAP_SYS_ADMIN in the initial user namespace, and the kernel turns
+// passthrough off when the writeback cache is on.
+bool wants_passthrough(const Options& opts) {
+  if (!opts.passthrough || opts.writeback || ::geteuid() != 0) return false;
+  std::FILE* f = std::fopen("/proc/self/uid_map", "re");
+  if (!f) return false;
+  unsigned long inside = 1, outside = 1, count = 0;
+  bool initial = std::fscanf(f, "%lu %lu %lu", &inside, &outside, &count) == 3 && inside == 0 && outside == 0 &&
+                 count == 4294967295ul;
+  std::fclose(f);
+  return initial;
+}
+
 // fuse-overlayfs's defaults (as root: allow_other,suid) unless the caller chose otherwise.
 std::string mount_options(const Options& opts) { return fuse_mount_options(opts, ::getuid() == 0); }
 
@@ -123,7 +137,12 @@ int run_filesystem(const Options& opts) {
     } else {
       // The kernel then asks no security.capability before each write (the backing
       // filesystem drops it when we write) and no attributes before each chown.
-      if (int r = add_init_flags(se, kInitHandleKillprivV2); r != 0)
+      std::optional<BackingFiles> backing;
+      if (wants_passthrough(opts)) {
+        backing.emplace(fuse_session_fd(se), opts.passthrough_lower);
+        ctx.backing = &*backing;
+      }
+      if (int r = add_init_flags(se, kInitHandleKillprivV2, ctx.backing != nullptr); r != 0)
         spdlog::warn("cannot wrap /dev/fuse I/O ({}): every write will cost a getxattr", std::strerror(-r));
       if (fuse_daemonize(opts.foreground ? 1 : 0) != 0) {
         std::fprintf(stderr, "strata-fs: cannot detach\n");

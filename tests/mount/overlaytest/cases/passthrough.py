@@ -1,0 +1,189 @@
+"""FUSE passthrough on root mounts (fs/fuse/passthrough.hpp): open upper files are read,
+written and mmapped by the kernel on the backing file, so the daemon sees no READ or WRITE
+request; a reader opened on a lower file before a copy-up sees the copy, as on kernel
+overlayfs; with passthrough=all lower files are direct too and a writer that would need
+another backing file while lower readers are open gets ETXTBSY.
+
+Requests are counted in the daemon's debug log (libfuse prints each opcode), which is exact
+and needs no timing. Each case also mounts with passthrough=off and checks the same count
+is then non-zero, so the counter itself is shown to see the requests."""
+
+import mmap
+import os
+import re
+
+from ..core import case
+from ..env import Skip
+from .. import fixture as fx
+from ..fixture import D, F
+
+MIB = 1 << 20
+
+
+def _requests(m, opcode):
+    return len(re.findall(rf"opcode: {opcode}\b", m.stderr()))
+
+
+def _negotiated(m):
+    return "FUSE passthrough negotiated" in m.stderr()
+
+
+def _upper_io(mnt):
+    """Writes a new 4 MiB file, reads it back, appends to a lower file (copy-up) and reads
+    it, changes a page of the new file through a shared mapping. Returns what it read."""
+    out = {}
+    p = os.path.join(mnt, "d", "new")
+    blob = bytes(range(256)) * (4 * MIB // 256)
+    with open(p, "wb") as f:
+        f.write(blob)
+    with open(p, "rb") as f:
+        out["new"] = f.read() == blob
+    with open(os.path.join(mnt, "d", "lower"), "ab") as f:
+        f.write(b"+appended")
+    with open(os.path.join(mnt, "d", "lower"), "rb") as f:
+        out["lower"] = f.read()
+    fd = os.open(p, os.O_RDWR)
+    try:
+        with mmap.mmap(fd, 4096) as mm:
+            mm[0:4] = b"MMAP"
+            mm.flush()
+    finally:
+        os.close(fd)
+    with open(p, "rb") as f:
+        out["mmap"] = f.read(4)
+    return out
+
+
+@case("passthrough-upper-io", "passthrough", ("root",))
+def passthrough_upper_io(ctx):
+    """As root, reads, writes and mmap of upper files (new and copied-up) send the daemon no
+    READ and no WRITE, and the data is right on the mount and in the upper dir; with
+    passthrough=off the same steps send both."""
+    ctx.require_root()
+    base = ctx.path("pt")
+    counts = {}
+    for opts in ("debug", "debug,passthrough=off"):
+        lowers, up, work = fx.build_stack(os.path.join(base, opts.replace(",", "-")),
+                                          [[D("d"), F("d/lower", "lower data")]], ctx.kernel_form)
+        m = ctx.mount_fs(lowers, up, work, os.path.join(base, opts.replace(",", "-"), "mnt"), opts=opts)
+        if opts == "debug" and not _negotiated(m):
+            ctx.unmount(m)
+            raise Skip("the kernel offers no FUSE passthrough (Linux 6.9+, CONFIG_FUSE_PASSTHROUGH)")
+        got = _upper_io(m.path)
+        counts[opts] = (_requests(m, "READ"), _requests(m, "WRITE"))
+        ctx.log(f"{opts}: {got}, READ/WRITE requests {counts[opts]}")
+        ctx.check(got["new"], f"{opts}: the new file read back differs")
+        ctx.check(got["lower"] == b"lower data+appended", f"{opts}: copied-up file reads {got['lower']!r}")
+        ctx.check(got["mmap"] == b"MMAP", f"{opts}: the mapped change reads back {got['mmap']!r}")
+        ctx.unmount(m)
+        with open(os.path.join(up, "d", "new"), "rb") as f:
+            ctx.check(f.read(4) == b"MMAP", f"{opts}: the upper file lacks the mapped change")
+        with open(os.path.join(up, "d", "lower"), "rb") as f:
+            ctx.check(f.read() == b"lower data+appended", f"{opts}: the upper copy is wrong")
+    ctx.check(counts["debug"] == (0, 0),
+              f"with passthrough the daemon still served {counts['debug'][0]} READ and "
+              f"{counts['debug'][1]} WRITE requests")
+    ctx.check(counts["debug,passthrough=off"][0] > 0 and counts["debug,passthrough=off"][1] > 0,
+              f"passthrough=off: the log shows {counts['debug,passthrough=off']} READ/WRITE requests; "
+              "the counter does not see them")
+
+
+def _reader_then_writer(mnt):
+    """A reader opens a lower file, a writer opens it for writing (copy-up) and writes; what
+    the reader, a new reader, and readers after each close see. Errors as 'E<name>'."""
+    out = []
+    p = os.path.join(mnt, "f")
+    r = os.open(p, os.O_RDONLY)
+    out.append(os.pread(r, 64, 0))
+    try:
+        w = os.open(p, os.O_RDWR)
+    except OSError as e:
+        out.append("E" + (os.strerror(e.errno)))
+        os.close(r)
+        w = os.open(p, os.O_RDWR)
+        os.pwrite(w, b"CHANGED", 0)
+        os.close(w)
+        with open(p, "rb") as f:
+            out.append(f.read())
+        return out
+    os.pwrite(w, b"CHANGED", 0)
+    out.append(os.pread(r, 64, 0))
+    r2 = os.open(p, os.O_RDONLY)
+    out.append(os.pread(r2, 64, 0))
+    os.close(r)
+    r3 = os.open(p, os.O_RDONLY)
+    out.append(os.pread(r3, 64, 0))
+    for fd in (w, r2, r3):
+        os.close(fd)
+    with open(p, "rb") as f:
+        out.append(f.read())
+    return out
+
+
+@case("passthrough-copyup-readers", "passthrough", ("root",))
+def passthrough_copyup_readers(ctx):
+    """A lower file open for reading, then opened for writing through the same name: the
+    reader sees the write (kernel overlayfs reopens its real file at copy-up), as do new
+    readers. With passthrough=all the writer gets ETXTBSY until the reader closes."""
+    ctx.require_root()
+    base = ctx.path("rw")
+    results = {}
+    for name, opts in (("kernel", None), ("auto", "debug"), ("all", "debug,passthrough=all")):
+        lowers, up, work = fx.build_stack(os.path.join(base, name), [[F("f", "lower data")]], ctx.kernel_form)
+        mnt = os.path.join(base, name, "mnt")
+        m = ctx.mount_kernel(lowers, up, work, mnt) if opts is None else ctx.mount_fs(lowers, up, work, mnt, opts=opts)
+        if name == "auto" and not _negotiated(m):
+            ctx.unmount(m)
+            raise Skip("the kernel offers no FUSE passthrough")
+        results[name] = _reader_then_writer(m.path)
+        ctx.log(f"{name}: {results[name]}")
+        ctx.unmount(m)
+    ctx.check(results["auto"] == results["kernel"],
+              f"passthrough=auto: {results['auto']}, kernel overlayfs: {results['kernel']}")
+    want_all = [b"lower data", "E" + os.strerror(26), b"CHANGEData"]
+    ctx.check(results["all"] == want_all, f"passthrough=all: {results['all']}, want {want_all}")
+
+
+@case("passthrough-setid-under-writer", "passthrough", ("root",))
+def passthrough_setid_under_writer(ctx):
+    """The kernel writes a passthrough file with the daemon's credentials, which would keep
+    set-id bits a writer without CAP_FSETID must clear: while a file is open for writing
+    through the kernel, chmod adding set-id bits fails with ETXTBSY (a deliberate difference:
+    kernel overlayfs allows it and clears the bits at the next write); after the writer closes
+    it works, and a later write by another uid clears them (the daemon serves that write)."""
+    ctx.require_root()
+    base = ctx.path("setid")
+    lowers, up, work = fx.build_stack(base, [[D("d", mode=0o777)]], ctx.kernel_form)
+    m = ctx.mount_fs(lowers, up, work, os.path.join(base, "mnt"), opts="debug")
+    if not _negotiated(m):
+        ctx.unmount(m)
+        raise Skip("the kernel offers no FUSE passthrough")
+    p = os.path.join(m.path, "d", "prog")
+    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o777)
+    os.fchmod(fd, 0o777)  # past the umask; no set-id bit, so allowed
+    os.write(fd, b"one")
+    try:
+        os.chmod(p, 0o4777)
+        got = "ok"
+    except OSError as e:
+        got = os.strerror(e.errno)
+    ctx.check(got == os.strerror(26), f"chmod u+s under a passthrough writer: {got}, want ETXTBSY")
+    ctx.check(os.stat(p).st_mode & 0o7777 == 0o777, f"mode now {oct(os.stat(p).st_mode)}")
+    os.close(fd)
+    os.chmod(p, 0o4777)
+    ctx.check(os.stat(p).st_mode & 0o7777 == 0o4777, f"chmod after close: {oct(os.stat(p).st_mode)}")
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setresgid(4321, 4321, 4321)
+            os.setresuid(4321, 4321, 4321)
+            with open(p, "ab") as f:
+                f.write(b"two")
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    ctx.check(status == 0, "uid 4321 could not append")
+    mode = os.stat(p).st_mode & 0o7777
+    ctx.check(mode == 0o777, f"after a write by uid 4321 the mode is {oct(mode)}, want 0o777")
+    ctx.unmount(m)
