@@ -44,8 +44,8 @@ StoreLayout layout(const std::string& root) { return StoreLayout{root.empty() ? 
 
 struct Args {
   std::string image, dir, name, format, output, tag, comment, hostname, workdir, user, entrypoint;
-  std::vector<std::string> refs, env, volumes, cmd;
-  bool all = false, force = false, rm = false, entrypoint_set = false;
+  std::vector<std::string> refs, env, volumes, cmd, cap_add, cap_drop, security_opt;
+  bool all = false, force = false, rm = false, entrypoint_set = false, privileged = false;
 };
 
 void add_create_options(CLI::App* c, Args& a) {
@@ -56,6 +56,13 @@ void add_create_options(CLI::App* c, Args& a) {
   c->add_option("-v,--volume", a.volumes, "HOST:CTR[:ro] bind mount (repeatable)")->allow_extra_args(false);
   c->add_option("--hostname", a.hostname, "hostname (default: first 12 chars of the id)");
   c->add_option("--entrypoint", a.entrypoint, "override the image's Entrypoint");
+  c->add_option("--cap-add", a.cap_add, "add a capability to Docker's default set (CHOWN or CAP_CHOWN; ALL)")
+      ->allow_extra_args(false);
+  c->add_option("--cap-drop", a.cap_drop, "drop a capability from Docker's default set (ALL: all)")
+      ->allow_extra_args(false);
+  c->add_option("--security-opt", a.security_opt, "seccomp=unconfined or no-new-privileges")->allow_extra_args(false);
+  c->add_flag("--privileged", a.privileged,
+              "every capability, no seccomp filter, no masked /proc paths, writable /sys (as Docker)");
   // IMAGE [CMD [ARG...]]: parsing stops at IMAGE, the rest is left in remaining() as is.
   c->prefix_command();
 }
@@ -70,6 +77,10 @@ ContainerSpec spec_of(const Args& a) {
   s.user = a.user;
   s.volumes = a.volumes;
   s.cmd = a.cmd;
+  s.security.privileged = a.privileged;
+  s.security.cap_add = a.cap_add;
+  s.security.cap_drop = a.cap_drop;
+  s.security.security_opt = a.security_opt;
   if (!a.entrypoint.empty()) s.entrypoint = std::vector<std::string>{a.entrypoint};
   return s;
 }

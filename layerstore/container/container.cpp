@@ -13,6 +13,7 @@
 #include "layerstore/archive/digest.hpp"
 #include "layerstore/archive/fs_util.hpp"
 #include "layerstore/container/fuse_mount.hpp"
+#include "layerstore/container/process_identity.hpp"
 #include "layerstore/error.hpp"
 #include "layerstore/store/image_db.hpp"
 #include "layerstore/store/layer_db.hpp"
@@ -115,14 +116,23 @@ void remove_layer_dir(const StoreLayout& l, const std::string& dir_name) {
 
 }  // namespace
 
+// The container's init as recorded by strata run.
+static ProcessRef recorded_init(const json& cfg) {
+  const json& st = cfg.contains("State") ? cfg["State"] : json::object();
+  ProcessRef p;
+  if (st.contains("Pid") && st["Pid"].is_number_integer()) p.pid = st["Pid"].get<pid_t>();
+  if (st.contains("PidStartTime") && st["PidStartTime"].is_number_unsigned())
+    p.start_time = st["PidStartTime"].get<std::uint64_t>();
+  return p;
+}
+
 std::string containers_root(const StoreLayout& l) { return l.root + "/containers"; }
 
 std::string Container::status() const {
   const json& st = cfg.contains("State") ? cfg["State"] : json::object();
   if (st.value("Running", false)) {
-    int pid = st.value("Pid", 0);
-    if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM)) return "Up";
-    return "Exited (unknown)";
+    if (process_running(recorded_init(cfg))) return "Up";
+    return "Exited (unknown: strata run was killed)";
   }
   if (!st.value("StartedAt", std::string()).empty())
     return "Exited (" + std::to_string(st.value("ExitCode", 0)) + ")";
@@ -130,6 +140,7 @@ std::string Container::status() const {
 }
 
 Container create_container(const StoreLayout& l, const ContainerSpec& spec) {
+  resolve_confinement(spec.security);  // a bad --cap-add or --security-opt fails before anything is made
   if (!store_exists(l)) throw Error("no such image: " + spec.image);
   RangeLock store = write_lock_store(l, false);
   ImageDb idb(l);
@@ -216,6 +227,7 @@ Container create_container(const StoreLayout& l, const ContainerSpec& spec) {
              {"HostsPath", cdir + "/hosts"},
              {"ResolvConfPath", cdir + "/resolv.conf"},
              {"Volumes", spec.volumes},
+             {"HostConfig", host_config_json(spec.security)},
              {"MountId", c.mount_id}};
     write_file_at(cfd.get(), "config.v2.json", c.cfg.dump(), 0600);
   } catch (...) {
@@ -283,7 +295,10 @@ std::vector<std::string> container_lower_dirs(const StoreLayout& l, const Contai
 void remove_container(const StoreLayout& l, const Container& c, bool force) {
   if (c.status() == "Up") {
     if (!force) throw Error("container " + c.name + " is running (stop it or use -f)");
-    kill(c.cfg["State"].value("Pid", 0), SIGKILL);
+    // The init is pid 1 of the container's pid namespace: when it goes, the kernel kills the
+    // rest, strata run sees it and strata-fs unmounts.
+    ProcessRef init = recorded_init(c.cfg);
+    if (signal_process(init, SIGKILL)) wait_process_gone(init, std::chrono::seconds(10));
   }
   RangeLock store = lock_store(l.lock_file(), true);
   std::string merged = c.merged(l);

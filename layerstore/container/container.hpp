@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "layerstore/container/security_options.hpp"
 #include "layerstore/store/store_layout.hpp"
 
 namespace strata {
@@ -20,6 +21,7 @@ struct ContainerSpec {
   std::vector<std::string> env;                        // K=V, over the image's Env
   std::string workdir, user;
   std::vector<std::string> volumes;                    // HOST:CTR[:ro]
+  SecurityRequest security;                            // --privileged, --cap-add/drop, --security-opt
 };
 
 struct Container {
@@ -33,7 +35,9 @@ struct Container {
   std::string rw_dir(const StoreLayout& l) const { return l.overlay2() + "/" + mount_id; }
   std::string init_dir(const StoreLayout& l) const { return rw_dir(l) + "-init"; }
   std::string merged(const StoreLayout& l) const { return rw_dir(l) + "/merged"; }
-  std::string status() const;  // "Created", "Up", "Exited (N)"
+  // "Created", "Up", "Exited (N)", or "Exited (unknown: ...)" when strata run died without
+  // recording the exit. "Up" only while the recorded init (pid and start time) still runs.
+  std::string status() const;
 };
 
 std::string containers_root(const StoreLayout& l);
@@ -50,7 +54,8 @@ std::vector<std::string> container_lowers(const StoreLayout& l, const Container&
 std::vector<std::string> container_lower_dirs(const StoreLayout& l, const Container& c);
 
 // Unmounts (host-side mount) and deletes rw and init layers, the mounts entry and the
-// container dir. Refuses a running container unless `force` (which kills it first).
+// container dir. Refuses a running container unless `force`, which kills its init (the
+// recorded pid, only if its start time matches) and so everything in it.
 void remove_container(const StoreLayout& l, const Container& c, bool force);
 
 // Image ids used by containers (rmi refuses these without -f).

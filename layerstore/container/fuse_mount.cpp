@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -62,6 +63,8 @@ Child run_program(const std::vector<std::string>& argv, const std::string& cwd) 
     dup2(null, 0);
     dup2(null, 1);
     dup2(pipefd[1], 2);
+    // Nothing the caller had open reaches the program (strata-fs keeps running as a daemon).
+    syscall(SYS_close_range, 3U, ~0U, 0U);
     if (!cwd.empty() && chdir(cwd.c_str()) != 0) _exit(126);
     std::vector<char*> a;
     for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));

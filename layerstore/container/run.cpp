@@ -2,7 +2,9 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/close_range.h>
 #include <linux/openat2.h>
+#include <poll.h>
 #include <pwd.h>
 #include <sched.h>
 #include <signal.h>
@@ -23,8 +25,13 @@
 
 #include "layerstore/archive/fs_util.hpp"
 #include "layerstore/archive/unique_fd.hpp"
+#include "layerstore/container/capabilities.hpp"
 #include "layerstore/container/fuse_mount.hpp"
+#include "layerstore/container/kernel_paths.hpp"
+#include "layerstore/container/process_identity.hpp"
 #include "layerstore/container/run_user.hpp"
+#include "layerstore/container/seccomp_profile.hpp"
+#include "layerstore/container/security_options.hpp"
 #include "layerstore/error.hpp"
 
 namespace strata {
@@ -33,8 +40,20 @@ namespace {
 
 volatile sig_atomic_t g_forward_pid = 0;
 
+constexpr int kForwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+
 void forward_signal(int sig) {
   if (g_forward_pid > 0) kill(g_forward_pid, sig);
+}
+
+// strata run -> A -> B -> the command: each hop holds the forwarded signals blocked from
+// before its fork until its handler knows the child, so a signal sent meanwhile waits (and is
+// passed on once) instead of being lost or killing a half-made container.
+void block_forwarded(bool block) {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : kForwarded) sigaddset(&set, s);
+  sigprocmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, nullptr);
 }
 
 void install_forwarding(pid_t pid) {
@@ -42,7 +61,7 @@ void install_forwarding(pid_t pid) {
   struct sigaction sa {};
   sa.sa_handler = forward_signal;
   sigemptyset(&sa.sa_mask);
-  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2}) sigaction(s, &sa, nullptr);
+  for (int s : kForwarded) sigaction(s, &sa, nullptr);
 }
 
 // Exit status of a child as a shell reports it.
@@ -63,6 +82,19 @@ int wait_status(pid_t pid) {
 }
 
 [[noreturn]] void die_errno(const std::string& what) { die(what + ": " + strerror(errno)); }
+
+// Dies with SIGNAL when the parent dies. The parent may already be gone by the time the
+// request is made (the child is then adopted elsewhere): checked right after, as runc does.
+void die_with_parent(int signal, pid_t parent) {
+  if (prctl(PR_SET_PDEATHSIG, signal) != 0) die_errno("PR_SET_PDEATHSIG");
+  if (getppid() != parent) _exit(125);
+}
+
+// Every fd above stderr closed: nothing the caller had open (a directory of the host, a
+// socket) crosses into the container or into strata-fs.
+void close_inherited_fds() {
+  if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0) die_errno("close_range");
+}
 
 std::string now_rfc3339() {
   std::time_t t = std::time(nullptr);
@@ -163,23 +195,27 @@ UniqueFd target_in_root(int root, const std::string& path, bool dir) {
 
 std::string fd_path(const UniqueFd& fd) { return "/proc/self/fd/" + std::to_string(fd.get()); }
 
-void bind_into(int root, const std::string& source, const std::string& target, bool dir, bool ro) {
+// `nodev` (volumes of a confined container): strata has no device cgroup, so a device node
+// made with CAP_MKNOD must not open anywhere it can be made.
+void bind_into(int root, const std::string& source, const std::string& target, bool dir, bool ro, bool nodev = false) {
   UniqueFd t = target_in_root(root, target, dir);
   if (mount(source.c_str(), fd_path(t).c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
     die_errno("bind " + source + " on " + target);
-  if (!ro) return;
-  // A read-only remount must keep the flags the kernel locked on the source.
+  if (!ro && !nodev) return;
+  // A remount must keep the flags the kernel locked on the source.
   struct statvfs sv {};
   statvfs(source.c_str(), &sv);
-  unsigned long flags = MS_REMOUNT | MS_BIND | MS_RDONLY;
+  unsigned long flags = MS_REMOUNT | MS_BIND | (ro ? MS_RDONLY : 0) | (nodev ? MS_NODEV : 0);
   if (sv.f_flag & ST_NOSUID) flags |= MS_NOSUID;
   if (sv.f_flag & ST_NODEV) flags |= MS_NODEV;
   if (sv.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
   if (sv.f_flag & ST_NOATIME) flags |= MS_NOATIME;
   if (sv.f_flag & ST_NODIRATIME) flags |= MS_NODIRATIME;
   if (sv.f_flag & ST_RELATIME) flags |= MS_RELATIME;
+  if (sv.f_flag & ST_RDONLY) flags |= MS_RDONLY;
   UniqueFd again = target_in_root(root, target, dir);
-  if (mount(nullptr, fd_path(again).c_str(), nullptr, flags, nullptr) != 0) die_errno("remount " + target + " read-only");
+  if (mount(nullptr, fd_path(again).c_str(), nullptr, flags, nullptr) != 0)
+    die_errno("remount " + target + (ro ? " read-only" : " nodev"));
 }
 
 struct Volume {
@@ -213,7 +249,8 @@ std::vector<Volume> parse_volumes(const nlohmann::json& v) {
 }
 
 // The mount namespace of the container (inside B, before pivot_root).
-void setup_rootfs(const std::string& rootfs, const Container& c, const StoreLayout& l, const std::vector<Volume>& vols) {
+void setup_rootfs(const std::string& rootfs, const Container& c, const StoreLayout& l, const std::vector<Volume>& vols,
+                  const Confinement& conf) {
   UniqueFd root(open(rootfs.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!root) die_errno("open " + rootfs);
   {
@@ -223,8 +260,10 @@ void setup_rootfs(const std::string& rootfs, const Container& c, const StoreLayo
   }
   {
     UniqueFd dev = target_in_root(root.get(), "/dev", true);
-    if (mount("tmpfs", fd_path(dev).c_str(), "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k") != 0)
-      die_errno("mount /dev");
+    // Confined: no program runs from /dev and no device node made there opens (the standard
+    // nodes below are bind mounts and keep their own flags).
+    unsigned long flags = MS_NOSUID | MS_STRICTATIME | (conf.privileged ? 0 : MS_NOEXEC | MS_NODEV);
+    if (mount("tmpfs", fd_path(dev).c_str(), "tmpfs", flags, "mode=755,size=65536k") != 0) die_errno("mount /dev");
   }
   for (const char* d : {"null", "zero", "full", "random", "urandom", "tty"})
     bind_into(root.get(), std::string("/dev/") + d, std::string("/dev/") + d, false, false);
@@ -246,14 +285,24 @@ void setup_rootfs(const std::string& rootfs, const Container& c, const StoreLayo
   {
     UniqueFd sys = target_in_root(root.get(), "/sys", true);
     // A fresh sysfs needs a network namespace of our own; without one, no /sys (best effort).
-    mount("sysfs", fd_path(sys).c_str(), "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
+    // It shares the host's superblock (same network namespace): only --privileged gets it
+    // writable, and a confined command can neither remount it nor write through it.
+    unsigned long flags = (conf.privileged ? 0 : MS_RDONLY) | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+    mount("sysfs", fd_path(sys).c_str(), "sysfs", flags, nullptr);
+  }
+  if (!conf.privileged) {
+    try {
+      protect_kernel_paths(root.get());
+    } catch (const Error& e) {
+      die(e.what());
+    }
   }
   for (const char* f : {"hostname", "hosts", "resolv.conf"})
     bind_into(root.get(), c.dir(l) + "/" + f, std::string("/etc/") + f, false, false);
   for (const auto& v : vols) {
     struct stat st;
     if (stat(v.host.c_str(), &st) != 0) die_errno("volume " + v.host);
-    bind_into(root.get(), v.host, v.ctr, S_ISDIR(st.st_mode), v.ro);
+    bind_into(root.get(), v.host, v.ctr, S_ISDIR(st.st_mode), v.ro, !conf.privileged);
   }
   if (chdir(rootfs.c_str()) != 0) die_errno("chdir " + rootfs);
   if (syscall(SYS_pivot_root, ".", ".") != 0) die_errno("pivot_root");
@@ -267,8 +316,11 @@ std::string env_get(const std::vector<std::string>& env, const std::string& key)
   return "";
 }
 
-// C: becomes the user, enters the working dir, execs the command.
-[[noreturn]] void exec_command(const Container& c) {
+// C: confines itself (seccomp, capabilities), becomes the user, enters the working dir, execs
+// the command. The order is runc's: the filter while CAP_SYS_ADMIN still allows loading it
+// without no_new_privs; the bounding set while CAP_SETPCAP is still there; the user switch
+// keeping the permitted set (PR_SET_KEEPCAPS) so the command's set can then be chosen.
+[[noreturn]] void exec_command(const Container& c, const Confinement& conf) {
   const auto& cfg = c.cfg["Config"];
   std::vector<std::string> env;
   for (const auto& e : cfg.value("Env", nlohmann::json::array())) env.push_back(e.get<std::string>());
@@ -284,11 +336,27 @@ std::string env_get(const std::vector<std::string>& env, const std::string& key)
   std::string wd = cfg.value("WorkingDir", std::string());
   if (wd.empty()) wd = "/";
   if (mkdir(wd.c_str(), 0755) != 0 && errno != EEXIST) die_errno("create working dir " + wd);
+  if (conf.no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) die_errno("PR_SET_NO_NEW_PRIVS");
+  try {
+    if (conf.seccomp) load_docker_seccomp_profile(conf.capabilities);
+    if (!conf.privileged) drop_bounding_set(conf.capabilities);
+  } catch (const Error& e) {
+    die(e.what());
+  }
+  if (!conf.privileged && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) die_errno("PR_SET_KEEPCAPS");
   if (setgroups(u.groups.size(), u.groups.data()) != 0 && !(errno == EPERM && u.groups.empty())) {
     if (errno != EPERM) die_errno("setgroups");
   }
   if (setresgid(u.gid, u.gid, u.gid) != 0) die_errno("set gid " + std::to_string(u.gid) + " (not mapped in this user namespace?)");
   if (setresuid(u.uid, u.uid, u.uid) != 0) die_errno("set uid " + std::to_string(u.uid) + " (not mapped in this user namespace?)");
+  if (!conf.privileged) {
+    try {
+      // A non-root user keeps these only until exec (it has no file capabilities), as in Docker.
+      set_process_capabilities(conf.capabilities);
+    } catch (const Error& e) {
+      die(e.what());
+    }
+  }
   if (chdir(wd.c_str()) != 0) die_errno("chdir " + wd);
   std::vector<std::string> argv{c.cfg.value("Path", std::string())};
   for (const auto& a : c.cfg.value("Args", nlohmann::json::array())) argv.push_back(a.get<std::string>());
@@ -301,6 +369,7 @@ std::string env_get(const std::vector<std::string>& env, const std::string& key)
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
+  close_inherited_fds();
   std::string prog = argv[0];
   std::vector<std::string> candidates;
   if (prog.find('/') != std::string::npos) {
@@ -320,17 +389,29 @@ std::string env_get(const std::vector<std::string>& env, const std::string& key)
 }
 
 // B: pid 1 of the container's pid namespace. Gets its own mount namespace (so pivot_root
-// leaves A's alone), builds the rootfs and waits for the command like an init.
+// leaves A's alone), builds the rootfs and waits for the command like an init. When A dies
+// (strata run killed), B is killed, and with it, by the kernel, everything in the container.
 [[noreturn]] void container_init(const std::string& rootfs, const Container& c, const StoreLayout& l,
-                                 const std::vector<Volume>& vols) {
+                                 const std::vector<Volume>& vols, const Confinement& conf, int setup_alive_rd,
+                                 int setup_alive_wr) {
+  // getppid() is 0 in a new pid namespace, so A's liveness is read from a pipe only A
+  // still holds open for writing: hung up means A is already gone.
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) die_errno("PR_SET_PDEATHSIG");
+  close(setup_alive_wr);
+  struct pollfd alive {setup_alive_rd, POLLIN, 0};
+  if (poll(&alive, 1, 0) != 0) _exit(125);
+  close_inherited_fds();
+  // Nothing in the container may ptrace or read this process (it keeps every capability).
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   if (unshare(CLONE_NEWNS) != 0) die_errno("unshare mount namespace");
   std::string hn = c.cfg["Config"].value("Hostname", std::string());
   if (sethostname(hn.data(), hn.size()) != 0) die_errno("sethostname");
-  setup_rootfs(rootfs, c, l, vols);
+  setup_rootfs(rootfs, c, l, vols, conf);
   pid_t cmd = fork();
   if (cmd < 0) die_errno("fork");
-  if (cmd == 0) exec_command(c);
+  if (cmd == 0) exec_command(c, conf);
   install_forwarding(cmd);
+  block_forwarded(false);
   for (;;) {  // reap orphans too; stop when the command exits
     int st = 0;
     pid_t p = waitpid(-1, &st, 0);
@@ -342,28 +423,41 @@ std::string env_get(const std::vector<std::string>& env, const std::string& key)
   }
 }
 
-// A: owns the user and mount namespaces, runs strata-fs there, then the container init.
+// A: owns the user and mount namespaces, runs strata-fs there, then the container init; reports
+// the init's pid and start time to strata run on `report_wr`. A has a session of its own: a
+// signal for strata run's process group (a terminal's ^C, `timeout`, systemd's stop) reaches
+// strata run alone, which forwards it once, down A and B, to the command.
 [[noreturn]] void container_setup(const StoreLayout& l, const Container& c, const OverlayMountSpec& spec,
-                                  const std::string& strata_fs, const std::vector<Volume>& vols, int sync_rd,
-                                  int sync_wr, bool userns) {
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
+                                  const std::string& strata_fs, const std::vector<Volume>& vols,
+                                  const Confinement& conf, pid_t monitor, int sync_rd, int sync_wr, int report_wr,
+                                  bool userns) {
+  die_with_parent(SIGKILL, monitor);
+  if (setsid() < 0) die_errno("setsid");
   if (userns) {
     if (unshare(CLONE_NEWUSER) != 0) die_errno("unshare user namespace (are user namespaces enabled?)");
     char b = 1;
     if (write(sync_wr, &b, 1) != 1 || read(sync_rd, &b, 1) != 1 || b != 1) _exit(125);
     if (setresgid(0, 0, 0) != 0 || setresuid(0, 0, 0) != 0) die_errno("become root in the user namespace");
+    // The kernel clears the parent-death signal on every credential change: ask again.
+    die_with_parent(SIGKILL, monitor);
   }
   close(sync_rd);
   close(sync_wr);
+  pid_t setup = getpid();
   if (unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC) != 0) die_errno("unshare namespaces");
   if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) die_errno("make / private");
   pid_t fs = fork();
   if (fs < 0) die_errno("fork");
   if (fs == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    // strata-fs unmounts on SIGTERM when A goes; in a session of its own no group signal
+    // meant for the command takes the container's root away first.
+    die_with_parent(SIGTERM, setup);
+    if (setsid() < 0) die_errno("setsid");
     int null = open("/dev/null", O_RDWR);
     dup2(null, 0);
     dup2(null, 1);
+    close_inherited_fds();
+    block_forwarded(false);  // strata-fs must see its SIGTERM
     if (chdir(l.overlay2().c_str()) != 0) _exit(125);
     auto argv = strata_fs_argv(strata_fs, spec);
     std::vector<char*> a;
@@ -380,10 +474,21 @@ std::string env_get(const std::vector<std::string>& env, const std::string& key)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   if (unshare(CLONE_NEWPID) != 0) die_errno("unshare pid namespace");
+  int alive[2];
+  if (pipe2(alive, O_CLOEXEC) != 0) die_errno("pipe");
   pid_t init = fork();
   if (init < 0) die_errno("fork");
-  if (init == 0) container_init(spec.target, c, l, vols);
+  if (init == 0) {
+    close(report_wr);
+    container_init(spec.target, c, l, vols, conf, alive[0], alive[1]);
+  }
+  close(alive[0]);  // alive[1] stays open until A exits
   install_forwarding(init);
+  block_forwarded(false);
+  // B cannot be reaped before A waits, so its start time is there to read.
+  ProcessRef ref{init, process_start_time(init).value_or(0)};
+  (void)!write(report_wr, &ref, sizeof ref);
+  close(report_wr);
   int status = wait_status(init);
   g_forward_pid = 0;
   kill(fs, SIGTERM);  // strata-fs unmounts and exits
@@ -398,6 +503,7 @@ std::string env_get(const std::vector<std::string>& env, const std::string& key)
 
 int run_container(const StoreLayout& l, Container& c, const NoteFn& note) {
   bool userns = geteuid() != 0;
+  Confinement conf = confinement_of(c.cfg);
   std::string strata_fs = find_strata_fs();
   std::vector<Volume> vols = parse_volumes(c.cfg.value("Volumes", nlohmann::json::array()));
   if (c.status() == "Up") throw Error("container " + c.name + " is already running");
@@ -425,25 +531,25 @@ int run_container(const StoreLayout& l, Container& c, const NoteFn& note) {
   spec.suid = true;
   spec.foreground = true;
 
-  int to_child[2], to_parent[2];
-  if (pipe2(to_child, O_CLOEXEC) != 0 || pipe2(to_parent, O_CLOEXEC) != 0) throw_errno("pipe");
+  int to_child[2], to_parent[2], report[2];
+  if (pipe2(to_child, O_CLOEXEC) != 0 || pipe2(to_parent, O_CLOEXEC) != 0 || pipe2(report, O_CLOEXEC) != 0)
+    throw_errno("pipe");
+  pid_t monitor = getpid();
   // Signals that arrive before the forwarding is in place must not kill us half-way.
-  sigset_t block, old;
-  sigemptyset(&block);
-  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&block, s);
-  sigprocmask(SIG_BLOCK, &block, &old);
+  block_forwarded(true);
   pid_t a = fork();
   if (a < 0) throw_errno("fork");
   if (a == 0) {
-    sigprocmask(SIG_SETMASK, &old, nullptr);
     close(to_child[1]);
     close(to_parent[0]);
-    container_setup(l, c, spec, strata_fs, vols, to_child[0], to_parent[1], userns);
+    close(report[0]);
+    container_setup(l, c, spec, strata_fs, vols, conf, monitor, to_child[0], to_parent[1], report[1], userns);
   }
   close(to_child[0]);
   close(to_parent[1]);
+  close(report[1]);
   install_forwarding(a);
-  sigprocmask(SIG_SETMASK, &old, nullptr);
+  block_forwarded(false);
   if (userns) {
     char b = 0;
     if (read(to_parent[0], &b, 1) == 1) {
@@ -459,15 +565,31 @@ int run_container(const StoreLayout& l, Container& c, const NoteFn& note) {
   }
   close(to_child[1]);
   close(to_parent[0]);
-  c.cfg["State"] = {{"Running", true}, {"Pid", getpid()}, {"ExitCode", 0}, {"StartedAt", now_rfc3339()}, {"FinishedAt", ""}};
-  save_container(l, c);
+  // The container runs as long as its init (B): record B, with its start time so a pid the
+  // kernel reuses later is never taken for it. Nothing arrives when setup failed before B.
+  ProcessRef init;
+  ssize_t got;
+  while ((got = read(report[0], &init, sizeof init)) < 0 && errno == EINTR) {
+  }
+  close(report[0]);
+  if (got == static_cast<ssize_t>(sizeof init)) {
+    c.cfg["State"] = {{"Running", true},        {"Pid", init.pid},           {"PidStartTime", init.start_time},
+                      {"ExitCode", 0},          {"StartedAt", now_rfc3339()}, {"FinishedAt", ""}};
+    save_container(l, c);
+  }
   int status = wait_status(a);
   g_forward_pid = 0;
+  if (!c.cfg["State"].value("Running", false)) c.cfg["State"]["StartedAt"] = now_rfc3339();
   c.cfg["State"]["Running"] = false;
   c.cfg["State"]["Pid"] = 0;
+  c.cfg["State"]["PidStartTime"] = 0;
   c.cfg["State"]["ExitCode"] = status;
   c.cfg["State"]["FinishedAt"] = now_rfc3339();
-  save_container(l, c);
+  try {
+    save_container(l, c);
+  } catch (const Error&) {
+    if (path_exists(c.dir(l))) throw;  // else `rm -f` killed and removed it meanwhile
+  }
   return status;
 }
 
