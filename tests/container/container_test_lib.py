@@ -152,3 +152,57 @@ def find_daemon(mountpoint):
         if argv and argv[0].endswith(b"strata-fs") and mountpoint.encode() in argv:
             return int(pid)
     return None
+
+
+def build_probe_image(layout, work):
+    """The busybox image plus /bin/probe (tests/container/probe.c, built static with gcc)."""
+    if shutil.which("gcc") is None:
+        skip("gcc not installed (builds the static probe program)")
+    prog = os.path.join(work, "probe")
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probe.c")
+    r = subprocess.run(["gcc", "-static", "-O1", "-o", prog, src], capture_output=True, text=True)
+    if r.returncode != 0:
+        skip(f"gcc -static failed (no static libc?): {r.stderr.strip()}")
+    build_busybox_image(layout)
+    bundle = layout + ".bundle"
+    run("umoci", "unpack", "--image", f"{layout}:1", bundle)
+    dst = os.path.join(bundle, "rootfs", "bin", "probe")
+    shutil.copy(prog, dst)
+    os.chmod(dst, 0o755)
+    run("umoci", "repack", "--image", f"{layout}:1", bundle)
+    shutil.rmtree(bundle)
+
+
+def container_state(store, ref):
+    """config.v2.json of the container named or id-prefixed `ref` (read as root)."""
+    base = os.path.join(store, "containers")
+    for cid in os.listdir(base):
+        with open(os.path.join(base, cid, "config.v2.json")) as f:
+            cfg = json.load(f)
+        if cid.startswith(ref) or cfg.get("Name") == "/" + ref:
+            return cid, cfg
+    raise AssertionError(f"no container {ref} in {base}")
+
+
+def proc_stat(pid):
+    """(state, ppid, start time) of a process from /proc/PID/stat, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            line = f.read()
+    except OSError:
+        return None
+    fields = line[line.rindex(")") + 2:].split()
+    return fields[0], int(fields[1]), int(fields[19])
+
+
+def wait_for(what, cond, limit=60):
+    """Polls cond() until it is true; fails naming `what` after `limit` seconds (a generous
+    bound for a loaded machine, not a measurement)."""
+    import time
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
