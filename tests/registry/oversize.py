@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """Downloads are bounded by what the manifest says:
-- a registry that sends 64 MiB more than a layer's descriptor size: strata stops reading at
-  the descriptor's size (the front counts what the client took), the pull fails with one
-  line naming the layer's digest, the store is unchanged;
+- a registry that sends 64 MiB more than a layer's descriptor size (more gzip members, which
+  a gzip reader would go on decompressing): strata stops reading at the descriptor's size
+  (the front counts what the client took), the pull fails with one line naming the layer's
+  digest, the store is unchanged;
 - a manifest of 5 MiB (a valid one padded with spaces; the distribution spec's limit is
   4 MiB): one line, store unchanged."""
+import gzip
 import http.client
 import json
 import os
@@ -66,10 +68,11 @@ try:
         try:
             h.wfile.write(data)
             sent = len(data)
-            chunk = bytes(1 << 20)
+            chunk = gzip.compress(os.urandom(1 << 20))
             while sent < len(data) + EXTRA:
-                h.wfile.write(chunk)
-                sent += len(chunk)
+                part = chunk[:len(data) + EXTRA - sent]
+                h.wfile.write(part)
+                sent += len(part)
         except OSError:
             pass
         taken.append(sent)
@@ -80,11 +83,11 @@ try:
     front.intercept = oversized_blob
     name = f"{front.addr}/team/app:1"
     r = strata(root, "pull", "-q", name, check=False)
-    one_line_error(r, f"pull {name}", big["digest"], "more than", "nothing was imported")
-    assert tree_hash(root) == before, "an oversized blob changed the store"
     assert taken, "the big blob was never fetched"
     # Socket buffers hold a few MiB; a client that read on would have taken all 64.
     assert max(taken) < big["size"] + EXTRA // 2, f"the client read on past the descriptor's size: {taken}"
+    one_line_error(r, f"pull {name}", big["digest"], "more than", "nothing was imported")
+    assert tree_hash(root) == before, "an oversized blob changed the store"
 
     # A 5 MiB manifest.
     def padded_manifest(h, path):
