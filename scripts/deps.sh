@@ -16,6 +16,8 @@ packages=(
   mmdebstrap podman runc
   # tests/docker: dockerd as the judge of Docker's store layout
   docker.io
+  # fuzz: libFuzzer targets with ASan/UBSan (the `fuzz` ctest label)
+  clang
   # side-by-side benchmarks
   fuse-overlayfs unionfs-fuse
 )
