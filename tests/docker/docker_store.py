@@ -118,6 +118,7 @@ def docker_writes_strata_reads(s, work):
             lambda: expect(strata_ids(strata, "-a") == oracle["images_all"],
                            f"strata images -a: {strata_ids(strata, '-a')}\ndocker images -a: {oracle['images_all']}"))
     s.check("inspect", lambda: expect(f'"Id": "{oracle["id"]}"' in strata("inspect", "dtest:1").stdout, "inspect Id"))
+    s.check("history", lambda: expect("WORKDIR" in strata("history", "dtest:1").stdout, "history lacks WORKDIR"))
     s.check("verify on Docker's root", lambda: strata("verify"))
     ours = os.path.join(work, "strata-a.tar")
     if s.check("save", lambda: strata("save", "dtest:1", "-o", ours)):
