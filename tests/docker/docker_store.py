@@ -174,6 +174,8 @@ def docker_writes_strata_reads(s, work):
         finally:
             d.stop()
     s.check("dockerd reads the root strata wrote to", docker_reads_it_after)
+    s.check("rmi of strata's commit on Docker's root, then verify",
+            lambda: [strata("rmi", "dtest:strata"), strata("verify")])
     return saved
 
 
@@ -182,6 +184,15 @@ def strata_writes_docker_reads(s, work, docker_archive):
     log("strata: load Docker's archive, run and commit; then dockerd on that store")
     strata = strata_cmd(root)
     strata("load", "-q", "-i", docker_archive)
+
+    def committed_as_docker_load():
+        # Docker's graph driver marks a layer `committed` when it creates a layer on it: after a
+        # load, every layer of the chain but the top one.
+        layers = json.loads(strata("inspect", "dtest:1").stdout)[0]["Layers"]
+        marked = [os.path.exists(os.path.join(root, "overlay2", x["cache_id"], "committed")) for x in layers]
+        want = [True] * (len(layers) - 1) + [False]
+        expect(marked == want, f"committed files bottom to top: {marked}, docker load leaves {want}")
+    s.check("load marks committed as docker load does", committed_as_docker_load)
     strata("run", "--name", "c", "dtest:1", "sh", "-c", "echo committed > /c.txt && rm /low/keep/k.txt")
     strata("commit", "c", "sb:2")
     strata("rm", "c")
