@@ -15,7 +15,7 @@ namespace {
 BackingFiles::Grant choose_io(fuse_req_t req, OpenFile& file, fuse_file_info* fi) {
   Context& ctx = context(req);
   BackingFiles::Grant grant;
-  if (ctx.backing && passthrough_negotiated()) grant = ctx.backing->acquire(file);
+  if (ctx.backing && passthrough_negotiated()) grant = ctx.backing->acquire(file, fuse_req_ctx(req)->uid == 0);
   switch (grant.mode) {
     case BackingFiles::Mode::Passthrough:
       fi->keep_cache = 0;  // the kernel refuses any other cache flag with passthrough

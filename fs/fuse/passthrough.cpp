@@ -42,7 +42,7 @@ void BackingFiles::close_backing(int32_t id) {
   if (::ioctl(dev_fuse_, kBackingClose, &u) != 0) spdlog::debug("passthrough: closing backing id {}: errno {}", id, errno);
 }
 
-BackingFiles::Grant BackingFiles::acquire(OpenFile& file) {
+BackingFiles::Grant BackingFiles::acquire(OpenFile& file, bool root_caller) {
   Inode* node = file.node;
   if (!node->is_reg()) return {};
   std::lock_guard lock(mutex_);
@@ -50,20 +50,20 @@ BackingFiles::Grant BackingFiles::acquire(OpenFile& file) {
   int fd = file.current.load();
   struct stat st {};
   if (::fstat(fd, &st) != 0) return {};
-  bool writer = (file.flags & O_ACCMODE) != O_RDONLY;
+  bool user_writer = (file.flags & O_ACCMODE) != O_RDONLY && !root_caller;
   bool setid = has_setid(st.st_mode);
   Entry& e = entries_[node];
   if (e.passthrough > 0) {
-    if (st.st_dev != e.dev || st.st_ino != e.ino || (writer && setid)) return {Mode::Busy, 0};
+    if (st.st_dev != e.dev || st.st_ino != e.ino || (user_writer && setid)) return {Mode::Busy, 0};
     e.passthrough++;
-    e.writers += writer;
-    file.kernel_io = writer ? kPassthroughWriter : kPassthrough;
+    e.user_writers += user_writer;
+    file.kernel_io = user_writer ? kPassthroughWriter : kPassthrough;
     return {Mode::Passthrough, e.id};
   }
   // An fd opened before a copy-up that has happened since is the old file: only the daemon
   // moves it to the copy.
   bool lower = file.from_lower.load() || file.copyups_seen.load() != node->copyups.load();
-  if (e.cached > 0 || (lower && !lower_files_) || setid) {
+  if (e.cached > 0 || (lower && !lower_files_) || (setid && user_writer)) {
     e.cached++;
     file.kernel_io = kCounted;
     return {};
@@ -81,17 +81,17 @@ BackingFiles::Grant BackingFiles::acquire(OpenFile& file) {
   }
   e.id = id;
   e.passthrough = 1;
-  e.writers = writer;
+  e.user_writers = user_writer;
   e.dev = st.st_dev;
   e.ino = st.st_ino;
-  file.kernel_io = writer ? kPassthroughWriter : kPassthrough;
+  file.kernel_io = user_writer ? kPassthroughWriter : kPassthrough;
   return {Mode::Passthrough, id};
 }
 
 bool BackingFiles::may_add_setid(Inode* node, std::unique_lock<std::mutex>& hold) {
   hold = std::unique_lock(mutex_);
   auto it = entries_.find(node);
-  if (it == entries_.end() || it->second.writers == 0) return true;
+  if (it == entries_.end() || it->second.user_writers == 0) return true;
   hold.unlock();
   return false;
 }
@@ -106,7 +106,7 @@ void BackingFiles::release(OpenFile& file) {
     e.cached--;
   } else {
     e.passthrough--;
-    if (file.kernel_io == kPassthroughWriter) e.writers--;
+    if (file.kernel_io == kPassthroughWriter) e.user_writers--;
   }
   file.kernel_io = kUntracked;
   if (e.passthrough > 0 || e.cached > 0) return;

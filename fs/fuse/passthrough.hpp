@@ -18,10 +18,11 @@
 //     (as for a running executable) until the readers are gone.
 //
 // Set-id bits: the kernel writes a passthrough file with the daemon's credentials, which keep
-// them (CAP_FSETID), where a write by someone without CAP_FSETID must clear them; the daemon
-// clears them on the WRITE requests it serves. So a file with set-id bits is never
-// passthrough for writing, and adding set-id bits to a file open for writing through the
-// kernel fails with ETXTBSY until those opens close.
+// them (CAP_FSETID), where a write by a caller without CAP_FSETID must clear them; the daemon
+// clears them on the WRITE requests it serves. So a file with set-id bits is passthrough for
+// writing only when root opens it (root keeps them too: dpkg and tar write, then fchmod
+// 04755 before closing), and adding set-id bits to a file another user has open for writing
+// through the kernel fails with ETXTBSY until that open closes.
 #pragma once
 
 #include <sys/types.h>
@@ -46,11 +47,12 @@ class BackingFiles {
   };
   // How the kernel is to serve this open of `file` (a regular file or not). Every acquire
   // except Busy is matched by one release(file) when the open ends (also when the reply fails).
-  Grant acquire(OpenFile& file);
+  // `root_caller`: the open comes from uid 0.
+  Grant acquire(OpenFile& file, bool root_caller);
   void release(OpenFile& file);
 
-  // For a change that adds set-id bits to `node`: false while an open of it writes through the
-  // kernel; else true, with `hold` keeping new such opens out until the caller has made the
+  // For a change that adds set-id bits to `node`: false while a caller other than root has it
+  // open for writing through the kernel; else true, with `hold` keeping new such opens out until the caller has made the
   // change. Lock order: this lock before any engine lock.
   bool may_add_setid(Inode* node, std::unique_lock<std::mutex>& hold);
 
@@ -58,7 +60,7 @@ class BackingFiles {
   struct Entry {
     int32_t id = 0;
     uint32_t passthrough = 0;  // opens using `id`
-    uint32_t writers = 0;      // of those, opened for writing
+    uint32_t user_writers = 0; // of those, opened for writing by someone other than root
     uint32_t cached = 0;       // opens through the daemon
     dev_t dev = 0;             // the backing file behind `id`
     ino_t ino = 0;

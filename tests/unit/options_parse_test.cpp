@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <tuple>
 #include <vector>
 
 // ---------------------------------------------------------------- basic forms
@@ -137,7 +138,7 @@ TEST(OptionsParse, UsageListsEveryOption) {
        {"lowerdir=", "upperdir=", "workdir=", "uidmapping=", "gidmapping=", "squash_to_root",
         "squash_to_uid=", "squash_to_gid=", "static_nlink", "noacl", "noxattrs",
         "xattr_permissions=", "fsync=", "volatile", "copyup_sync=", "threaded=", "timeout=", "writeback=",
-        "redirect_dir=", "ino32_t", "debug", "clone_fd", "plugins=", "allow_other",
+        "passthrough=", "redirect_dir=", "ino32_t", "debug", "clone_fd", "plugins=", "allow_other",
         "allow_root", "default_permissions", "nosuid", "nodev", "noexec", "noatime",
         "relatime", "strictatime", "nodiratime", "dirsync", "fsname=", "subtype=", "max_read=",
         "context=", "fscontext=", "defcontext=", "rootcontext=", "_netdev", "nofail", "x-*",
@@ -383,6 +384,22 @@ TEST(OptionsParse, Writeback) {
   ASSERT_TRUE(p.opts) << p.error;
   EXPECT_FALSE(p.opts->writeback);
   EXPECT_TRUE(contains(parse_error({"-o", kBase + ",writeback=2", "/m"}), "writeback"));
+}
+
+TEST(OptionsParse, Passthrough) {
+  auto p = parse({"-o", kBase, "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_TRUE(p.opts->passthrough);  // on by default, where the kernel and privileges allow
+  EXPECT_FALSE(p.opts->passthrough_lower);
+  for (auto [v, on, lower] : std::vector<std::tuple<std::string, bool, bool>>{
+           {"auto", true, false}, {"on", true, false}, {"all", true, true}, {"off", false, false}, {"0", false, false}}) {
+    p = parse({"-o", kBase + ",passthrough=" + v, "/m"});
+    ASSERT_TRUE(p.opts) << v << ": " << p.error;
+    EXPECT_EQ(p.opts->passthrough, on) << v;
+    EXPECT_EQ(p.opts->passthrough_lower, lower) << v;
+  }
+  for (const char* bad : {"passthrough=yes", "passthrough=", "passthrough"})
+    EXPECT_TRUE(contains(parse_error({"-o", kBase + "," + bad, "/m"}), "passthrough")) << bad;
 }
 
 TEST(OptionsParse, RedirectDir) {

@@ -146,11 +146,12 @@ def passthrough_copyup_readers(ctx):
 
 @case("passthrough-setid-under-writer", "passthrough", ("root",))
 def passthrough_setid_under_writer(ctx):
-    """The kernel writes a passthrough file with the daemon's credentials, which would keep
-    set-id bits a writer without CAP_FSETID must clear: while a file is open for writing
-    through the kernel, chmod adding set-id bits fails with ETXTBSY (a deliberate difference:
-    kernel overlayfs allows it and clears the bits at the next write); after the writer closes
-    it works, and a later write by another uid clears them (the daemon serves that write)."""
+    """The kernel writes a passthrough file with the daemon's credentials, which keep set-id
+    bits a writer without CAP_FSETID must clear. Root writing and then fchmod 04755 before
+    closing (dpkg, tar) works. While another user has the file open for writing through the
+    kernel, chmod adding set-id bits fails with ETXTBSY (a deliberate difference: kernel
+    overlayfs allows it and clears the bits at that user's next write); after the writer
+    closes it works, and a later write by that user clears them (the daemon serves it)."""
     ctx.require_root()
     base = ctx.path("setid")
     lowers, up, work = fx.build_stack(base, [[D("d", mode=0o777)]], ctx.kernel_form)
@@ -158,16 +159,37 @@ def passthrough_setid_under_writer(ctx):
     if not _negotiated(m):
         ctx.unmount(m)
         raise Skip("the kernel offers no FUSE passthrough")
+    # Root: write, then set-uid through the open fd, as dpkg does.
+    p = os.path.join(m.path, "d", "by-root")
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT, 0o755)
+    os.write(fd, b"binary")
+    try:
+        os.fchmod(fd, 0o4755)
+        got = "ok"
+    except OSError as e:
+        got = os.strerror(e.errno)
+    os.close(fd)
+    ctx.check(got == "ok", f"root's fchmod 04755 of a file it writes: {got}")
+    ctx.check(os.stat(p).st_mode & 0o7777 == 0o4755, f"mode {oct(os.stat(p).st_mode)}")
+
+    # Another user holds it open for writing.
     p = os.path.join(m.path, "d", "prog")
-    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o777)
-    os.fchmod(fd, 0o777)  # past the umask; no set-id bit, so allowed
-    os.write(fd, b"one")
+    with open(p, "wb") as f:
+        f.write(b"one")
+    os.chmod(p, 0o777)
+    os.setegid(4321)
+    os.seteuid(4321)
+    try:
+        fd = os.open(p, os.O_WRONLY | os.O_APPEND)
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
     try:
         os.chmod(p, 0o4777)
         got = "ok"
     except OSError as e:
         got = os.strerror(e.errno)
-    ctx.check(got == os.strerror(26), f"chmod u+s under a passthrough writer: {got}, want ETXTBSY")
+    ctx.check(got == os.strerror(26), f"chmod u+s under uid 4321's passthrough writer: {got}, want ETXTBSY")
     ctx.check(os.stat(p).st_mode & 0o7777 == 0o777, f"mode now {oct(os.stat(p).st_mode)}")
     os.close(fd)
     os.chmod(p, 0o4777)
