@@ -2,7 +2,8 @@
 """A gzip bomb: ~1 MiB of gzip holding a 1 GiB file of zeros. `strata load` must refuse it
 (it expands far past 100x its compressed size + 64 MiB) with one line naming the layer and
 the flag, leave the store unchanged, and stop early instead of writing the whole file;
---max-expansion raises the cap and the same image then loads."""
+--max-expansion raises the cap and the same image then loads. The same through `strata pull`
+from a loopback docker-registry (when docker-registry and skopeo are installed)."""
 import gzip
 import hashlib
 import io
@@ -99,6 +100,26 @@ else:
     diffdir = image_layers(root, "bomb:1")[0]
     if os.path.getsize(os.path.join(diffdir, "zeros")) != SIZE:
         failures.append("the allowed image lacks its 1 GiB file")
+
+# The same blob downloaded by `strata pull` (the cap then uses the manifest's layer size).
+if shutil.which("docker-registry") and shutil.which("skopeo"):
+    root = os.path.join(work, "store-pull")  # a store without the layer, so it is downloaded
+    strata(root, "load", "-q", "-i", os.path.join(work, "small"), "--tag", "small:1")
+    with Registry(work) as reg:
+        run("skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}", f"docker://{reg.addr}/bomb:1")
+        before = tree_hash(root)
+        r = strata(root, "pull", "-q", f"{reg.addr}/bomb:1", check=False)
+        err = r.stderr.strip().splitlines()
+        print(f"pull, default cap: exit {r.returncode}: {err}")
+        if r.returncode == 0 or len(err) != 1 or "--max-expansion" not in err[0]:
+            failures.append(f"pull: want one line naming --max-expansion: exit {r.returncode}: {err}")
+        if tree_hash(root) != before:
+            failures.append("the refused pull changed the store")
+        r = strata(root, "pull", "-q", "--max-expansion", "2000", f"{reg.addr}/bomb:1", check=False)
+        if r.returncode != 0:
+            failures.append(f"pull --max-expansion 2000 failed: {r.stderr.strip()}")
+else:
+    print("docker-registry or skopeo missing: pull not tried")
 
 shutil.rmtree(work, ignore_errors=True)
 if failures:
