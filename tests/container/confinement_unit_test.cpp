@@ -97,6 +97,10 @@ TEST(SeccompProfile, RefusesWhatDockerRefuses) {
   EXPECT_EQ(errno_under_profile(def, [] { return syscall(SYS_getpid); }), 0);
   EXPECT_EQ(errno_under_profile(def, [] { return syscall(SYS_open_by_handle_at, -1, nullptr, 0); }), EPERM);
   EXPECT_EQ(errno_under_profile(def, [] { return syscall(SYS_unshare, CLONE_NEWUTS); }), EPERM);
+  EXPECT_EQ(errno_under_profile(def, [] { return syscall(SYS_name_to_handle_at, -1, "", nullptr, nullptr, 0); }),
+            EPERM);
+  EXPECT_EQ(errno_under_profile(def, [] { return syscall(SYS_process_vm_readv, 0, nullptr, 0, nullptr, 0, 0); }),
+            EPERM);
   EXPECT_EQ(errno_under_profile(def, [] { return syscall(SYS_keyctl, 0, 0, 0, 0, 0); }), EPERM);
   EXPECT_EQ(errno_under_profile(def, [] { return syscall(SYS_kexec_load, 0, 0, nullptr, 0); }), EPERM);
   EXPECT_EQ(errno_under_profile(def, [] { return syscall(SYS_mount, "none", "/", "tmpfs", 0, nullptr); }), EPERM);

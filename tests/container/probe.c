@@ -1,8 +1,9 @@
 /* Checks run inside a container by the containment tests (built static, copied into the image).
  *   probe fds          the fds open in this process, in order (the listing's own left out)
- *   probe handle PATH  what open_by_handle_at does with PATH's handle, through PATH's mount,
- *                      and, when that works on an ext4-style handle, with the handle of that
- *                      filesystem's root directory (inode 2): the "shocker" escape. */
+ *   probe handle PATH  what name_to_handle_at and open_by_handle_at do with PATH's handle
+ *                      (or, when name_to_handle_at is refused, the ext4 root's) through PATH's
+ *                      mount, and, when that works, with the handle of that filesystem's root
+ *                      directory (inode 2): the "shocker" escape. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -35,27 +36,29 @@ static int list_fds(void) {
   return 0;
 }
 
+static void set_ext4_root_handle(struct file_handle *h) {
+  uint32_t ino_gen[2] = {2, 0}; /* FILEID_INO32_GEN: inode 2 (the root), generation 0 */
+  h->handle_bytes = 8;
+  h->handle_type = 1;
+  memcpy(h->f_handle, ino_gen, 8);
+}
+
 static int by_handle(const char *path) {
   struct file_handle *h = malloc(sizeof *h + MAX_HANDLE_SZ);
   int mount_id;
   h->handle_bytes = MAX_HANDLE_SZ;
   if (name_to_handle_at(AT_FDCWD, path, h, &mount_id, 0) != 0) {
     printf("name_to_handle_at: %s\n", strerrorname_np(errno));
-    return 0;
+    set_ext4_root_handle(h); /* an attacker needs no name_to_handle_at for this one */
+  } else {
+    printf("name_to_handle_at: OK\n");
   }
   int mount_fd = open(path, O_RDONLY);
   int fd = open_by_handle_at(mount_fd, h, O_RDONLY);
-  if (fd < 0) {
-    printf("open_by_handle_at: %s\n", strerrorname_np(errno));
-    return 0;
-  }
-  printf("open_by_handle_at: OK\n");
-  if (h->handle_type == 1 /* FILEID_INO32_GEN */) {
+  printf("open_by_handle_at: %s\n", fd >= 0 ? "OK" : strerrorname_np(errno));
+  if (fd >= 0 && h->handle_type == 1) {
     struct file_handle *root = malloc(sizeof *root + 8);
-    uint32_t ino_gen[2] = {2, 0};
-    root->handle_bytes = 8;
-    root->handle_type = 1;
-    memcpy(root->f_handle, ino_gen, 8);
+    set_ext4_root_handle(root);
     int rfd = open_by_handle_at(mount_fd, root, O_RDONLY | O_DIRECTORY);
     printf("filesystem root: %s\n", rfd >= 0 ? "opened" : strerrorname_np(errno));
   }

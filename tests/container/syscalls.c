@@ -1,0 +1,78 @@
+/* Calls each syscall the seccomp profile decides on, with arguments that change nothing, and
+ * prints "NAME errno" (or "NAME ok") per line: run under dockerd and under strata run, the two
+ * listings must be equal (tests/container/seccomp_vs_docker.py). Built static. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define T(nr, ...)                                                                   \
+  do {                                                                               \
+    errno = 0;                                                                       \
+    long r = syscall(nr, ##__VA_ARGS__);                                             \
+    printf("%s %s\n", #nr + 4, r < 0 ? strerrorname_np(errno) : "ok");               \
+  } while (0)
+
+int main(void) {
+  T(SYS_open_by_handle_at, -1, 0, 0);
+  T(SYS_name_to_handle_at, -1, "", 0, 0, 0);
+  T(SYS_kexec_load, 0, 0, 0, 0);
+  T(SYS_kexec_file_load, -1, -1, 0, "", 0);
+  T(SYS_init_module, 0, 0, "");
+  T(SYS_finit_module, -1, "", 0);
+  T(SYS_delete_module, "no-such-module", 0);
+  T(SYS_mount, "none", "/no-such-dir", "tmpfs", 0, 0);
+  T(SYS_umount2, "/no-such-dir", 0);
+  T(SYS_pivot_root, "/no-such-dir", "/no-such-dir");
+  T(SYS_swapon, "/no-such-file", 0);
+  T(SYS_swapoff, "/no-such-file");
+  T(SYS_reboot, 0, 0, 0, 0);
+  T(SYS_bpf, 0, 0, 0);
+  T(SYS_perf_event_open, 0, 0, -1, -1, 0);
+  T(SYS_keyctl, 0, 0, 0, 0, 0);
+  T(SYS_add_key, 0, 0, 0, 0, 0);
+  T(SYS_request_key, 0, 0, 0, 0);
+  T(SYS_unshare, CLONE_NEWUTS);
+  T(SYS_setns, -1, 0);
+  T(SYS_clone, CLONE_NEWNS | SIGCHLD, 0, 0, 0, 0);
+  T(SYS_clone3, 0, 0);
+  T(SYS_userfaultfd, 0x12345678);
+  T(SYS_acct, 0);
+  T(SYS_settimeofday, 0, 0);
+  T(SYS_clock_settime, 99, 0);
+  T(SYS_quotactl, 0, 0, 0, 0);
+  T(SYS_syslog, 3, 0, 0);
+  T(SYS_vhangup);
+  T(SYS_personality, 0xffffffff);
+  T(SYS_personality, 0x0004);
+  T(SYS_iopl, 0);
+  T(SYS_ioperm, 0, 0, 0);
+  T(SYS_lookup_dcookie, 0, 0, 0);
+  T(SYS_open_tree, -1, "", 0);
+  T(SYS_move_mount, -1, "", -1, "", 0);
+  T(SYS_fsopen, "", 0);
+  T(SYS_fsmount, -1, 0, 0);
+  T(SYS_fspick, -1, "", 0);
+  T(SYS_mount_setattr, -1, "", 0, 0, 0);
+  T(SYS_chroot, "/no-such-dir");
+  T(SYS_ptrace, 99, 0, 0, 0);
+  T(SYS_process_vm_readv, 0, 0, 0, 0, 0, 0);
+  T(SYS_kcmp, 0, 0, 0, 0, 0);
+  T(SYS_pidfd_getfd, -1, 0, 0);
+  T(SYS_get_mempolicy, 0, 0, 0, 0, 0);
+  T(SYS_setdomainname, 0, 0);
+  T(SYS_sethostname, 0, 0);
+  T(SYS_fanotify_init, 0, 0);
+  T(SYS_sysfs, 3);
+  T(SYS_ustat, 0, 0);
+  T(SYS_uselib, 0);
+  T(SYS_modify_ldt, 0, 0, 0);
+  T(SYS_arch_prctl, 0, 0);
+  T(SYS_getpid);
+  T(SYS_close_range, 1000, 1000, 0);
+  return 0;
+}
