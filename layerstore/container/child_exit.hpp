@@ -1,0 +1,21 @@
+#pragma once
+// How the processes `strata run` forks (setup, init, command) fail: one line on stderr and
+// exit status 125. They never throw: an exception would unwind into the copy of the parent's
+// stack that fork left them.
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+namespace strata {
+
+[[noreturn]] inline void die(const std::string& what) {
+  std::string msg = "strata: run: " + what + "\n";
+  (void)!write(2, msg.data(), msg.size());
+  _exit(125);
+}
+
+[[noreturn]] inline void die_errno(const std::string& what) { die(what + ": " + std::strerror(errno)); }
+
+}  // namespace strata
