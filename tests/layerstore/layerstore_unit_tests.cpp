@@ -94,6 +94,27 @@ TEST(Reference, Parse) {
   EXPECT_EQ(parse_reference("localhost:5000/a/b:t")->name, "localhost:5000/a/b");
   EXPECT_FALSE(parse_reference("Upper:tag"));
   EXPECT_FALSE(parse_reference("a@sha256:12"));
+  // Separators as distribution's grammar has them: [._], __ or one or more dashes.
+  EXPECT_EQ(parse_reference("my-app--x_y__z.w:1")->name, "my-app--x_y__z.w");
+  EXPECT_FALSE(parse_reference("a___b"));
+  EXPECT_FALSE(parse_reference("a-"));
+  // A Docker Hub path whose first component looks like a host keeps docker.io/ (found by
+  // fuzz_reference: it printed as docker.io/busybox, which names another image).
+  auto hub = parse_reference("docker.io/docker.io/busybox");
+  ASSERT_TRUE(hub);
+  EXPECT_EQ(hub->str(), "docker.io/docker.io/busybox:latest");
+  EXPECT_EQ(parse_reference(hub->str())->str(), hub->str());
+}
+
+// Found by fuzz_reference: with a separator that could match nothing, std::regex tried every
+// split of a digit run and this took minutes (a docker-archive's RepoTags reach the parser).
+// The ctest timeout is the guard; the answer must also be right.
+TEST(Reference, NoExponentialBacktracking) {
+  std::string hostile = "lhbr" + std::string(70, '6') + "ary/p&us       test";
+  EXPECT_FALSE(parse_reference(hostile));
+  std::string long_valid = "a" + std::string(200, '1') + "/b";
+  EXPECT_TRUE(parse_reference(long_valid));
+  EXPECT_FALSE(parse_reference(long_valid + "!"));
 }
 
 TEST(Decompress, GzipZstdPlainAndTruncation) {
