@@ -84,9 +84,13 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
     if (fi && fi->fh) {
       // ftruncate on an open file: the handle's fd is already the upper copy when writable.
       OpenFile& file = file_of(fi);
-      if ((file.flags & O_ACCMODE) != O_RDONLY && ::ftruncate(ov.io_fd(file), attr->st_size) != 0) {
-        fuse_reply_err(req, errno);
-        return;
+      if ((file.flags & O_ACCMODE) != O_RDONLY) {
+        if (::ftruncate(ov.io_fd(file), attr->st_size) != 0) {
+          fuse_reply_err(req, errno);
+          return;
+        }
+        // As write(2): a caller without CAP_FSETID loses the file's set-id bits.
+        ov.drop_setid_bits_for(ov.io_fd(file), caller_of(req));
       }
       if ((file.flags & O_ACCMODE) == O_RDONLY) change.size = attr->st_size;
     } else {

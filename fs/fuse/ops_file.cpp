@@ -107,8 +107,12 @@ void op_fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
 }
 
 void op_fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len, fuse_file_info* fi) {
-  int r = ::fallocate(overlay(req).io_fd(file_of(fi)), mode, off, len);
-  fuse_reply_err(req, r == 0 ? 0 : errno);
+  int fd = overlay(req).io_fd(file_of(fi));
+  int r = ::fallocate(fd, mode, off, len);
+  int err = r == 0 ? 0 : errno;
+  // The kernel counts fallocate as a change of the file (file_modified): set-id bits go.
+  if (r == 0) overlay(req).drop_setid_bits_for(fd, caller_of(req));
+  fuse_reply_err(req, err);
 }
 
 void op_lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
@@ -120,9 +124,11 @@ void op_lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info*
 void op_copy_file_range(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info* fi_in, fuse_ino_t,
                         off_t off_out, fuse_file_info* fi_out, size_t len, int flags) {
   loff_t in = off_in, out = off_out;
-  ssize_t n = ::copy_file_range(overlay(req).io_fd(file_of(fi_in)), &in, overlay(req).io_fd(file_of(fi_out)),
-                                &out, len, unsigned(flags));
-  if (n < 0) fuse_reply_err(req, errno);
+  int out_fd = overlay(req).io_fd(file_of(fi_out));
+  ssize_t n = ::copy_file_range(overlay(req).io_fd(file_of(fi_in)), &in, out_fd, &out, len, unsigned(flags));
+  int err = n < 0 ? errno : 0;
+  if (n >= 0) overlay(req).drop_setid_bits_for(out_fd, caller_of(req));  // a write, for set-id bits
+  if (n < 0) fuse_reply_err(req, err);
   else fuse_reply_write(req, size_t(n));
 }
 

@@ -91,6 +91,25 @@ class Ops:
                 os.close(fd)
         return self.do(f"fallocate({rel},{off},{length})", f)
 
+    def ftruncate(self, rel, size):
+        def f():
+            fd = os.open(self.p(rel), os.O_WRONLY)
+            try:
+                os.ftruncate(fd, size)
+            finally:
+                os.close(fd)
+        return self.do(f"ftruncate({rel},{size})", f)
+
+    def copy_range(self, src, dst, length):
+        def f():
+            fi, fo = os.open(self.p(src), os.O_RDONLY), os.open(self.p(dst), os.O_WRONLY)
+            try:
+                return os.copy_file_range(fi, fo, length, 0, 0)
+            finally:
+                os.close(fi)
+                os.close(fo)
+        return self.do(f"copy_file_range({src}->{dst},{length})", f)
+
     def ranges(self, rel):
         # Kernel overlayfs copies up data in 1 MiB chunks, so a chunk with any data becomes
         # fully allocated there; compare which MiB chunks hold data (holes kept at that grain).

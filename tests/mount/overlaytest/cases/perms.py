@@ -108,6 +108,25 @@ def killpriv(ctx):
                      fs_opts="default_permissions,allow_other")
 
 
+def killpriv_fd_ops_user(t):
+    t.ftruncate("ftrunc", 2)
+    t.fallocate("falloc", 0, 8192)
+    t.copy_range("source", "copied", 2)
+    for n in ("ftrunc", "falloc", "copied"):
+        t.stat(n, fields=("mode", "size"))
+
+
+@case("killpriv-fd-ops", "perms", ("root",))
+def killpriv_fd_ops(ctx):
+    """ftruncate, fallocate and copy_file_range through a user's open fd drop set-id bits as
+    write(2) does (the daemon served them as root and kept the bits: a user could replace a
+    set-uid-root file's contents and keep the bit)."""
+    ctx.require_root()
+    layers = [[F(n, "payload\n", mode=0o6777) for n in ("ftrunc", "falloc", "copied")] + [F("source", "src\n")]]
+    ctx.differential("killpriv-fd-ops", layers, lambda t: t.as_user(U, G, killpriv_fd_ops_user),
+                     share_lowers=True, fs_opts="default_permissions,allow_other")
+
+
 @case("killpriv-requests", "perms", ("root", "rootless", "userns"))
 def killpriv_requests(ctx):
     """fs only: the kernel hands set-id/capability dropping to the fs (FUSE_HANDLE_KILLPRIV_V2),
