@@ -254,11 +254,9 @@ bool apply_option(const std::string& token, Options& o, bool& upper_given, bool&
       return error = bad_value(key, value) + " (expected 0 or 1)", false;
   } else if (key == "passthrough") {
     if (!need_value()) return false;
-    int level = 0;
-    if (!parse_choice<int>(value, {{"auto", 1}, {"on", 1}, {"1", 1}, {"all", 2}, {"off", 0}, {"0", 0}}, level))
-      return error = bad_value(key, value) + " (expected auto, all or off)", false;
-    o.passthrough = level > 0;
-    o.passthrough_lower = level == 2;
+    if (!parse_choice<bool>(value, {{"auto", true}, {"on", true}, {"1", true}, {"off", false}, {"0", false}},
+                            o.passthrough))
+      return error = bad_value(key, value) + " (expected auto or off)", false;
   } else if (key == "threaded") {
     if (!need_value()) return false;
     if (!parse_unsigned(value, o.threads)) return error = bad_value(key, value), false;
@@ -469,8 +467,8 @@ std::string usage_text(std::string_view program) {
          "  threaded=N             at most N worker threads (0 or 1: one per core, at least 2)\n"
          "  timeout=SECONDS        kernel entry/attr cache timeout (default 1.0)\n"
          "  writeback=0|1          writeback caching (default 0)\n"
-         "  passthrough=auto|all|off  the kernel reads and writes open upper files (all: lower\n"
-         "                         files too) directly (root, kernel 6.9+; default auto)\n"
+         "  passthrough=auto|off   the kernel reads and writes open upper files directly\n"
+         "                         (root, kernel 6.9+; default auto)\n"
          "  redirect_dir=on|off|follow|nofollow  accepted; renaming a lower directory always\n"
          "                         works (its merged tree is copied up, no redirect xattrs)\n"
          "  ino32_t                report 32-bit inode numbers\n"

@@ -49,11 +49,10 @@ struct Options {
   bool clone_fd = false;  // clone_fd (a libfuse loop setting, not a mount option)
   double timeout = 1.0;   // seconds the kernel may cache entries and attrs of upper/merged nodes
   bool writeback = false; // writeback=1
-  // passthrough=auto|all|off: reads, writes and mmap of open files go straight to the
-  // backing file when the kernel offers FUSE passthrough and the daemon may use it (root):
-  // upper files with auto, lower files too with all (fs/fuse/passthrough.hpp says why).
+  // passthrough=auto|off: reads, writes and mmap of open upper files go straight to the
+  // backing file when the kernel offers FUSE passthrough and the daemon may use it (root);
+  // fs/fuse/passthrough.hpp says why not lower files.
   bool passthrough = true;
-  bool passthrough_lower = false;
   bool redirect_dir = true;
 
   // Mount options handed to the kernel/libfuse unchanged (ro, rw, allow_other, allow_root,

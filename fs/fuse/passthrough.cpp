@@ -63,7 +63,9 @@ BackingFiles::Grant BackingFiles::acquire(OpenFile& file, bool root_caller) {
   // An fd opened before a copy-up that has happened since is the old file: only the daemon
   // moves it to the copy.
   bool lower = file.from_lower.load() || file.copyups_seen.load() != node->copyups.load();
-  if (e.cached > 0 || (lower && !lower_files_) || (setid && user_writer)) {
+  // A set-id file goes through the daemon, whoever opens it first: a user's writer opened
+  // beside a passthrough open would have to be passthrough too, and keep the bits.
+  if (e.cached > 0 || lower || setid) {
     e.cached++;
     file.kernel_io = kCounted;
     return {};

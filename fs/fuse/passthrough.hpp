@@ -12,17 +12,17 @@
 //   - upper files (anything written, created or copied up) are passthrough, unless the inode
 //     still has cached opens from before its copy-up; those opens and later ones stay cached
 //     until all are closed;
-//   - lower files stay cached by default: a reader holding the lower backing file would pin
-//     the inode to it, and a later open for writing could then neither use the copy nor be
-//     cached. `passthrough=all` serves them directly too and answers such a writer ETXTBSY
-//     (as for a running executable) until the readers are gone.
+//   - lower files stay cached: a reader holding the lower backing file would pin the inode to
+//     it, and a later copy-up (an open for writing, chmod, truncate) could then neither move
+//     that reader to the copy nor serve any new open of the inode.
 //
 // Set-id bits: the kernel writes a passthrough file with the daemon's credentials, which keep
 // them (CAP_FSETID), where a write by a caller without CAP_FSETID must clear them; the daemon
-// clears them on the WRITE requests it serves. So a file with set-id bits is passthrough for
-// writing only when root opens it (root keeps them too: dpkg and tar write, then fchmod
-// 04755 before closing), and adding set-id bits to a file another user has open for writing
-// through the kernel fails with ETXTBSY until that open closes.
+// clears them on the WRITE requests it serves. So a file with set-id bits is opened through
+// the daemon. Bits added while the file is open through the kernel (dpkg and tar write, then
+// fchmod 04755 before closing) are kept for root's writers; adding them while another user
+// has it open for writing through the kernel fails with ETXTBSY until that open closes, and
+// such a user opening it for writing beside a passthrough open gets ETXTBSY.
 #pragma once
 
 #include <sys/types.h>
@@ -38,7 +38,7 @@ namespace strata::fs::fuse {
 class BackingFiles {
  public:
   // `dev_fuse`: the session's /dev/fuse fd (ioctls go there).
-  BackingFiles(int dev_fuse, bool lower_files) : dev_fuse_(dev_fuse), lower_files_(lower_files) {}
+  explicit BackingFiles(int dev_fuse) : dev_fuse_(dev_fuse) {}
 
   enum class Mode { Cached, Passthrough, Busy };
   struct Grant {
@@ -69,7 +69,6 @@ class BackingFiles {
   void close_backing(int32_t id);
 
   int dev_fuse_;
-  bool lower_files_;
   std::mutex mutex_;  // never taken with an engine lock held
   std::unordered_map<Inode*, Entry> entries_;
   bool enabled_ = true;  // false once the kernel refused an id (no capability)

@@ -139,7 +139,7 @@ int run_filesystem(const Options& opts) {
       // filesystem drops it when we write) and no attributes before each chown.
       std::optional<BackingFiles> backing;
       if (wants_passthrough(opts)) {
-        backing.emplace(fuse_session_fd(se), opts.passthrough_lower);
+        backing.emplace(fuse_session_fd(se));
         ctx.backing = &*backing;
       }
       if (int r = add_init_flags(se, kInitHandleKillprivV2, ctx.backing != nullptr); r != 0)
