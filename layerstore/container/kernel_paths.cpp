@@ -58,13 +58,7 @@ void read_only(int root, const std::string& path) {
   // or a user namespace refuses it.
   struct statvfs sv {};
   if (fstatvfs(top.get(), &sv) != 0) throw_errno("statvfs " + path);
-  unsigned long flags = MS_REMOUNT | MS_BIND | MS_RDONLY;
-  if (sv.f_flag & ST_NOSUID) flags |= MS_NOSUID;
-  if (sv.f_flag & ST_NODEV) flags |= MS_NODEV;
-  if (sv.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
-  if (sv.f_flag & ST_NOATIME) flags |= MS_NOATIME;
-  if (sv.f_flag & ST_NODIRATIME) flags |= MS_NODIRATIME;
-  if (sv.f_flag & ST_RELATIME) flags |= MS_RELATIME;
+  unsigned long flags = MS_REMOUNT | MS_BIND | MS_RDONLY | locked_mount_flags(sv);
   if (mount(nullptr, fd_path(top).c_str(), nullptr, flags, nullptr) != 0) throw_errno("remount " + path + " read-only");
 }
 
@@ -73,6 +67,18 @@ void read_only(int root, const std::string& path) {
 void protect_kernel_paths(int root_fd) {
   for (const char* p : kMasked) mask(root_fd, p);
   for (const char* p : kReadOnly) read_only(root_fd, p);
+}
+
+unsigned long locked_mount_flags(const struct statvfs& sv) {
+  unsigned long flags = 0;
+  if (sv.f_flag & ST_RDONLY) flags |= MS_RDONLY;
+  if (sv.f_flag & ST_NOSUID) flags |= MS_NOSUID;
+  if (sv.f_flag & ST_NODEV) flags |= MS_NODEV;
+  if (sv.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
+  if (sv.f_flag & ST_NOATIME) flags |= MS_NOATIME;
+  if (sv.f_flag & ST_NODIRATIME) flags |= MS_NODIRATIME;
+  if (sv.f_flag & ST_RELATIME) flags |= MS_RELATIME;
+  return flags;
 }
 
 }  // namespace strata

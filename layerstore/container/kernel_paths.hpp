@@ -1,4 +1,5 @@
 #pragma once
+#include <sys/statvfs.h>
 // Docker's masked and read-only paths of a container's /proc and /sys (moby oci/defaults.go):
 // what would let a container read kernel memory, keys and timers, or write the host's kernel
 // settings through the procfs and sysfs it was given.
@@ -12,5 +13,9 @@ namespace strata {
 //   /proc/bus /proc/fs /proc/irq /proc/sys /proc/sysrq-trigger
 // Paths this kernel does not have are skipped. Throws Error.
 void protect_kernel_paths(int root_fd);
+
+// The MS_* flags a bind remount of a mount with these statvfs flags must repeat: the kernel
+// refuses (in a user namespace) to drop the ones it locked on the source.
+unsigned long locked_mount_flags(const struct statvfs& sv);
 
 }  // namespace strata

@@ -74,14 +74,7 @@ void bind_into(int root, const std::string& source, const std::string& target, b
   // A remount must keep the flags the kernel locked on the source.
   struct statvfs sv {};
   statvfs(source.c_str(), &sv);
-  unsigned long flags = MS_REMOUNT | MS_BIND | (ro ? MS_RDONLY : 0) | (nodev ? MS_NODEV : 0);
-  if (sv.f_flag & ST_NOSUID) flags |= MS_NOSUID;
-  if (sv.f_flag & ST_NODEV) flags |= MS_NODEV;
-  if (sv.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
-  if (sv.f_flag & ST_NOATIME) flags |= MS_NOATIME;
-  if (sv.f_flag & ST_NODIRATIME) flags |= MS_NODIRATIME;
-  if (sv.f_flag & ST_RELATIME) flags |= MS_RELATIME;
-  if (sv.f_flag & ST_RDONLY) flags |= MS_RDONLY;
+  unsigned long flags = MS_REMOUNT | MS_BIND | (ro ? MS_RDONLY : 0) | (nodev ? MS_NODEV : 0) | locked_mount_flags(sv);
   UniqueFd again = target_in_root(root, target, dir);
   if (mount(nullptr, fd_path(again).c_str(), nullptr, flags, nullptr) != 0)
     die_errno("remount " + target + (ro ? " read-only" : " nodev"));
