@@ -19,18 +19,7 @@ need_tools("umoci", "skopeo", "docker-registry", "openssl", "htpasswd")
 work = workdir()
 reg = None
 try:
-    certs = os.path.join(work, "certs")
-    os.makedirs(certs)
-    ca_key, ca_crt = os.path.join(work, "ca.key"), os.path.join(certs, "ca.crt")
-    key, csr, crt = (os.path.join(work, n) for n in ("srv.key", "srv.csr", "srv.crt"))
-    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca_crt,
-        "-days", "2", "-subj", "/CN=strata test CA")
-    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1")
-    ext = os.path.join(work, "ext.cnf")
-    with open(ext, "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
-    run("openssl", "x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial",
-        "-out", crt, "-days", "2", "-extfile", ext)
+    certs, crt, key = make_test_ca(work)
     htp = os.path.join(work, "htpasswd")
     with open(htp, "w") as f:
         f.write(run("htpasswd", "-Bbn", "alice", "s3cret").stdout)

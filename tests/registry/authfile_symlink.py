@@ -10,7 +10,6 @@ followed:
 import base64
 import json
 import os
-import shutil
 import stat
 import sys
 
@@ -62,8 +61,4 @@ try:
     assert open(victim).read() == secret
     print("PASS")
 finally:
-    if front:
-        front.close()
-    if reg:
-        reg.stop()
-    shutil.rmtree(work, ignore_errors=True)
+    teardown(work, reg, front)

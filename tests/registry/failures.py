@@ -6,7 +6,6 @@
 - a relay that drops the connection in the middle of a 4 MB blob: the download resumes
   with a Range request and the image equals `umoci unpack`."""
 import os
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -77,8 +76,4 @@ try:
 
     print("PASS")
 finally:
-    if relay:
-        relay.close()
-    if reg:
-        reg.stop()
-    shutil.rmtree(work, ignore_errors=True)
+    teardown(work, reg, relay)

@@ -7,7 +7,6 @@ HTTP front, which must see no GET of X's blob when B is pulled after A. B's root
 tar-split, the pull downloads X instead."""
 import json
 import os
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -100,8 +99,4 @@ try:
     assert not d, "\n".join(d[:20])
     print("PASS")
 finally:
-    if front:
-        front.close()
-    if reg:
-        reg.stop()
-    shutil.rmtree(work, ignore_errors=True)
+    teardown(work, reg, front)

@@ -8,7 +8,6 @@ plain-HTTP front asks for Basic auth (as a registry there would). A pull of
 front. A name that resolves to 127.0.0.1, and localhost, still get the plain-HTTP fallback
 and their credentials; --tls-verify=false allows plain HTTP anywhere, as the user asked."""
 import os
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -58,9 +57,4 @@ try:
     assert evil.with_auth(), evil.seen
     print("PASS")
 finally:
-    for s in (evil, good):
-        if s:
-            s.close()
-    if reg:
-        reg.stop()
-    shutil.rmtree(work, ignore_errors=True)
+    teardown(work, reg, evil, good)

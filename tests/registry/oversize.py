@@ -10,7 +10,6 @@ import gzip
 import http.client
 import json
 import os
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -103,8 +102,4 @@ try:
     assert tree_hash(root) == before, "an oversized manifest changed the store"
     print("PASS")
 finally:
-    if front:
-        front.close()
-    if reg:
-        reg.stop()
-    shutil.rmtree(work, ignore_errors=True)
+    teardown(work, reg, front)

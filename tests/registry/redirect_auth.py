@@ -4,7 +4,6 @@ auth for the registry and answers blob GETs with a 307 to blob storage on anothe
 (another host:port). The pull succeeds; the blob host never sees an Authorization header,
 while every registry request after the challenge carried one."""
 import os
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -38,9 +37,4 @@ try:
     assert "OK" in strata(root, "verify").stdout
     print("PASS")
 finally:
-    for s in (front, blobs):
-        if s:
-            s.close()
-    if reg:
-        reg.stop()
-    shutil.rmtree(work, ignore_errors=True)
+    teardown(work, reg, front, blobs)

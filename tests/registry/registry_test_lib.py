@@ -3,6 +3,7 @@ a loopback docker-registry, a multi-arch index, and a relay that cuts a connecti
 import hashlib
 import json
 import os
+import shutil
 import socket
 import sys
 import threading
@@ -76,6 +77,36 @@ def inspect(root, image):
 def rootfs_listing(root, image, work):
     with OverlayMount(image_layers(root, image), work) as mnt:
         return listing(mnt)
+
+
+def make_test_ca(work):
+    """A test CA and a server certificate for 127.0.0.1 (IP SAN, serverAuth) it signs, made
+    with openssl under `work`. Returns (certs, crt, key): certs is a --cert-dir holding only
+    the CA's ca.crt; crt and key are the server's."""
+    certs = os.path.join(work, "certs")
+    os.makedirs(certs)
+    ca_key, ca_crt = os.path.join(work, "ca.key"), os.path.join(certs, "ca.crt")
+    key, csr, crt = (os.path.join(work, n) for n in ("srv.key", "srv.csr", "srv.crt"))
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca_crt,
+        "-days", "2", "-subj", "/CN=strata test CA")
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1")
+    ext = os.path.join(work, "ext.cnf")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    run("openssl", "x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial",
+        "-out", crt, "-days", "2", "-extfile", ext)
+    return certs, crt, key
+
+
+def teardown(work, reg, *fronts):
+    """A test's cleanup: closes each of `fronts` (fronts, relays: anything with close()) that
+    was started (not None), in order, then stops the registry if started, then removes work."""
+    for s in fronts:
+        if s:
+            s.close()
+    if reg:
+        reg.stop()
+    shutil.rmtree(work, ignore_errors=True)
 
 
 class Relay:

@@ -5,7 +5,6 @@ port, asks for Basic auth, and answers blob GETs with a 307 to http://<same host
 The pull works (the blobs come over plain HTTP, where they are verified by digest); none of
 the plain requests carried an Authorization header, every TLS one after the challenge did."""
 import os
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -17,18 +16,7 @@ need_tools("umoci", "skopeo", "docker-registry", "openssl")
 work = workdir()
 reg = front = None
 try:
-    certs = os.path.join(work, "certs")
-    os.makedirs(certs)
-    ca_key, ca_crt = os.path.join(work, "ca.key"), os.path.join(certs, "ca.crt")
-    key, csr, crt = (os.path.join(work, n) for n in ("srv.key", "srv.csr", "srv.crt"))
-    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca_crt,
-        "-days", "2", "-subj", "/CN=strata test CA")
-    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1")
-    ext = os.path.join(work, "ext.cnf")
-    with open(ext, "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
-    run("openssl", "x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial",
-        "-out", crt, "-days", "2", "-extfile", ext)
+    certs, crt, key = make_test_ca(work)
 
     reg = Registry(work)
     layout, ref = umoci_image_with_reference(work)
@@ -49,8 +37,4 @@ try:
     assert not d, "\n".join(d[:20])
     print("PASS")
 finally:
-    if front:
-        front.close()
-    if reg:
-        reg.stop()
-    shutil.rmtree(work, ignore_errors=True)
+    teardown(work, reg, front)

@@ -6,7 +6,6 @@ The push succeeds; the upload's PATCH and PUT went to 127.0.0.2 without credenti
 request to the registry's own host after the challenge carried them; skopeo sees the image."""
 import json
 import os
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -37,9 +36,4 @@ try:
     assert info["Digest"] in inspect(root, "seed/img:1")["RepoDigests"][0], info["Digest"]
     print("PASS")
 finally:
-    for s in (front, other):
-        if s:
-            s.close()
-    if reg:
-        reg.stop()
-    shutil.rmtree(work, ignore_errors=True)
+    teardown(work, reg, front, other)
