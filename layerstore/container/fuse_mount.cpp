@@ -148,6 +148,25 @@ MountState mount_state(const std::string& path) {
   return MountState::Mounted;
 }
 
+bool is_strata_mount(const std::string& path) {
+  std::ifstream in("/proc/self/mountinfo");
+  bool ours = false;
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream ls(line);
+    std::string id, parent, dev, root, mnt;
+    ls >> id >> parent >> dev >> root >> mnt;
+    if (unescape_mountinfo(mnt) != path) continue;
+    // Optional fields end at " - "; then the filesystem type and the source.
+    auto sep = line.find(" - ");
+    if (sep == std::string::npos) continue;
+    std::istringstream tail(line.substr(sep + 3));
+    std::string type, source;
+    tail >> type >> source;
+    ours = type == "fuse.strata-fs" && unescape_mountinfo(source) == "strata";  // the last one is the top
+  }
+  return ours;
+}
+
 void unmount_path(const std::string& path, bool lazy) {
   if (geteuid() == 0) {
     if (umount2(path.c_str(), lazy ? MNT_DETACH : 0) == 0) return;

@@ -32,6 +32,10 @@ void mount_overlay(const StoreLayout& l, const OverlayMountSpec& s);
 enum class MountState { NotMounted, Mounted, Stale };
 MountState mount_state(const std::string& path);
 
+// True when the top mount at `path` is one strata made: strata-fs (fuse.strata-fs) with the
+// source name strata gives its mounts.
+bool is_strata_mount(const std::string& path);
+
 // fusermount3 -u (rootless) or umount2; `lazy` detaches a stale or busy mount.
 void unmount_path(const std::string& path, bool lazy = false);
 

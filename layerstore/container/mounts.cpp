@@ -84,6 +84,9 @@ std::string umount_image(const StoreLayout& l, const std::string& arg) {
   }
   if (target.rfind(l.root + "/mnt/", 0) == 0) is_default = true;
   if (mount_state(target) == MountState::NotMounted) throw Error(target + " is not mounted");
+  // As root, umount2 would take down any mount named here (/home, /proc...).
+  if (!is_strata_mount(target))
+    throw Error(target + " is not a strata mount (strata umount only unmounts what strata mount made)");
   unmount_path(target, mount_state(target) == MountState::Stale);
   if (is_default) rmdir(target.c_str());
   return target;

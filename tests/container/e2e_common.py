@@ -55,6 +55,21 @@ def scenario(user):
         expect(not d, "strata mount differs from umoci unpack:\n" + "\n".join(d[:20]))
         expect(S("mount", "t/bb:1", os.path.join(work, "m2")).stdout.strip() == os.path.join(work, "m2"), "mount DIR")
         S("umount", os.path.join(work, "m2"))
+        # umount takes down only strata's own mounts: a tmpfs (as root) or any other mount point
+        # (/proc, as anyone) is refused with one line and stays mounted.
+        other = os.path.join(work, "not-ours")
+        os.makedirs(other)
+        if user is None:
+            run("mount", "-t", "tmpfs", "none", other)
+        target = other if user is None else "/proc"
+        try:
+            r = S("umount", target, check=False)
+            expect(r.returncode != 0 and "not a strata mount" in r.stderr,
+                   f"strata umount {target}: exit {r.returncode}, {r.stderr!r}")
+            expect(os.path.ismount(target), f"strata umount took down {target}")
+        finally:
+            if user is None:
+                subprocess.run(["umount", other], capture_output=True)
 
         # Commands, exit codes, environment, volumes, users.
         r = S("run", "--rm", "t/bb:1", "echo", "hello world")
