@@ -7,7 +7,6 @@ from a loopback docker-registry (when docker-registry and skopeo are installed).
 import gzip
 import hashlib
 import io
-import json
 import os
 import shutil
 import sys
@@ -41,29 +40,7 @@ assert len(blob) < 4 << 20, len(blob)
 
 def gzip_layout(path, blob, diff_id):
     """A one-layer OCI layout around a gzip layer blob."""
-    blobs = os.path.join(path, "blobs", "sha256")
-    os.makedirs(blobs)
-
-    def put(b):
-        d = hashlib.sha256(b).hexdigest()
-        with open(os.path.join(blobs, d), "wb") as f:
-            f.write(b)
-        return "sha256:" + d
-
-    layer = put(blob)
-    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
-                         "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": put(config),
-                                      "size": len(config)},
-                           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                                       "digest": layer, "size": len(blob)}]}).encode()
-    with open(os.path.join(path, "index.json"), "w") as f:
-        json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                                                      "digest": put(manifest), "size": len(manifest)}]}, f)
-    with open(os.path.join(path, "oci-layout"), "w") as f:
-        f.write('{"imageLayoutVersion":"1.0.0"}')
-    return layer
+    return one_layer_layout(path, blob, diff_id, "application/vnd.oci.image.layer.v1.tar+gzip")
 
 
 layout = os.path.join(work, "bomb")

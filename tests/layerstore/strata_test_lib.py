@@ -1,5 +1,6 @@
 """Shared helpers for strata's layer-store end-to-end tests (python3, stdlib only)."""
 import hashlib
+import json
 import os
 import shutil
 import stat
@@ -107,6 +108,35 @@ def umoci_image_with_reference(work, tag="v1"):
     build_umoci_image(layout, tag)
     run("umoci", "unpack", "--image", f"{layout}:{tag}", os.path.join(work, "ref"))
     return layout, listing(os.path.join(work, "ref", "rootfs"))
+
+
+def one_layer_layout(path, blob, diff_id=None, media_type="application/vnd.oci.image.layer.v1.tar"):
+    """A one-layer OCI layout (untagged) at `path` around a layer blob. diff_id defaults to the
+    blob's own digest (an uncompressed tar). Returns the layer blob's digest."""
+    blobs = os.path.join(path, "blobs", "sha256")
+    os.makedirs(blobs)
+
+    def put(b):
+        d = hashlib.sha256(b).hexdigest()
+        with open(os.path.join(blobs, d), "wb") as f:
+            f.write(b)
+        return "sha256:" + d
+
+    layer = put(blob)
+    if diff_id is None:
+        diff_id = layer
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                         "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": put(config),
+                                      "size": len(config)},
+                           "layers": [{"mediaType": media_type, "digest": layer, "size": len(blob)}]}).encode()
+    with open(os.path.join(path, "index.json"), "w") as f:
+        json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                                      "digest": put(manifest), "size": len(manifest)}]}, f)
+    with open(os.path.join(path, "oci-layout"), "w") as f:
+        f.write('{"imageLayoutVersion":"1.0.0"}')
+    return layer
 
 
 def listing(root):

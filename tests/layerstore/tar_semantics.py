@@ -24,32 +24,6 @@ root = os.path.join(work, "store")
 PRIVATE = ("trusted.overlay.", "user.overlay.", "user.containers.", "security.selinux")
 
 
-def oci_layout(path, tar):
-    """A one-layer OCI layout around an uncompressed layer tar."""
-    blobs = os.path.join(path, "blobs", "sha256")
-    os.makedirs(blobs)
-
-    def put(b):
-        d = hashlib.sha256(b).hexdigest()
-        with open(os.path.join(blobs, d), "wb") as f:
-            f.write(b)
-        return "sha256:" + d
-
-    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
-                         "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(tar).hexdigest()]}}).encode()
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                                      "digest": put(config), "size": len(config)},
-                           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                                       "digest": put(tar), "size": len(tar)}]}).encode()
-    index = {"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                                                "digest": put(manifest), "size": len(manifest)}]}
-    with open(os.path.join(path, "index.json"), "w") as f:
-        json.dump(index, f)
-    with open(os.path.join(path, "oci-layout"), "w") as f:
-        f.write('{"imageLayoutVersion":"1.0.0"}')
-
-
 def docker_tree(reading):
     """The tree Docker's extraction makes of Go's reading, or (None, why) where it refuses."""
     if reading["error"]:
@@ -116,7 +90,7 @@ cases = sorted(glob.glob(os.path.join(here, "corpus", "*.tar")))
 if not cases:
     raise AssertionError(f"no corpus in {here}/corpus")
 # A first load creates the store's skeleton, so "unchanged" below compares like with like.
-oci_layout(os.path.join(work, "warm-up"), open(os.path.join(here, "corpus", "plain-tree.tar"), "rb").read())
+one_layer_layout(os.path.join(work, "warm-up"), open(os.path.join(here, "corpus", "plain-tree.tar"), "rb").read())
 strata(root, "load", "-q", "-i", os.path.join(work, "warm-up"), "--tag", "warm-up:1")
 for tar_path in cases:
     case = os.path.basename(tar_path)[:-4]
@@ -126,7 +100,7 @@ for tar_path in cases:
         tar = f.read()
     want, docker_refuses = docker_tree(reading)
     layout = os.path.join(work, case)
-    oci_layout(layout, tar)
+    one_layer_layout(layout, tar)
     before = tree_hash(root)
     r = strata(root, "load", "-q", "-i", layout, "--tag", f"corpus/{case.lower()}:1", check=False)
     if r.returncode != 0:
