@@ -11,7 +11,10 @@
 #include "layerstore/progress.hpp"
 #include "layerstore/store/image_db.hpp"
 #include "layerstore/store/layer_db.hpp"
+#include "layerstore/container/mounts.hpp"
 #include "layerstore/store/maintenance.hpp"
+#include "layerstore/store/reference.hpp"
+#include "layerstore/store/store_layout.hpp"
 #include "tools/commands.hpp"
 
 namespace strata::cli {
@@ -161,6 +164,18 @@ int cmd_tag(const StoreLayout& l, const std::string& src, const std::string& dst
 }
 
 int cmd_rmi(const StoreLayout& l, const std::vector<std::string>& images, bool force) {
+  // A mounted image is in use: refuse, or with -f unmount it first (the layers would go from
+  // under the daemon). Removing one of several tags only untags: no mount is in the way then.
+  if (store_exists(l)) {
+    ImageDb idb(l);
+    Repositories repos = Repositories::load(l);
+    for (const auto& name : images) {
+      std::string id = idb.resolve(name, repos);
+      auto ref = parse_reference(name);
+      if (ref && repos.lookup(*ref) == id && repos.refs_of(id).size() > 1) continue;
+      release_image_mounts(l, id, name, force);
+    }
+  }
   auto rep = remove_images(l, images, force);
   for (const auto& line : rep.lines) std::printf("%s\n", line.c_str());
   return 0;

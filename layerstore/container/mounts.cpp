@@ -1,10 +1,13 @@
 #include "layerstore/container/mounts.hpp"
 
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <climits>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 
 #include "layerstore/archive/digest.hpp"
 #include "layerstore/archive/fs_util.hpp"
@@ -113,6 +116,77 @@ void umount_container(const StoreLayout& l, const Container& c) {
   if (st == MountState::NotMounted) throw Error("container " + c.name + " is not mounted");
   unmount_path(target, st == MountState::Stale);
   rmdir(target.c_str());
+}
+
+namespace {
+
+// argv of process `pid` (empty when it is gone or not ours to read).
+std::vector<std::string> process_argv(const std::string& pid) {
+  std::ifstream in("/proc/" + pid + "/cmdline", std::ios::binary);
+  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> out;
+  for (size_t at = 0; at < all.size();) {
+    size_t end = all.find('\0', at);
+    if (end == std::string::npos) end = all.size();
+    out.push_back(all.substr(at, end - at));
+    at = end + 1;
+  }
+  return out;
+}
+
+// The value of `key=` in a comma-separated option string ("" when absent).
+std::string option_value(const std::string& opts, const std::string& key) {
+  for (size_t at = 0; at <= opts.size();) {
+    size_t end = opts.find(',', at);
+    if (end == std::string::npos) end = opts.size();
+    std::string o = opts.substr(at, end - at);
+    if (o.rfind(key + "=", 0) == 0) return o.substr(key.size() + 1);
+    at = end + 1;
+  }
+  return "";
+}
+
+}  // namespace
+
+std::vector<std::string> image_mounts(const StoreLayout& l, const std::string& image_id) {
+  ImageDb idb(l);
+  LayerDb db(l);
+  auto chains = chain_ids(config_diff_ids(idb.config(image_id)));
+  if (chains.empty()) return {};
+  auto top = db.get(chains.back());
+  if (!top) return {};
+  std::string top_lower = layer_lowers(l, top->cache_id).front();
+  std::vector<std::string> out;
+  DIR* proc = opendir("/proc");
+  if (!proc) return {};
+  while (dirent* e = readdir(proc)) {
+    std::string pid = e->d_name;
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    auto argv = process_argv(pid);
+    if (argv.size() < 3) continue;
+    std::string exe = argv[0].substr(argv[0].rfind('/') + 1);
+    if (exe != "strata-fs") continue;
+    std::string opts;
+    for (size_t i = 1; i + 1 < argv.size(); ++i)
+      if (argv[i] == "-o") opts = argv[i + 1];
+    std::string lowers = option_value(opts, "lowerdir");
+    if (option_value(opts, "fsname") != "strata" || !option_value(opts, "upperdir").empty() ||
+        lowers.substr(0, lowers.find(':')) != top_lower)
+      continue;
+    // Lowers are relative to the store's overlay2 dir (the daemon has left it for / since);
+    // a short link is 26 random characters, so the same one means this store's layer.
+    if (is_strata_mount(argv.back())) out.push_back(argv.back());
+  }
+  closedir(proc);
+  return out;
+}
+
+void release_image_mounts(const StoreLayout& l, const std::string& image_id, const std::string& name, bool force) {
+  for (const auto& dir : image_mounts(l, image_id)) {
+    if (!force) throw Error("image " + name + " is mounted at " + dir + ": strata umount " + dir + " first, or rmi -f");
+    unmount_path(dir, false);
+    if (dir.rfind(l.root + "/mnt/", 0) == 0) rmdir(dir.c_str());
+  }
 }
 
 }  // namespace strata

@@ -130,6 +130,12 @@ def assert_clean_store(root):
     assert not mounts, "mounts left:\n" + "".join(mounts)
 
 
+def is_mount_point(path):
+    """Listed in /proc/self/mountinfo (os.path.ismount cannot stat another user's FUSE mount)."""
+    with open("/proc/self/mountinfo") as f:
+        return any(l.split()[4] == path for l in f)
+
+
 def unmount_all_under(path):
     """Teardown: unmount anything still mounted below path (innermost first)."""
     with open("/proc/self/mountinfo") as f:
