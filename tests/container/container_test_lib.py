@@ -36,10 +36,36 @@ def need_env(rootless=False):
         os.chmod("/dev/fuse", 0o666)
 
 
-def run(*args, check=True, user=None, **kw):
-    args = [str(a) for a in args]
+def as_user(argv, user):
+    """argv run as `user` through runuser (keeping STRATA_FS), or unchanged when user is None."""
     if user:
-        args = ["runuser", "-u", user, "--", "env", f"STRATA_FS={os.environ.get('STRATA_FS', '')}"] + args
+        return ["runuser", "-u", user, "--", "env", f"STRATA_FS={os.environ.get('STRATA_FS', '')}"] + argv
+    return argv
+
+
+def start_test(prefix):
+    """The start of a test that runs as root or, given --rootless, as TEST_USER: need_env, and
+    a work dir (mkdtemp with `prefix`, mode 0755). Returns (rootless, user or None, work)."""
+    rootless = "--rootless" in sys.argv
+    need_env(rootless)
+    user = TEST_USER if rootless else None
+    work = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(work, 0o755)
+    return rootless, user, work
+
+
+def report(failures, name, rootless):
+    """Prints each failure, or PASS: name; returns the exit status (1 on any failure)."""
+    for f in failures:
+        print("FAIL:", f)
+    if failures:
+        return 1
+    print(f"PASS: {name}" + (" (rootless)" if rootless else ""))
+    return 0
+
+
+def run(*args, check=True, user=None, **kw):
+    args = as_user([str(a) for a in args], user)
     r = subprocess.run(args, capture_output=True, text=True, **kw)
     if check and r.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({r.returncode}):\nstdout: {r.stdout}\nstderr: {r.stderr}")

@@ -12,11 +12,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from container_test_lib import (TEST_USER, STRATA, Strata, build_probe_image, container_state,  # noqa: E402
-                                find_daemon, need_env, run, unmount_all_under, wait_for)
+from container_test_lib import (STRATA, Strata, as_user, build_probe_image, container_state,  # noqa: E402
+                                find_daemon, report, run, start_test, unmount_all_under, wait_for)
 
 DOCKER_DEFAULT_CAPS = "00000000a80425fb"
 IMG = "t/probe:1"
@@ -28,11 +27,7 @@ def own_status():
 
 
 def main():
-    rootless = "--rootless" in sys.argv
-    need_env(rootless)
-    user = TEST_USER if rootless else None
-    work = tempfile.mkdtemp(prefix="strata-contain-")
-    os.chmod(work, 0o755)
+    rootless, user, work = start_test("strata-contain-")
     store = os.path.join(work, "store")
     failures = []
 
@@ -154,8 +149,7 @@ def main():
                   " && echo host-reachable || echo closed", pass_fds=(5, 7), check=False)
             check(r.stdout == "0 1 2\nclosed\n", f"fds in the container: {r.stdout!r} {r.stderr!r}")
             cmd = [STRATA, "--root", store, "run", "--name", "fdc", IMG, "sleep", "1000"]
-            if user:
-                cmd = ["runuser", "-u", user, "--", "env", f"STRATA_FS={os.environ.get('STRATA_FS', '')}"] + cmd
+            cmd = as_user(cmd, user)
             p = subprocess.Popen(cmd, pass_fds=(5, 7), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 cid, cfg = wait_for("container fdc", lambda: _state(store, "fdc"))
@@ -170,12 +164,7 @@ def main():
             for fd in {5, 7, root_fd, marker_fd}:
                 os.close(fd)
 
-        for f in failures:
-            print("FAIL:", f)
-        if failures:
-            return 1
-        print("PASS: containment" + (" (rootless)" if rootless else ""))
-        return 0
+        return report(failures, "containment", rootless)
     finally:
         unmount_all_under(work)
         shutil.rmtree(work, ignore_errors=True)

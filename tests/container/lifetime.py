@@ -10,11 +10,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from container_test_lib import (TEST_USER, STRATA, Strata, build_busybox_image, container_state,  # noqa: E402
-                                find_daemon, need_env, proc_stat, run, unmount_all_under, wait_for)
+from container_test_lib import (STRATA, Strata, as_user, build_busybox_image, container_state,  # noqa: E402
+                                find_daemon, proc_stat, report, run, start_test, unmount_all_under,
+                                wait_for)
 
 IMG = "t/bb:1"
 
@@ -28,11 +28,7 @@ def children(pid):
 
 
 def main():
-    rootless = "--rootless" in sys.argv
-    need_env(rootless)
-    user = TEST_USER if rootless else None
-    work = tempfile.mkdtemp(prefix="strata-life-")
-    os.chmod(work, 0o755)
+    rootless, user, work = start_test("strata-life-")
     store = os.path.join(work, "store")
     failures, leftovers = [], []
 
@@ -44,9 +40,7 @@ def main():
         cmd = [STRATA, "--root", store, *args]
         if session:
             cmd = ["setsid"] + cmd  # strata run leads a process group of its own, as under a shell
-        if user:
-            cmd = ["runuser", "-u", user, "--", "env", f"STRATA_FS={os.environ.get('STRATA_FS', '')}"] + cmd
-        return cmd
+        return as_user(cmd, user)
 
     def ps_status(name):
         rows = json.loads(S("ps", "-a", "--format", "json").stdout)
@@ -127,12 +121,7 @@ def main():
                                  f"root that went first), stderr {err!r}")
         check(out == "got\ncount=1\n", f"group SIGINT then SIGTERM: the command printed {out!r} (want one INT)")
 
-        for f in failures:
-            print("FAIL:", f)
-        if failures:
-            return 1
-        print("PASS: lifetime" + (" (rootless)" if rootless else ""))
-        return 0
+        return report(failures, "lifetime", rootless)
     finally:
         for pid, start in leftovers:  # what the code under test failed to stop
             s = proc_stat(pid)
