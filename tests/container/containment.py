@@ -53,6 +53,16 @@ def main():
             check(r.returncode == 0, f"run {' '.join(opts)}: exit {r.returncode}: {r.stderr.strip()}")
             return {k: v.strip() for k, v in (l.split(":", 1) for l in r.stdout.splitlines() if ":" in l)}
 
+        # The user namespace: rootless, container root is the caller (never host root); as root
+        # there is none (no --userns yet), so the map is the identity.
+        r = S("run", "--rm", IMG, "cat", "/proc/self/uid_map", check=False)
+        uid_map = r.stdout.split()
+        if rootless:
+            check(len(uid_map) >= 3 and uid_map[0] == "0" and uid_map[1] != "0",
+                  f"rootless uid_map {r.stdout.strip()!r}: container root must map to the caller, not host root")
+        else:
+            check(uid_map[:3] == ["0", "0", "4294967295"], f"root uid_map {r.stdout.strip()!r}")
+
         # Capabilities and seccomp.
         st = status()
         for k in ("CapEff", "CapPrm", "CapBnd"):
