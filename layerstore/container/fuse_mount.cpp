@@ -133,38 +133,40 @@ void mount_overlay(const StoreLayout& l, const OverlayMountSpec& s) {
     throw Error("strata-fs exited but " + s.target + " is not mounted");
 }
 
-MountState mount_state(const std::string& path) {
-  std::ifstream in("/proc/self/mountinfo");
-  bool listed = false;
-  for (std::string line; std::getline(in, line);) {
-    std::istringstream ls(line);
-    std::string id, parent, dev, root, mnt;
-    ls >> id >> parent >> dev >> root >> mnt;
-    if (unescape_mountinfo(mnt) == path) listed = true;
-  }
-  if (!listed) return MountState::NotMounted;
-  struct stat st;
-  if (stat(path.c_str(), &st) != 0 && errno == ENOTCONN) return MountState::Stale;
-  return MountState::Mounted;
-}
+namespace {
 
-bool is_strata_mount(const std::string& path) {
+// The mounts at `path` in /proc/self/mountinfo, bottom first: (filesystem type, source).
+std::vector<std::pair<std::string, std::string>> mounts_at(const std::string& path) {
+  std::vector<std::pair<std::string, std::string>> out;
   std::ifstream in("/proc/self/mountinfo");
-  bool ours = false;
   for (std::string line; std::getline(in, line);) {
     std::istringstream ls(line);
     std::string id, parent, dev, root, mnt;
     ls >> id >> parent >> dev >> root >> mnt;
     if (unescape_mountinfo(mnt) != path) continue;
     // Optional fields end at " - "; then the filesystem type and the source.
-    auto sep = line.find(" - ");
-    if (sep == std::string::npos) continue;
-    std::istringstream tail(line.substr(sep + 3));
     std::string type, source;
-    tail >> type >> source;
-    ours = type == "fuse.strata-fs" && unescape_mountinfo(source) == "strata";  // the last one is the top
+    if (auto sep = line.find(" - "); sep != std::string::npos) {
+      std::istringstream tail(line.substr(sep + 3));
+      tail >> type >> source;
+    }
+    out.emplace_back(type, unescape_mountinfo(source));
   }
-  return ours;
+  return out;
+}
+
+}  // namespace
+
+MountState mount_state(const std::string& path) {
+  if (mounts_at(path).empty()) return MountState::NotMounted;
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0 && errno == ENOTCONN) return MountState::Stale;
+  return MountState::Mounted;
+}
+
+bool is_strata_mount(const std::string& path) {
+  auto mounts = mounts_at(path);
+  return !mounts.empty() && mounts.back() == std::pair<std::string, std::string>{"fuse.strata-fs", "strata"};
 }
 
 void unmount_path(const std::string& path, bool lazy) {
