@@ -45,11 +45,12 @@ void BackingFiles::close_backing(int32_t id) {
 BackingFiles::Grant BackingFiles::acquire(OpenFile& file, bool root_caller) {
   Inode* node = file.node;
   if (!node->is_reg()) return {};
-  std::lock_guard lock(mutex_);
-  if (!enabled_) return {};
+  // The syscall outside the registry's lock: every open of a regular file comes here.
   int fd = file.current.load();
   struct stat st {};
   if (::fstat(fd, &st) != 0) return {};
+  std::lock_guard lock(mutex_);
+  if (!enabled_) return {};
   bool user_writer = (file.flags & O_ACCMODE) != O_RDONLY && !root_caller;
   bool setid = has_setid(st.st_mode);
   Entry& e = entries_[node];

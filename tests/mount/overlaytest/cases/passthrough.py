@@ -24,6 +24,9 @@ def _requests(m, opcode):
 
 
 def _negotiated(m):
+    # The mount shows in mountinfo before the daemon has answered INIT; the first request on
+    # it waits for that answer, and the daemon logs the negotiation before it sends it.
+    os.stat(m.path)
     return "FUSE passthrough negotiated" in m.stderr()
 
 
