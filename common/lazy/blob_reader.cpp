@@ -1,0 +1,285 @@
+#include "common/lazy/blob_reader.hpp"
+
+#include <unistd.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace strata::lazy {
+
+namespace {
+constexpr size_t kInBuf = 128 * 1024;
+constexpr size_t kMaxCursors = 4;
+}  // namespace
+
+// A decoder at uncompressed offset `out`, reading the blob from compressed offset `in_pos`.
+class BlobReader::Cursor {
+ public:
+  Cursor(const BlobIndex& ix, int fd, uint64_t base, const Checkpoint& p)
+      : ix_(ix), fd_(fd), base_(base), in_pos_(p.in), out_(p.out), buf_(kInBuf) {
+    ok_ = start(p);
+  }
+  ~Cursor() {
+    if (z_started_) inflateEnd(&z_);
+    if (zs_) ZSTD_freeDStream(zs_);
+  }
+  uint64_t out() const { return out_; }
+  bool ok() const { return ok_; }
+
+  // Produces the next `n` bytes into `dst` (nullptr: discard). Returns how many (fewer only
+  // at the end of the stream) or -1 when the blob is corrupt or cannot be read.
+  ssize_t produce(uint8_t* dst, size_t n) {
+    if (!ok_) return -1;
+    size_t done = 0;
+    std::vector<uint8_t> scratch;
+    while (done < n && !eof_) {
+      uint8_t* to = dst;
+      size_t want = n - done;
+      if (!dst) {
+        scratch.resize(std::min<size_t>(want, 256 * 1024));
+        to = scratch.data();
+        want = scratch.size();
+      } else {
+        to = dst + done;
+      }
+      ssize_t got = step(to, want);
+      if (got < 0) {
+        ok_ = false;
+        return -1;
+      }
+      if (got == 0 && avail_ == 0) {
+        // The decoder needs input: more of the blob, or the blob is over.
+        if (!refill() || (avail_ == 0 && !eof_)) {
+          ok_ = false;
+          return -1;
+        }
+      }
+      done += size_t(got);
+      out_ += uint64_t(got);
+    }
+    return ssize_t(done);
+  }
+
+ private:
+  bool start(const Checkpoint& p) {
+    switch (ix_.compression) {
+      case BlobCompression::Plain:
+        return true;
+      case BlobCompression::Zstd:
+        zs_ = ZSTD_createDStream();
+        return zs_ && !ZSTD_isError(ZSTD_initDStream(zs_));
+      case BlobCompression::Gzip:
+        break;
+    }
+    std::memset(&z_, 0, sizeof z_);
+    if (p.kind == Checkpoint::Kind::StreamStart) {
+      if (inflateInit2(&z_, 31) != Z_OK) return false;
+      z_started_ = true;
+      return true;
+    }
+    if (inflateInit2(&z_, -15) != Z_OK) return false;
+    z_started_ = true;
+    raw_ = true;
+    if (p.bits) {
+      // The block starts inside the byte before `in`: its top `bits` bits belong to it.
+      uint8_t byte;
+      if (::pread(fd_, &byte, 1, off_t(base_ + p.in - 1)) != 1) return false;
+      if (inflatePrime(&z_, p.bits, byte >> (8 - p.bits)) != Z_OK) return false;
+    }
+    if (!p.window.empty() &&
+        inflateSetDictionary(&z_, reinterpret_cast<const Bytef*>(p.window.data()), uInt(p.window.size())) != Z_OK)
+      return false;
+    return true;
+  }
+
+  bool refill() {
+    uint64_t left = ix_.compressed_size - in_pos_;
+    if (left == 0) {
+      // Plain and zstd streams end cleanly here; gzip only after a member's end.
+      if (ix_.compression == BlobCompression::Plain || at_boundary_) eof_ = true;
+      return true;
+    }
+    size_t want = size_t(std::min<uint64_t>(left, buf_.size()));
+    ssize_t n = ::pread(fd_, buf_.data(), want, off_t(base_ + in_pos_));
+    if (n <= 0) return false;
+    next_ = buf_.data();
+    avail_ = size_t(n);
+    in_pos_ += uint64_t(n);
+    return true;
+  }
+
+  ssize_t step(uint8_t* to, size_t want) {
+    switch (ix_.compression) {
+      case BlobCompression::Plain: {
+        size_t k = std::min(want, avail_);
+        std::memcpy(to, next_, k);
+        next_ += k;
+        avail_ -= k;
+        return ssize_t(k);
+      }
+      case BlobCompression::Zstd: {
+        if (at_boundary_ && avail_ == 0) return 0;
+        ZSTD_inBuffer ib{next_, avail_, 0};
+        ZSTD_outBuffer ob{to, want, 0};
+        size_t r = ZSTD_decompressStream(zs_, &ob, &ib);
+        if (ZSTD_isError(r)) return -1;
+        next_ += ib.pos;
+        avail_ -= ib.pos;
+        at_boundary_ = r == 0;
+        return ssize_t(ob.pos);
+      }
+      case BlobCompression::Gzip:
+        break;
+    }
+    if (trailer_left_) {
+      // A raw (primed) decoder stops before the member's CRC32 and ISIZE; the next member's
+      // header follows them.
+      size_t k = std::min(trailer_left_, avail_);
+      next_ += k;
+      avail_ -= k;
+      trailer_left_ -= k;
+      if (trailer_left_ == 0) at_boundary_ = true;
+      return 0;
+    }
+    if (at_boundary_) {
+      if (avail_ == 0) return 0;  // the blob may end here
+      if (inflateReset2(&z_, 31) != Z_OK) return -1;
+      at_boundary_ = false;
+    }
+    z_.next_in = next_;
+    z_.avail_in = uInt(avail_);
+    z_.next_out = to;
+    z_.avail_out = uInt(std::min<size_t>(want, 1u << 30));
+    int r = inflate(&z_, Z_NO_FLUSH);
+    size_t produced = std::min<size_t>(want, 1u << 30) - z_.avail_out;
+    next_ = z_.next_in;
+    avail_ = z_.avail_in;
+    if (r == Z_STREAM_END) {
+      if (raw_) {
+        raw_ = false;
+        trailer_left_ = 8;
+      } else {
+        at_boundary_ = true;  // another member may follow: reset before reading it
+      }
+    } else if (r != Z_OK && !(r == Z_BUF_ERROR && produced == 0 && avail_ == 0)) {
+      return -1;
+    }
+    return ssize_t(produced);
+  }
+
+  const BlobIndex& ix_;
+  int fd_;
+  uint64_t base_;
+  uint64_t in_pos_;
+  uint64_t out_;
+  std::vector<uint8_t> buf_;
+  uint8_t* next_ = nullptr;
+  size_t avail_ = 0;
+  bool ok_ = false;
+  bool eof_ = false;
+  bool at_boundary_ = false;  // between gzip members or zstd frames
+  bool raw_ = false;
+  size_t trailer_left_ = 0;
+  z_stream z_{};
+  bool z_started_ = false;
+  ZSTD_DStream* zs_ = nullptr;
+};
+
+BlobReader::BlobReader(std::shared_ptr<const BlobIndex> index, int fd, uint64_t offset, size_t cache_bytes)
+    : index_(std::move(index)), fd_(fd), offset_(offset), max_chunks_(std::max<size_t>(2, cache_bytes / kChunk)) {}
+
+BlobReader::~BlobReader() = default;
+
+BlobReader::Cursor* BlobReader::cursor_for(uint64_t out, int& err) {
+  const Checkpoint& p = index_->point_before(out);
+  // A live decoder between the checkpoint and `out` is closer than the checkpoint.
+  auto best = cursors_.end();
+  for (auto it = cursors_.begin(); it != cursors_.end(); ++it) {
+    uint64_t at = (*it)->out();
+    if (at <= out && at >= p.out && (best == cursors_.end() || at > (*best)->out())) best = it;
+  }
+  if (best == cursors_.end()) {
+    if (cursors_.size() >= kMaxCursors) cursors_.erase(cursors_.begin());
+    auto c = std::make_unique<Cursor>(*index_, fd_, offset_, p);
+    if (!c->ok()) {
+      err = EIO;
+      return nullptr;
+    }
+    cursors_.push_back(std::move(c));
+    best = cursors_.end() - 1;
+  } else {
+    std::rotate(best, best + 1, cursors_.end());
+    best = cursors_.end() - 1;
+  }
+  Cursor* c = best->get();
+  if (c->out() < out) {
+    uint64_t skip = out - c->out();
+    ssize_t got = c->produce(nullptr, size_t(skip));
+    if (got < 0 || uint64_t(got) != skip) {
+      cursors_.erase(best);
+      err = EIO;
+      return nullptr;
+    }
+  }
+  return c;
+}
+
+const std::vector<uint8_t>* BlobReader::chunk(uint64_t number, int& err) {
+  if (auto it = chunks_.find(number); it != chunks_.end()) {
+    lru_.splice(lru_.begin(), lru_, it->second);
+    return &it->second->second;
+  }
+  uint64_t start = number * kChunk;
+  size_t len = size_t(std::min<uint64_t>(kChunk, index_->uncompressed_size - start));
+  std::vector<uint8_t> data(len);
+  if (index_->compression == BlobCompression::Plain) {
+    size_t done = 0;
+    while (done < len) {
+      ssize_t n = ::pread(fd_, data.data() + done, len - done, off_t(offset_ + start + done));
+      if (n <= 0) {
+        err = n < 0 ? errno : EIO;
+        return nullptr;
+      }
+      done += size_t(n);
+    }
+  } else {
+    Cursor* c = cursor_for(start, err);
+    if (!c) return nullptr;
+    ssize_t got = c->produce(data.data(), len);
+    if (got < 0 || size_t(got) != len) {
+      err = EIO;
+      return nullptr;
+    }
+  }
+  if (lru_.size() >= max_chunks_) {
+    chunks_.erase(lru_.back().first);
+    lru_.pop_back();
+  }
+  lru_.emplace_front(number, std::move(data));
+  chunks_[number] = lru_.begin();
+  return &lru_.front().second;
+}
+
+ssize_t BlobReader::read_at(void* buf, size_t len, uint64_t pos) {
+  if (pos >= index_->uncompressed_size) return 0;
+  len = size_t(std::min<uint64_t>(len, index_->uncompressed_size - pos));
+  std::lock_guard lock(mu_);
+  auto* out = static_cast<uint8_t*>(buf);
+  size_t done = 0;
+  while (done < len) {
+    uint64_t at = pos + done;
+    int err = 0;
+    const std::vector<uint8_t>* c = chunk(at / kChunk, err);
+    if (!c) return -err;
+    size_t in_chunk = size_t(at % kChunk);
+    size_t k = std::min(len - done, c->size() - in_chunk);
+    std::memcpy(out + done, c->data() + in_chunk, k);
+    done += k;
+  }
+  return ssize_t(done);
+}
+
+}  // namespace strata::lazy

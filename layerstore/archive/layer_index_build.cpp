@@ -1,0 +1,256 @@
+#include "layerstore/archive/layer_index_build.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "layerstore/archive/decompress.hpp"
+#include "layerstore/archive/digest.hpp"
+#include "layerstore/archive/tar_split.hpp"
+#include "layerstore/archive/toc_builder.hpp"
+#include "layerstore/error.hpp"
+
+namespace strata {
+
+namespace {
+
+constexpr size_t kReadChunk = 1 << 20;
+constexpr size_t kOutChunk = 256 * 1024;
+// Stream starts (gzip members, zstd frames) cost no window; still, one every few bytes
+// (a member per file, as eStargz writes) would make the index large for nothing.
+constexpr uint64_t kMinStreamStartGap = 64 * 1024;
+
+// A tar header's numeric field as Go's parseNumeric: base-256 when the top bit is set, else
+// octal between spaces and NULs.
+uint64_t header_number(const uint8_t* f, size_t n) {
+  if (f[0] & 0x80) {
+    uint64_t v = f[0] & 0x7f;
+    for (size_t i = 1; i < n; i++) v = (v << 8) | f[i];
+    return v;
+  }
+  uint64_t v = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (f[i] >= '0' && f[i] <= '7') v = v * 8 + uint64_t(f[i] - '0');
+    else if (f[i] == 0 && v) break;
+  }
+  return v;
+}
+
+// The uncompressed side: diff_id, the tar reader and the TOC. The tar reader gets the
+// stream one 512-byte block at a time, so when it reports an entry its header block has
+// just ended and the entry's data starts at the current offset.
+class TarSide {
+ public:
+  explicit TarSide(const WarnFn& warn, const UnpackLimits& limits)
+      : toc_(warn), limits_(limits),
+        recorder_({}, [this](TarEntryView&& v) {
+          uint64_t rdev = 0;
+          if (v.type == '3' || v.type == '4') {
+            rdev = makedev_u(header_number(block_ + 329, 8), header_number(block_ + 337, 8));
+          }
+          toc_.add(v, offset_, rdev);
+        }) {}
+
+  void feed(const uint8_t* p, size_t n, uint64_t compressed_so_far, bool compressed) {
+    total_ += n;
+    check_expansion(compressed_so_far, compressed);
+    diff_.update(p, n);
+    while (n) {
+      size_t in_block = size_t(offset_ % kTarBlock);
+      size_t k = std::min(n, kTarBlock - in_block);
+      std::memcpy(block_ + in_block, p, k);
+      offset_ += k;
+      recorder_.feed(p, k);
+      p += k;
+      n -= k;
+    }
+  }
+  void finish(lazy::BlobIndex& ix) {
+    recorder_.finish();
+    ix.uncompressed_size = total_;
+    ix.diff_id = diff_.finish();
+    toc_.finish(ix);
+  }
+
+ private:
+  static uint64_t makedev_u(uint64_t major, uint64_t minor) {
+    return (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xffull) << 12) | ((major & ~0xfffull) << 32);
+  }
+  void check_expansion(uint64_t compressed_so_far, bool compressed) {
+    if (total_ > limits_.max_uncompressed)
+      throw Error("layer is larger than " + std::to_string(limits_.max_uncompressed) + " bytes uncompressed");
+    if (!limits_.max_expansion || !compressed) return;
+    uint64_t c = std::max<uint64_t>(compressed_so_far, limits_.compressed_size > 0 ? uint64_t(limits_.compressed_size) : 0);
+    uint64_t cap = c && limits_.max_expansion > (UINT64_MAX - kExpansionSlack) / c ? UINT64_MAX
+                                                                                 : c * limits_.max_expansion + kExpansionSlack;
+    if (total_ > cap)
+      throw Error("decompresses to more than " + std::to_string(limits_.max_expansion) + "x its compressed size + " +
+                  std::to_string(kExpansionSlack >> 20) + " MiB (" + std::to_string(total_) + " bytes from " +
+                  std::to_string(c) + "); --max-expansion N allows more");
+  }
+
+  TocBuilder toc_;
+  UnpackLimits limits_;
+  uint8_t block_[kTarBlock] = {};
+  uint64_t offset_ = 0, total_ = 0;
+  Sha256 diff_;
+  TarSplitRecorder recorder_;
+};
+
+// Reads the blob in order, handing every chunk to `each(data, len, offset)`.
+template <typename F>
+void read_blob(const BlobRef& blob, const ProgressFn& progress, Sha256& digest, F each) {
+  std::vector<uint8_t> in(kReadChunk);
+  posix_fadvise(blob.file->get(), off_t(blob.offset), off_t(blob.length), POSIX_FADV_SEQUENTIAL);
+  uint64_t pos = 0;
+  while (pos < blob.length) {
+    size_t want = size_t(std::min<uint64_t>(kReadChunk, blob.length - pos));
+    ssize_t n = pread(blob.file->get(), in.data(), want, off_t(blob.offset + pos));
+    if (n < 0) throw_errno("read " + blob.name);
+    if (n == 0) throw Error("unexpected end of file (" + std::to_string(pos) + " of " + std::to_string(blob.length) + " bytes)");
+    digest.update(in.data(), size_t(n));
+    each(in.data(), size_t(n), pos);
+    pos += uint64_t(n);
+    if (progress) progress(pos);
+  }
+}
+
+void index_plain(const BlobRef& blob, const ProgressFn& progress, Sha256& digest, TarSide& tar, lazy::BlobIndex& ix) {
+  ix.points.push_back({});
+  read_blob(blob, progress, digest, [&](const uint8_t* p, size_t n, uint64_t at) { tar.feed(p, n, at + n, false); });
+}
+
+// zlib rather than ISA-L here: only zlib stops at deflate block ends (Z_BLOCK) and reports
+// the bit offset there, which is what a checkpoint is.
+void index_gzip(const BlobRef& blob, const ProgressFn& progress, Sha256& digest, TarSide& tar, lazy::BlobIndex& ix,
+                uint64_t span) {
+  z_stream z{};
+  if (inflateInit2(&z, 31) != Z_OK) throw Error("zlib: out of memory");
+  struct End {
+    z_stream* z;
+    ~End() { inflateEnd(z); }
+  } end{&z};
+  std::vector<uint8_t> out(kOutChunk);
+  std::string window(32768, '\0');
+  uint64_t out_total = 0;
+  bool member_done = false, any = false;
+  ix.points.push_back({});
+  read_blob(blob, progress, digest, [&](const uint8_t* p, size_t n, uint64_t at) {
+    z.next_in = const_cast<uint8_t*>(p);
+    z.avail_in = uInt(n);
+    for (;;) {
+      if (member_done) {
+        if (z.avail_in == 0) break;
+        // Another member follows (Go's reader, and so Docker, reads them as one stream).
+        uint64_t in_off = at + (n - z.avail_in);
+        if (inflateReset(&z) != Z_OK) throw Error("zlib: reset failed");
+        member_done = false;
+        if (out_total - ix.points.back().out >= kMinStreamStartGap) {
+          lazy::Checkpoint cp;
+          cp.in = in_off;
+          cp.out = out_total;
+          ix.points.push_back(std::move(cp));
+        }
+      }
+      z.next_out = out.data();
+      z.avail_out = uInt(out.size());
+      int r = inflate(&z, Z_BLOCK);
+      if (r != Z_OK && r != Z_STREAM_END && r != Z_BUF_ERROR)
+        throw Error(std::string("corrupt gzip data (") + (z.msg ? z.msg : "inflate error") + ")");
+      any = true;
+      size_t got = out.size() - z.avail_out;
+      out_total += got;
+      if (got) tar.feed(out.data(), got, at + (n - z.avail_in), true);
+      if (r == Z_STREAM_END) {
+        member_done = true;
+        continue;
+      }
+      // At the end of a deflate block that is not the member's last: a checkpoint if far
+      // enough from the previous one.
+      if ((z.data_type & 0xC0) == 0x80 && out_total - ix.points.back().out >= span) {
+        lazy::Checkpoint cp;
+        cp.kind = lazy::Checkpoint::Kind::DeflateBlock;
+        cp.bits = uint8_t(z.data_type & 7);
+        cp.in = at + (n - z.avail_in);
+        cp.out = out_total;
+        uInt wlen = uInt(window.size());
+        if (inflateGetDictionary(&z, reinterpret_cast<Bytef*>(window.data()), &wlen) != Z_OK)
+          throw Error("zlib: cannot read the window");
+        cp.window.assign(window.data(), wlen);
+        ix.points.push_back(std::move(cp));
+      }
+      if (z.avail_in == 0 && z.avail_out != 0) break;  // needs more input
+    }
+  });
+  if (!any || !member_done) throw Error("truncated gzip data (unexpected end of stream)");
+}
+
+void index_zstd(const BlobRef& blob, const ProgressFn& progress, Sha256& digest, TarSide& tar, lazy::BlobIndex& ix) {
+  ZSTD_DStream* ds = ZSTD_createDStream();
+  if (!ds) throw Error("zstd: out of memory");
+  struct End {
+    ZSTD_DStream* d;
+    ~End() { ZSTD_freeDStream(d); }
+  } end{ds};
+  ZSTD_initDStream(ds);
+  std::vector<uint8_t> out(ZSTD_DStreamOutSize());
+  uint64_t out_total = 0;
+  size_t last = 1;
+  bool any = false;
+  ix.points.push_back({});
+  read_blob(blob, progress, digest, [&](const uint8_t* p, size_t n, uint64_t at) {
+    ZSTD_inBuffer ib{p, n, 0};
+    while (ib.pos < ib.size || last != 0) {
+      if (last == 0 && ib.pos < ib.size && out_total - ix.points.back().out >= kMinStreamStartGap) {
+        // A frame ended here and another starts: frames decode independently.
+        lazy::Checkpoint cp;
+        cp.in = at + ib.pos;
+        cp.out = out_total;
+        ix.points.push_back(std::move(cp));
+      }
+      ZSTD_outBuffer ob{out.data(), out.size(), 0};
+      size_t r = ZSTD_decompressStream(ds, &ob, &ib);
+      if (ZSTD_isError(r)) throw Error(std::string("corrupt zstd data (") + ZSTD_getErrorName(r) + ")");
+      last = r;
+      any = true;
+      out_total += ob.pos;
+      if (ob.pos) tar.feed(out.data(), ob.pos, at + ib.pos, true);
+      if (ob.pos < ob.size && ib.pos == ib.size) break;
+    }
+  });
+  if (!any || last != 0) throw Error("truncated zstd data (unexpected end of stream)");
+}
+
+}  // namespace
+
+lazy::BlobIndex build_blob_index(const BlobRef& blob, const WarnFn& warn, const ProgressFn& progress,
+                                 IndexBuildOptions options) {
+  if (blob.length == 0) throw Error("empty layer blob");
+  if (options.limits.compressed_size < 0) options.limits.compressed_size = int64_t(blob.length);
+  uint8_t head[4] = {};
+  ssize_t got = pread(blob.file->get(), head, std::min<uint64_t>(4, blob.length), off_t(blob.offset));
+  if (got < 0) throw_errno("read " + blob.name);
+  Compression c = detect_compression(head, size_t(got));
+  lazy::BlobIndex ix;
+  ix.compression = c == Compression::Gzip ? lazy::BlobCompression::Gzip
+                   : c == Compression::Zstd ? lazy::BlobCompression::Zstd
+                                            : lazy::BlobCompression::Plain;
+  ix.compressed_size = blob.length;
+  Sha256 digest;
+  TarSide tar(warn, options.limits);
+  switch (c) {
+    case Compression::Gzip: index_gzip(blob, progress, digest, tar, ix, options.span); break;
+    case Compression::Zstd: index_zstd(blob, progress, digest, tar, ix); break;
+    default: index_plain(blob, progress, digest, tar, ix); break;
+  }
+  tar.finish(ix);
+  ix.digest = digest.finish();
+  return ix;
+}
+
+}  // namespace strata

@@ -1,0 +1,352 @@
+// Lazy layers, step one: the index built in the verifying pass (layer_index_build.hpp) and
+// random reads through it (common/lazy/blob_reader.hpp). Every read is compared with the
+// uncompressed tar itself, for gzip (one member and several), zstd (several frames and one
+// big frame) and plain layers; the table of contents with the tar's files.
+#include <archive.h>
+#include <archive_entry.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/lazy/blob_index.hpp"
+#include "common/lazy/blob_reader.hpp"
+#include "layerstore/archive/digest.hpp"
+#include "layerstore/archive/layer_index_build.hpp"
+#include "layerstore/error.hpp"
+
+using namespace strata;
+
+namespace {
+
+struct TarFile {
+  std::string name;
+  std::string data;
+  char type = '0';  // '0' file, '5' dir, '2' symlink, '1' hardlink
+  std::string link;
+};
+
+la_ssize_t append_cb(archive*, void* client, const void* buf, size_t len) {
+  static_cast<std::string*>(client)->append(static_cast<const char*>(buf), len);
+  return la_ssize_t(len);
+}
+
+std::string make_tar(const std::vector<TarFile>& files) {
+  std::string out;
+  archive* a = archive_write_new();
+  archive_write_set_format_pax_restricted(a);
+  archive_write_set_bytes_in_last_block(a, 1);
+  archive_write_open(a, &out, nullptr, append_cb, nullptr);
+  for (const auto& f : files) {
+    archive_entry* e = archive_entry_new();
+    archive_entry_set_pathname(e, f.name.c_str());
+    archive_entry_set_mtime(e, 1700000000, 0);
+    archive_entry_set_uid(e, 1000);
+    archive_entry_set_gid(e, 100);
+    if (f.type == '5') {
+      archive_entry_set_filetype(e, AE_IFDIR);
+      archive_entry_set_perm(e, 0755);
+    } else if (f.type == '2') {
+      archive_entry_set_filetype(e, AE_IFLNK);
+      archive_entry_set_perm(e, 0777);
+      archive_entry_set_symlink(e, f.link.c_str());
+    } else if (f.type == '1') {
+      archive_entry_set_filetype(e, AE_IFREG);
+      archive_entry_set_perm(e, 0644);
+      archive_entry_set_hardlink(e, f.link.c_str());
+    } else {
+      archive_entry_set_filetype(e, AE_IFREG);
+      archive_entry_set_perm(e, 0640);
+      archive_entry_set_size(e, la_int64_t(f.data.size()));
+    }
+    EXPECT_EQ(archive_write_header(a, e), ARCHIVE_OK) << f.name;
+    if (f.type == '0' && !f.data.empty()) archive_write_data(a, f.data.data(), f.data.size());
+    archive_entry_free(e);
+  }
+  archive_write_close(a);
+  archive_write_free(a);
+  return out;
+}
+
+// Text-like data (compresses as real files do, so deflate makes many blocks).
+std::string pseudo_text(std::mt19937_64& rng, size_t n) {
+  static const char* words[] = {"layer ", "blob ", "index ", "strata ", "gzip\n", "zstd ", "tar ", "0x1f8b ",
+                                "checkpoint ", "window\n", "offset ", "inflate "};
+  std::string s;
+  s.reserve(n + 16);
+  while (s.size() < n) {
+    s += words[rng() % 12];
+    if (rng() % 7 == 0) s += std::to_string(rng() % 100000);
+  }
+  s.resize(n);
+  return s;
+}
+
+std::string gzip_member(std::string_view data, int level = 6) {
+  z_stream z{};
+  deflateInit2(&z, level, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY);
+  std::string out(deflateBound(&z, uLong(data.size())) + 64, '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  z.avail_in = uInt(data.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = uInt(out.size());
+  EXPECT_EQ(deflate(&z, Z_FINISH), Z_STREAM_END);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  return out;
+}
+
+std::string zstd_frame(std::string_view data) {
+  std::string out(ZSTD_compressBound(data.size()), '\0');
+  size_t n = ZSTD_compress(out.data(), out.size(), data.data(), data.size(), 3);
+  EXPECT_FALSE(ZSTD_isError(n));
+  out.resize(n);
+  return out;
+}
+
+// The same tar cut in `parts` pieces, each compressed on its own and concatenated.
+template <typename F>
+std::string in_pieces(const std::string& tar, size_t parts, F compress) {
+  std::string out;
+  size_t step = tar.size() / parts + 1;
+  for (size_t off = 0; off < tar.size(); off += step) out += compress(std::string_view(tar).substr(off, step));
+  return out;
+}
+
+struct TempBlob {
+  std::string path;
+  BlobRef ref;
+  explicit TempBlob(const std::string& bytes) {
+    char tmpl[] = "/tmp/strata-lazy-test-XXXXXX";
+    int fd = mkstemp(tmpl);
+    path = tmpl;
+    size_t done = 0;
+    while (done < bytes.size()) done += size_t(write(fd, bytes.data() + done, bytes.size() - done));
+    ref.file = std::make_shared<UniqueFd>(fd);
+    ref.offset = 0;
+    ref.length = bytes.size();
+    ref.name = "test blob";
+  }
+  ~TempBlob() { unlink(path.c_str()); }
+};
+
+std::vector<TarFile> sample_files(std::mt19937_64& rng, size_t big) {
+  std::vector<TarFile> files;
+  files.push_back({"etc/", "", '5', ""});
+  for (int i = 0; i < 40; i++) files.push_back({"etc/f" + std::to_string(i), pseudo_text(rng, rng() % 9000), '0', ""});
+  files.push_back({"usr/lib/big.bin", pseudo_text(rng, big), '0', ""});
+  files.push_back({"usr/lib/link", "", '2', "big.bin"});
+  files.push_back({"usr/lib/hard", "", '1', "usr/lib/big.bin"});
+  files.push_back({"usr/lib/empty", "", '0', ""});
+  for (int i = 0; i < 20; i++)
+    files.push_back({"var/d" + std::to_string(i) + "/x", pseudo_text(rng, rng() % 300000), '0', ""});
+  return files;
+}
+
+// Reads of the tar through the index equal the tar: at and around every checkpoint, a
+// sweep of random offsets and lengths, and the whole tar in odd-sized sequential steps.
+void check_reads(const std::string& blob_bytes, const std::string& tar, uint64_t span) {
+  TempBlob blob(blob_bytes);
+  IndexBuildOptions opt;
+  opt.span = span;
+  auto ix = std::make_shared<lazy::BlobIndex>(build_blob_index(blob.ref, {}, {}, opt));
+  EXPECT_EQ(ix->digest, sha256_digest(blob_bytes));
+  EXPECT_EQ(ix->diff_id, sha256_digest(tar));
+  EXPECT_EQ(ix->uncompressed_size, tar.size());
+  EXPECT_EQ(ix->compressed_size, blob_bytes.size());
+
+  // Through the file format, as strata-fs gets it.
+  std::string err;
+  auto parsed = lazy::BlobIndex::parse(ix->serialize(), err);
+  ASSERT_TRUE(parsed) << err;
+  EXPECT_EQ(parsed->points.size(), ix->points.size());
+  auto shared = std::make_shared<const lazy::BlobIndex>(std::move(*parsed));
+  lazy::BlobReader reader(shared, blob.ref.file->get(), 0, 4 * lazy::BlobReader::kChunk);
+
+  auto expect_read = [&](uint64_t pos, size_t len) {
+    std::string got(len, '\0');
+    ssize_t n = reader.read_at(got.data(), len, pos);
+    size_t want = pos >= tar.size() ? 0 : std::min<size_t>(len, tar.size() - pos);
+    ASSERT_EQ(n, ssize_t(want)) << "read at " << pos;
+    ASSERT_TRUE(std::memcmp(got.data(), tar.data() + pos, want) == 0) << "bytes differ at " << pos << " len " << len;
+  };
+  for (const auto& p : shared->points) {
+    expect_read(p.out, 4096);
+    if (p.out >= 1000) expect_read(p.out - 1000, 2000);  // across the checkpoint
+  }
+  std::mt19937_64 rng(42);
+  for (int i = 0; i < 200; i++) expect_read(rng() % (tar.size() + 100), size_t(rng() % 700000));
+  // Backwards, so every read restarts decompression somewhere.
+  for (uint64_t pos = tar.size(); pos > 300000; pos -= 299999) expect_read(pos - 300000, 1234);
+  std::string all;
+  for (uint64_t pos = 0; pos < tar.size();) {
+    std::string buf(77777, '\0');
+    ssize_t n = reader.read_at(buf.data(), buf.size(), pos);
+    ASSERT_GT(n, 0);
+    all.append(buf.data(), size_t(n));
+    pos += uint64_t(n);
+  }
+  EXPECT_TRUE(all == tar);
+
+  // Every regular file of the table of contents is where the index says.
+  size_t files = 0;
+  for (const auto& name : shared->names) {
+    const auto& ino = shared->inodes[name.inode];
+    if (!S_ISREG(ino.mode)) continue;
+    files++;
+    expect_read(ino.offset, size_t(ino.size));
+  }
+  EXPECT_GT(files, 60u);
+}
+
+class LazyIndex : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::mt19937_64 rng(7);
+    tar_ = make_tar(sample_files(rng, 6 << 20));
+  }
+  std::string tar_;
+};
+
+}  // namespace
+
+TEST_F(LazyIndex, PlainTar) { check_reads(tar_, tar_, 1 << 20); }
+
+TEST_F(LazyIndex, GzipOneMember) {
+  std::string gz = gzip_member(tar_);
+  TempBlob blob(gz);
+  IndexBuildOptions opt;
+  opt.span = 256 * 1024;
+  auto ix = build_blob_index(blob.ref, {}, {}, opt);
+  // Deflate block boundaries with windows, not just the start.
+  size_t blocks = 0;
+  for (const auto& p : ix.points) blocks += p.kind == lazy::Checkpoint::Kind::DeflateBlock;
+  EXPECT_GT(blocks, 10u);
+  check_reads(gz, tar_, 256 * 1024);
+}
+
+TEST_F(LazyIndex, GzipManyMembers) {
+  check_reads(in_pieces(tar_, 7, [](std::string_view s) { return gzip_member(s, 1); }), tar_, 300 * 1024);
+  // Members that end mid-file and a checkpoint span larger than a member.
+  check_reads(in_pieces(tar_, 40, [](std::string_view s) { return gzip_member(s, 9); }), tar_, 4 << 20);
+}
+
+TEST_F(LazyIndex, ZstdManyFrames) {
+  std::string z = in_pieces(tar_, 9, zstd_frame);
+  TempBlob blob(z);
+  auto ix = build_blob_index(blob.ref, {}, {});
+  EXPECT_GE(ix.points.size(), 9u);
+  check_reads(z, tar_, kDefaultCheckpointSpan);
+}
+
+TEST_F(LazyIndex, ZstdOneBigFrame) { check_reads(zstd_frame(tar_), tar_, kDefaultCheckpointSpan); }
+
+TEST(LazyIndexSize, AtMostThreePercentOfTheLayer) {
+  std::mt19937_64 rng(9);
+  std::string tar = make_tar(sample_files(rng, 24 << 20));
+  std::string gz = gzip_member(tar);
+  TempBlob blob(gz);
+  auto ix = build_blob_index(blob.ref, {}, {});
+  std::string file = ix.serialize();
+  EXPECT_LE(file.size() * 100, tar.size() * 3) << file.size() << " bytes of index for " << tar.size();
+  EXPECT_GT(ix.points.size(), 8u);
+}
+
+TEST(LazyIndexToc, TreeAsExtractionLeavesIt) {
+  std::mt19937_64 rng(3);
+  std::string tar = make_tar({{"a/", "", '5', ""},
+                              {"a/keep", "k", '0', ""},
+                              {"a/gone", "g", '0', ""},
+                              {"a/.wh.gone", "", '0', ""},
+                              {"a/.wh.lower", "", '0', ""},
+                              {"b/.wh..wh..opq", "", '0', ""},
+                              {"b/new", "n", '0', ""},
+                              {"c/deep/file", "d", '0', ""},
+                              {"c/h", "", '1', "c/deep/file"},
+                              {".wh..wh.plnk", "", '0', ""}});
+  TempBlob blob(tar);
+  auto ix = build_blob_index(blob.ref, {}, {});
+  auto path = [&](std::initializer_list<const char*> parts) -> std::optional<uint32_t> {
+    uint32_t at = 0;
+    for (const char* p : parts) {
+      auto c = ix.child(at, p);
+      if (!c) return std::nullopt;
+      at = *c;
+    }
+    return at;
+  };
+  auto a_gone = path({"a", "gone"});
+  ASSERT_TRUE(a_gone);  // a whiteout: char 0/0 in the lower, as overlayfs reads it
+  EXPECT_TRUE(S_ISCHR(ix.inodes[ix.names[*a_gone].inode].mode));
+  EXPECT_EQ(ix.inodes[ix.names[*a_gone].inode].rdev, 0u);
+  EXPECT_TRUE(path({"a", "lower"}));
+  EXPECT_FALSE(path({"a", ".wh.gone"}));
+  EXPECT_TRUE(path({"a", "keep"}));
+  EXPECT_TRUE(ix.inodes[ix.names[*path({"b"})].inode].opaque);
+  EXPECT_FALSE(path({"b", ".wh..wh..opq"}));
+  EXPECT_FALSE(path({".wh..wh.plnk"}));
+  auto c = ix.inodes[ix.names[*path({"c"})].inode];
+  EXPECT_EQ(c.mode, uint32_t(S_IFDIR | 0755));  // made for the tar that omits it
+  EXPECT_EQ(c.uid, 0u);
+  auto f = path({"c", "deep", "file"}), h = path({"c", "h"});
+  ASSERT_TRUE(f && h);
+  EXPECT_EQ(ix.names[*f].inode, ix.names[*h].inode);
+  EXPECT_EQ(ix.inodes[ix.names[*f].inode].nlink, 2u);
+  EXPECT_EQ(ix.inodes[ix.names[*f].inode].uid, 1000u);
+}
+
+TEST(LazyIndexToc, RefusesWhatExtractionRefuses) {
+  auto refused = [](const std::vector<TarFile>& files) {
+    std::string tar = make_tar(files);
+    TempBlob blob(tar);
+    try {
+      build_blob_index(blob.ref, {}, {});
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(refused({{"../x", "", '0', ""}}).find("escapes"), std::string::npos);
+  EXPECT_NE(refused({{"a", "1", '0', ""}, {"a", "2", '0', ""}}).find("duplicate"), std::string::npos);
+  EXPECT_NE(refused({{"h", "", '1', "missing"}}).find("No such file"), std::string::npos);
+  EXPECT_NE(refused({{"f", "1", '0', ""}, {"f/x", "2", '0', ""}}).find("not a directory"), std::string::npos);
+  EXPECT_NE(refused({{"l", "", '2', "/etc"}, {"l/passwd", "x", '0', ""}}).find("symlinked parent"), std::string::npos);
+}
+
+TEST(LazyIndexFile, CorruptIndexesAreRefused) {
+  std::mt19937_64 rng(5);
+  std::string tar = make_tar(sample_files(rng, 1 << 20));
+  TempBlob blob(tar);
+  std::string file = build_blob_index(blob.ref, {}, {}).serialize();
+  std::string err;
+  ASSERT_TRUE(lazy::BlobIndex::parse(file, err)) << err;
+  EXPECT_FALSE(lazy::BlobIndex::parse(file.substr(0, file.size() - 1), err));
+  std::string bad = file;
+  bad[8] = 2;  // version
+  EXPECT_FALSE(lazy::BlobIndex::parse(bad, err));
+  EXPECT_NE(err.find("version"), std::string::npos);
+  bad = file;
+  bad[bad.size() / 2] ^= 0x55;
+  EXPECT_FALSE(lazy::BlobIndex::parse(bad, err));
+}
+
+TEST(LazyIndexBuild, TruncatedAndCorruptBlobsFail) {
+  std::mt19937_64 rng(11);
+  std::string tar = make_tar(sample_files(rng, 1 << 20));
+  for (std::string blob_bytes : {gzip_member(tar), zstd_frame(tar)}) {
+    TempBlob cut(blob_bytes.substr(0, blob_bytes.size() / 2));
+    EXPECT_THROW(build_blob_index(cut.ref, {}, {}), Error);
+  }
+  std::string flipped = gzip_member(tar);
+  flipped[flipped.size() - 6] ^= 0x40;  // inside the CRC32
+  TempBlob bad(flipped);
+  EXPECT_THROW(build_blob_index(bad.ref, {}, {}), Error);
+}
