@@ -53,6 +53,9 @@ struct Options {
   // backing file when the kernel offers FUSE passthrough and the daemon may use it (root);
   // fs/fuse/passthrough.hpp says why not lower files.
   bool passthrough = true;
+  // uring=auto|off: requests through per-CPU io_uring queues when the kernel offers FUSE over
+  // io_uring (fs/fuse/uring.hpp), else /dev/fuse; off: always /dev/fuse.
+  bool uring = true;
   bool redirect_dir = true;
 
   // Mount options handed to the kernel/libfuse unchanged (ro, rw, allow_other, allow_root,

@@ -8,7 +8,7 @@ packages=(
   cmake g++ make pkg-config ninja-build
   libfuse3-dev fuse3 libspdlog-dev libfmt-dev nlohmann-json3-dev libarchive-dev
   libssl-dev libcurl4-openssl-dev libcli11-dev libisal-dev libzstd-dev zlib1g-dev
-  libgtest-dev libgmock-dev libacl1-dev libseccomp-dev libcap-dev
+  libgtest-dev libgmock-dev libacl1-dev libseccomp-dev libcap-dev liburing-dev
   # tests: oracle helpers, rootless runs, real image tools
   attr acl uidmap util-linux kmod python3
   umoci skopeo busybox-static docker-registry tar-split zstd isal apache2-utils openssl

@@ -12,6 +12,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "fs/fuse/uring.hpp"
+
 namespace strata::fs::fuse {
 
 static_assert(kInitHandleKillprivV2 == FUSE_HANDLE_KILLPRIV_V2);
@@ -34,6 +36,8 @@ constexpr uint32_t kInit2Passthrough = 1u << 5;
 constexpr size_t kInitInFlags2 = 16;
 constexpr size_t kInitOutFlags2 = 32;
 constexpr size_t kInitOutMaxStackDepth = 36;
+constexpr size_t kInitOutMaxWrite = 20;
+constexpr size_t kInitOutMaxPages = 28;  // u16
 constexpr uint32_t kFopenPassthrough = 1u << 7;
 
 uint32_t load_u32(const void* base, size_t off) {
@@ -64,18 +68,25 @@ ssize_t read_request(int fd, void* buf, size_t len, void*) {
   return n;
 }
 
+// A reply to a request served from an io_uring queue goes back through that queue.
+ssize_t send_reply(int fd, iovec* iov, int count) {
+  ssize_t sent;
+  if (uring::reply_to_ring(iov, count, &sent)) return sent;
+  return ::writev(fd, iov, count);
+}
+
 // An open or create reply that hands the kernel a backing file: fuse_open_out ends the
 // argument ({u64 fh; u32 open_flags; i32 backing_id}, the id where libfuse 3.14 has padding).
 ssize_t write_open_reply(int fd, iovec* iov, int count) {
   constexpr size_t kOpenOut = 16;
   char arg[256];
-  if (count != 2 || iov[1].iov_len < kOpenOut || iov[1].iov_len > sizeof arg) return ::writev(fd, iov, count);
+  if (count != 2 || iov[1].iov_len < kOpenOut || iov[1].iov_len > sizeof arg) return send_reply(fd, iov, count);
   std::memcpy(arg, iov[1].iov_base, iov[1].iov_len);
   size_t at = iov[1].iov_len - kOpenOut;
   store_u32(arg, at + 8, load_u32(arg, at + 8) | kFopenPassthrough);
   store_u32(arg, at + 12, uint32_t(t_reply_backing_id));
   iov[1].iov_base = arg;  // libfuse builds the vector for this one call
-  return ::writev(fd, iov, count);
+  return send_reply(fd, iov, count);
 }
 
 ssize_t write_reply(int fd, iovec* iov, int count, void*) {
@@ -103,11 +114,22 @@ ssize_t write_reply(int fd, iovec* iov, int count, void*) {
         passthrough_on = true;
         spdlog::debug("FUSE passthrough negotiated");
       }
+      // FUSE over io_uring (uring.hpp) when its rings are ready; else they close first.
+      bool ring = uring::wants_negotiation(offered2.load()) && (offered.load() & kInitExt) &&
+                  len >= kInitOutFlags2 + sizeof(uint32_t);
+      if (ring) {
+        store_u32(raw, offsetof(fuse_init_out, flags), load_u32(raw, offsetof(fuse_init_out, flags)) | kInitExt);
+        store_u32(raw, kInitOutFlags2, load_u32(raw, kInitOutFlags2) | uring::kInit2OverIoUring);
+      } else {
+        uring::init_answered(false, 0, 0);
+      }
       iov[1] = {raw, len};  // libfuse builds the vector for this one call
-      return ::writev(fd, iov, count);
+      ssize_t n = ::writev(fd, iov, count);
+      if (ring) uring::init_answered(n >= 0, load_u32(raw, kInitOutMaxWrite), load_u32(raw, kInitOutMaxPages) & 0xffff);
+      return n;
     }
   }
-  return ::writev(fd, iov, count);
+  return send_reply(fd, iov, count);
 }
 
 ssize_t splice_in(int fdin, off_t* offin, int fdout, off_t* offout, size_t len, unsigned flags, void*) {

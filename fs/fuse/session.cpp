@@ -7,6 +7,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -17,6 +18,7 @@
 
 #include "fs/fuse/context.hpp"
 #include "fs/fuse/init_flags.hpp"
+#include "fs/fuse/uring.hpp"
 
 namespace strata::fs::fuse {
 
@@ -27,8 +29,13 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   auto want = [conn](unsigned cap) {
     if (conn->capable & cap) conn->want |= cap;
   };
-  want(FUSE_CAP_SPLICE_READ);
-  want(FUSE_CAP_SPLICE_WRITE);
+  // A reply through an io_uring queue is copied into the queue's buffer: no splicing then.
+  if (!uring::prepared()) {
+    want(FUSE_CAP_SPLICE_READ);
+    want(FUSE_CAP_SPLICE_WRITE);
+  } else {
+    conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
+  }
   want(FUSE_CAP_READDIRPLUS);
   want(FUSE_CAP_READDIRPLUS_AUTO);
   want(FUSE_CAP_PARALLEL_DIROPS);
@@ -147,6 +154,15 @@ int run_filesystem(const Options& opts) {
       if (fuse_daemonize(opts.foreground ? 1 : 0) != 0) {
         std::fprintf(stderr, "strata-fs: cannot detach\n");
       } else {
+        // After detaching: the rings' threads would not survive the fork.
+        std::unique_ptr<uring::Transport> rings;
+        if (opts.uring) {
+          std::string why;
+          rings = uring::prepare(se, why);
+          if (!rings) spdlog::info("transport: /dev/fuse ({})", why);
+        } else {
+          spdlog::info("transport: /dev/fuse (uring=off)");
+        }
         fuse_loop_config* cfg = fuse_loop_cfg_create();
         fuse_loop_cfg_set_clone_fd(cfg, opts.clone_fd ? 1 : 0);
         // Idle workers all wait on /dev/fuse and the kernel wakes the one that waited
@@ -158,6 +174,7 @@ int run_filesystem(const Options& opts) {
         fuse_loop_cfg_set_max_threads(cfg, threads);
         int r = fuse_session_loop_mt(se, cfg);
         fuse_loop_cfg_destroy(cfg);
+        if (rings) rings->stop();
         // libfuse returns the number of the signal that ended the loop: a clean shutdown too.
         status = (r == 0 || r == SIGTERM || r == SIGINT || r == SIGHUP) ? 0 : 1;
       }

@@ -137,7 +137,7 @@ TEST(OptionsParse, UsageListsEveryOption) {
        {"lowerdir=", "upperdir=", "workdir=", "uidmapping=", "gidmapping=", "squash_to_root",
         "squash_to_uid=", "squash_to_gid=", "static_nlink", "noacl", "noxattrs",
         "xattr_permissions=", "fsync=", "volatile", "copyup_sync=", "threaded=", "timeout=", "writeback=",
-        "passthrough=", "redirect_dir=", "ino32_t", "debug", "clone_fd", "plugins=", "allow_other",
+        "passthrough=", "uring=", "redirect_dir=", "ino32_t", "debug", "clone_fd", "plugins=", "allow_other",
         "allow_root", "default_permissions", "nosuid", "nodev", "noexec", "noatime",
         "relatime", "strictatime", "nodiratime", "dirsync", "fsname=", "subtype=", "max_read=",
         "context=", "fscontext=", "defcontext=", "rootcontext=", "_netdev", "nofail", "x-*",
@@ -397,6 +397,20 @@ TEST(OptionsParse, Passthrough) {
   }
   for (const char* bad : {"passthrough=yes", "passthrough=all", "passthrough=", "passthrough"})
     EXPECT_TRUE(contains(parse_error({"-o", kBase + "," + bad, "/m"}), "passthrough")) << bad;
+}
+
+TEST(OptionsParse, Uring) {
+  auto p = parse({"-o", kBase, "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_TRUE(p.opts->uring);  // used whenever the kernel offers it
+  for (auto [v, on] : std::vector<std::pair<std::string, bool>>{
+           {"auto", true}, {"on", true}, {"1", true}, {"off", false}, {"0", false}}) {
+    p = parse({"-o", kBase + ",uring=" + v, "/m"});
+    ASSERT_TRUE(p.opts) << v << ": " << p.error;
+    EXPECT_EQ(p.opts->uring, on) << v;
+  }
+  for (const char* bad : {"uring=yes", "uring=", "uring"})
+    EXPECT_TRUE(contains(parse_error({"-o", kBase + "," + bad, "/m"}), "uring")) << bad;
 }
 
 TEST(OptionsParse, RedirectDir) {
