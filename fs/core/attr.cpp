@@ -135,7 +135,7 @@ Result<struct statvfs> Overlay::statfs() {
 }
 
 void Overlay::drop_setid_bits_for(int fd, const Caller& caller) const {
-  if (caller.privileged()) return;
+  if (caller.may_keep_setid_bits()) return;
   drop_setid_bits(fd, [&](gid_t stored) { return caller.in_group(gids_.to_shown(stored)); });
 }
 

@@ -60,8 +60,12 @@ struct Caller {
   // Supplementary groups cost a read of /proc/PID/status, so they are asked only when needed.
   std::function<bool(gid_t)> in_supplementary_group;
 
-  // The daemon sees ids, not capabilities: uid 0 stands for CAP_FSETID and friends.
-  bool privileged() const { return uid == 0; }
+  // Whether the writer has CAP_FSETID, where the kernel says so (fs/fuse/kill_suidgid.hpp).
+  std::optional<bool> has_fsetid;
+
+  // A write, truncation or O_TRUNC open keeps the file's set-id bits. Where the kernel does
+  // not say, the daemon sees ids, not capabilities: uid 0 stands for CAP_FSETID.
+  bool may_keep_setid_bits() const { return has_fsetid.value_or(uid == 0); }
   bool in_group(gid_t shown) const {
     return shown == gid || (in_supplementary_group && in_supplementary_group(shown));
   }

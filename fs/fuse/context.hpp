@@ -8,6 +8,7 @@
 #include <new>
 
 #include "fs/core/overlay.hpp"
+#include "fs/fuse/kill_suidgid.hpp"
 #include "fs/fuse/passthrough.hpp"
 #include "fs/options.hpp"
 
@@ -32,7 +33,7 @@ inline Inode* node_of(fuse_req_t req, fuse_ino_t ino) {
 
 inline Caller caller_of(fuse_req_t req) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
-  Caller caller{ctx->uid, ctx->gid, ctx->umask, {}};
+  Caller caller{ctx->uid, ctx->gid, ctx->umask, {}, writer_has_fsetid()};
   caller.in_supplementary_group = [req](gid_t gid) {
     gid_t groups[256];
     int n = fuse_req_getgroups(req, 256, groups);

@@ -12,6 +12,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "fs/fuse/kill_suidgid.hpp"
 #include "fs/fuse/uring.hpp"
 
 namespace strata::fs::fuse {
@@ -51,6 +52,7 @@ std::atomic<bool> init_pending{true};
 
 ssize_t read_request(int fd, void* buf, size_t len, void*) {
   ssize_t n = ::read(fd, buf, len);
+  if (n > 0) note_request(buf, size_t(n));
   // INIT is the first request and nothing else arrives until it is answered.
   if (init_pending.load(std::memory_order_relaxed) && n >= ssize_t(sizeof(fuse_in_header))) {
     fuse_in_header in;
@@ -102,6 +104,7 @@ ssize_t write_reply(int fd, iovec* iov, int count, void*) {
       size_t len = std::min(sizeof init, iov[1].iov_len);
       std::memcpy(&init, iov[1].iov_base, len);
       init.flags |= wanted.load() & offered.load();
+      set_killpriv_v2_negotiated(init.flags & FUSE_HANDLE_KILLPRIV_V2);
       unsigned char raw[64] = {};
       std::memcpy(raw, &init, std::min(len, sizeof raw));
       if (want_passthrough.load() && (offered.load() & kInitExt) && (offered2.load() & kInit2Passthrough) &&
@@ -136,6 +139,13 @@ ssize_t splice_in(int fdin, off_t* offin, int fdout, off_t* offout, size_t len, 
   return ::splice(fdin, offin, fdout, offout, len, flags);
 }
 
+// A request spliced from /dev/fuse is not read here: its flags stay unknown (op_init turns
+// splice reads off for that reason).
+ssize_t splice_request(int fdin, off_t* offin, int fdout, off_t* offout, size_t len, unsigned flags, void*) {
+  forget_request();
+  return ::splice(fdin, offin, fdout, offout, len, flags);
+}
+
 }  // namespace
 
 bool passthrough_negotiated() { return passthrough_on.load(); }
@@ -146,7 +156,7 @@ ReplyWithBacking::~ReplyWithBacking() { t_reply_backing_id = 0; }
 int add_init_flags(fuse_session* se, uint32_t flags, bool passthrough) {
   wanted = flags;
   want_passthrough = passthrough;
-  static const fuse_custom_io io = {write_reply, read_request, splice_in, splice_in};
+  static const fuse_custom_io io = {write_reply, read_request, splice_request, splice_in};
   return fuse_session_custom_io(se, &io, fuse_session_fd(se));
 }
 

@@ -10,6 +10,16 @@ namespace strata::fs::fuse {
 
 namespace {
 
+// FALLOCATE and COPY_FILE_RANGE carry no kill flag (kill_suidgid.hpp): for a set-id file the
+// calling thread's capabilities are read from /proc.
+Caller caller_with_capabilities(fuse_req_t req, int fd) {
+  Caller caller = caller_of(req);
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && (st.st_mode & (S_ISUID | S_ISGID)))
+    caller.has_fsetid = task_has_fsetid(fuse_req_ctx(req)->pid);
+  return caller;
+}
+
 // How the kernel serves the open: straight from the backing file (passthrough), through the
 // daemon with its page cache, or through the daemon without it (see passthrough.hpp).
 BackingFiles::Grant choose_io(fuse_req_t req, OpenFile& file, fuse_file_info* fi) {
@@ -111,7 +121,7 @@ void op_fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len, fu
   int r = ::fallocate(fd, mode, off, len);
   int err = r == 0 ? 0 : errno;
   // The kernel counts fallocate as a change of the file (file_modified): set-id bits go.
-  if (r == 0) overlay(req).drop_setid_bits_for(fd, caller_of(req));
+  if (r == 0) overlay(req).drop_setid_bits_for(fd, caller_with_capabilities(req, fd));
   fuse_reply_err(req, err);
 }
 
@@ -127,7 +137,7 @@ void op_copy_file_range(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info
   int out_fd = overlay(req).io_fd(file_of(fi_out));
   ssize_t n = ::copy_file_range(overlay(req).io_fd(file_of(fi_in)), &in, out_fd, &out, len, unsigned(flags));
   int err = n < 0 ? errno : 0;
-  if (n >= 0) overlay(req).drop_setid_bits_for(out_fd, caller_of(req));  // a write, for set-id bits
+  if (n >= 0) overlay(req).drop_setid_bits_for(out_fd, caller_with_capabilities(req, out_fd));  // a write
   if (n < 0) fuse_reply_err(req, err);
   else fuse_reply_write(req, size_t(n));
 }

@@ -29,9 +29,11 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   auto want = [conn](unsigned cap) {
     if (conn->capable & cap) conn->want |= cap;
   };
+  // Requests are read, never spliced, from /dev/fuse: the read wrapper sees each one's flags
+  // (kill_suidgid.hpp), which libfuse does not pass on.
+  conn->want &= ~FUSE_CAP_SPLICE_READ;
   // A reply through an io_uring queue is copied into the queue's buffer: no splicing then.
   if (!uring::prepared()) {
-    want(FUSE_CAP_SPLICE_READ);
     want(FUSE_CAP_SPLICE_WRITE);
   } else {
     conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);

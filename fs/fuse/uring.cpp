@@ -24,6 +24,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "fs/fuse/kill_suidgid.hpp"
+
 namespace strata::fs::fuse::uring {
 
 namespace {
@@ -220,6 +222,7 @@ void Transport::Impl::serve(Queue& q, Entry& e) {
     buf.size = in.len;
     buf.mem = start;
     t_entry = &e;
+    note_request(start, in.len);  // its kill flags (kill_suidgid.hpp), which libfuse drops
     fuse_session_process_buf(se, &buf);
     t_entry = nullptr;
   } else {

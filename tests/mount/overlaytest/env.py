@@ -131,6 +131,38 @@ def setfsgid(gid):
     libc.setfsgid(gid)
 
 
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+CAP_FSETID = 4
+_CAP_V3 = 0x20080522
+_PR_CAPBSET_DROP = 24
+
+
+def drop_capability(cap):
+    """Removes capability `cap` from this process for good: bounding, effective, permitted and
+    inheritable sets (as `setpriv --bounding-set=-cap --inh-caps=-cap` plus the current sets)."""
+    if libc.prctl(_PR_CAPBSET_DROP, ctypes.c_ulong(cap), 0, 0, 0) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e), "PR_CAPBSET_DROP")
+    hdr, data = _CapHeader(_CAP_V3, 0), (_CapData * 2)()
+    if libc.capget(ctypes.byref(hdr), data) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e), "capget")
+    word, bit = divmod(cap, 32)
+    for field in ("effective", "permitted", "inheritable"):
+        setattr(data[word], field, getattr(data[word], field) & ~(1 << bit))
+    if libc.capset(ctypes.byref(hdr), data) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e), "capset")
+
+
 class Dirent(ctypes.Structure):
     _fields_ = [("d_ino", ctypes.c_uint64), ("d_off", ctypes.c_int64),
                 ("d_reclen", ctypes.c_ushort), ("d_type", ctypes.c_ubyte),

@@ -146,6 +146,8 @@ def build_layer(root, entries, form, owner=None):
         if e.kind in ("file", "dir", "symlink") and (kw.get("uid") is not None or kw.get("gid") is not None):
             os.chown(p, kw.get("uid") if kw.get("uid") is not None else -1,
                      kw.get("gid") if kw.get("gid") is not None else -1, follow_symlinks=False)
+            if e.kind != "symlink" and kw["mode"] & 0o6000:
+                os.chmod(p, kw["mode"])  # the chown dropped the set-id bits
         if e.kind == "dir":
             created_dirs.append(p)
     if owner is not None:

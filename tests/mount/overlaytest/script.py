@@ -264,6 +264,19 @@ class Ops:
 
     def as_user(self, uid, gid, fn):
         """Runs fn(Ops) in a forked child with real/effective/fs ids uid:gid; records its ops."""
+        def become():
+            os.setgroups([])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+        self.in_child(f"uid {uid}", become, fn)
+
+    def as_root_without(self, cap, fn):
+        """Runs fn(Ops) in a forked child that keeps uid 0 but has lost capability `cap` (env's
+        CAP_* numbers) from every set; records its ops."""
+        self.in_child(f"uid 0 without cap {cap}", lambda: env.drop_capability(cap), fn)
+
+    def in_child(self, who, become, fn):
+        """Runs become() and then fn(Ops) in a forked child; records its ops as [who] ..."""
         import pickle
         r, w = os.pipe()
         pid = os.fork()
@@ -271,14 +284,12 @@ class Ops:
             code = 0
             try:
                 os.close(r)
-                os.setgroups([])
-                os.setresgid(gid, gid, gid)
-                os.setresuid(uid, uid, uid)
-                child = Ops(self.root, self.verbose, f"{self.side} as {uid}")
+                become()
+                child = Ops(self.root, self.verbose, f"{self.side} as {who}")
                 fn(child)
                 data = pickle.dumps(child.rec)
             except BaseException as e:  # report, don't raise out of a fork
-                data = pickle.dumps([("as_user raised", ("exc", repr(e)))])
+                data = pickle.dumps([(f"{who} raised", ("exc", repr(e)))])
                 code = 1
             with os.fdopen(w, "wb") as f:
                 f.write(data)
@@ -288,4 +299,4 @@ class Ops:
             data = f.read()
         os.waitpid(pid, 0)
         for label, res in pickle.loads(data):
-            self.rec.append((f"[uid {uid}] {label}", res))
+            self.rec.append((f"[{who}] {label}", res))

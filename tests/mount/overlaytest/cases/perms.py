@@ -150,3 +150,47 @@ def killpriv_requests(ctx):
             os.close(fd)
     asked = len(re.findall(r"opcode: GETXATTR", m.stderr())) - before
     ctx.check(asked <= 2, f"{asked} GETXATTR requests for 40 writes to two files (want at most one each)")
+
+
+SETID_OPS = ("write", "trunc", "ftrunc", "otrunc", "falloc", "copied", "sgid_write")
+
+
+def setid_layers():
+    """Set-id files owned by another user (root is then not in their group either)."""
+    files = [F("source", "src\n")]
+    for who in ("nocap", "root"):
+        files += [F(f"{who}_{op}", "payload\n", uid=U, gid=G, mode=0o6755) for op in SETID_OPS]
+        files[-1] = F(f"{who}_sgid_write", "payload\n", uid=U, gid=G, mode=0o2744)  # set-gid, no g+x
+    return [files]
+
+
+def setid_ops(who):
+    def ops(t):
+        t.write(f"{who}_write", "x", "a")
+        t.truncate(f"{who}_trunc", 2)
+        t.ftruncate(f"{who}_ftrunc", 2)
+        t.open_flags(f"{who}_otrunc", os.O_WRONLY | os.O_TRUNC, f"open({who}_otrunc,O_WRONLY|O_TRUNC)")
+        t.fallocate(f"{who}_falloc", 0, 8192)
+        t.copy_range("source", f"{who}_copied", 2)
+        t.write(f"{who}_sgid_write", "x", "a")
+        for op in SETID_OPS:
+            t.stat(f"{who}_{op}", fields=("mode", "uid", "gid", "size"))
+    return ops
+
+
+@case("killpriv-no-fsetid", "perms", ("root",))
+def killpriv_no_fsetid(ctx):
+    """Root without CAP_FSETID loses set-id bits on write, truncate, ftruncate, O_TRUNC open,
+    fallocate and copy_file_range, as on the kernel; root with it keeps them. The daemon took
+    uid 0 for CAP_FSETID and kept the bits (`strata run --cap-drop FSETID`, capsh
+    --drop=cap_fsetid); the kernel's FUSE_HANDLE_KILLPRIV_V2 flags now decide (kill_suidgid.hpp).
+    With FUSE passthrough negotiated (the default) and with passthrough=off."""
+    ctx.require_root()
+    from ..env import CAP_FSETID
+
+    def script(t):
+        t.as_root_without(CAP_FSETID, setid_ops("nocap"))
+        setid_ops("root")(t)
+    for name, opts in (("killpriv-no-fsetid", "default_permissions,allow_other"),
+                       ("killpriv-no-fsetid-nopt", "default_permissions,allow_other,passthrough=off")):
+        ctx.differential(name, setid_layers(), script, share_lowers=True, fs_opts=opts)

@@ -1,0 +1,116 @@
+#include "fs/fuse/kill_suidgid.hpp"
+
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/fuse.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+namespace strata::fs::fuse {
+
+namespace {
+
+std::atomic<bool> negotiated{false};
+
+// What the last request this thread read says: nullopt for "nothing".
+thread_local std::optional<bool> t_has_fsetid;
+
+template <class T>
+bool read_arg(const void* request, size_t len, T& out) {
+  if (len < sizeof(fuse_in_header) + sizeof(T)) return false;
+  std::memcpy(&out, static_cast<const char*>(request) + sizeof(fuse_in_header), sizeof out);
+  return true;
+}
+
+// The kernel's answer for one request; nullopt where it gives none.
+std::optional<bool> has_fsetid(const void* request, size_t len) {
+  if (len < sizeof(fuse_in_header)) return std::nullopt;
+  fuse_in_header in;
+  std::memcpy(&in, request, sizeof in);
+  switch (in.opcode) {
+    case FUSE_WRITE: {
+      fuse_write_in w;
+      if (!read_arg(request, len, w) || (w.write_flags & FUSE_WRITE_CACHE)) return std::nullopt;
+      return !(w.write_flags & FUSE_WRITE_KILL_SUIDGID);
+    }
+    case FUSE_SETATTR: {
+      fuse_setattr_in s;
+      if (!read_arg(request, len, s) || !(s.valid & FATTR_SIZE)) return std::nullopt;
+      return !(s.valid & FATTR_KILL_SUIDGID);
+    }
+    case FUSE_OPEN: {
+      fuse_open_in o;
+      if (!read_arg(request, len, o) || !(o.flags & O_TRUNC)) return std::nullopt;
+      return !(o.open_flags & FUSE_OPEN_KILL_SUIDGID);
+    }
+    case FUSE_CREATE: {
+      fuse_create_in c;
+      if (!read_arg(request, len, c) || !(c.flags & O_TRUNC) || (c.flags & O_EXCL)) return std::nullopt;
+      return !(c.open_flags & FUSE_OPEN_KILL_SUIDGID);
+    }
+    default:
+      return std::nullopt;
+  }
+}
+
+// The capability sets of /proc/TID/status hold CapEff as 16 hex digits.
+std::optional<uint64_t> effective_caps(pid_t tid) {
+  std::ifstream status("/proc/" + std::to_string(tid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("CapEff:", 0) != 0) continue;
+    try {
+      return std::stoull(line.substr(7), nullptr, 16);
+    } catch (const std::exception&) {
+      return std::nullopt;
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<ino_t> user_namespace(const std::string& proc_dir) {
+  struct stat st {};
+  if (::stat((proc_dir + "/ns/user").c_str(), &st) != 0) return std::nullopt;
+  return st.st_ino;
+}
+
+// The daemon is in the initial user namespace when its uid_map is the whole identity.
+bool daemon_in_initial_user_namespace() {
+  static const bool initial = [] {
+    std::ifstream map("/proc/self/uid_map");
+    unsigned long inside = 1, outside = 1, count = 0;
+    map >> inside >> outside >> count;
+    return map && inside == 0 && outside == 0 && count == 4294967295UL;
+  }();
+  return initial;
+}
+
+}  // namespace
+
+std::optional<bool> task_has_fsetid(pid_t tid) {
+  if (tid <= 0) return std::nullopt;
+  // Nobody below a user namespace has capabilities in the initial one.
+  if (!daemon_in_initial_user_namespace()) return false;
+  auto caps = effective_caps(tid);
+  auto ns = user_namespace("/proc/" + std::to_string(tid));
+  static const auto own_ns = user_namespace("/proc/self");
+  if (!caps || !ns || !own_ns) return std::nullopt;
+  return *ns == *own_ns && (*caps & (uint64_t(1) << CAP_FSETID));
+}
+
+void note_request(const void* request, size_t len) {
+  t_has_fsetid = negotiated.load(std::memory_order_relaxed) ? has_fsetid(request, len) : std::nullopt;
+}
+
+void forget_request() { t_has_fsetid.reset(); }
+
+void set_killpriv_v2_negotiated(bool on) { negotiated = on; }
+
+std::optional<bool> writer_has_fsetid() { return t_has_fsetid; }
+
+}  // namespace strata::fs::fuse
