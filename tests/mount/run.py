@@ -2,7 +2,7 @@
 """Mount-level differential tests of strata-fs against kernel overlayfs.
 
   run.py --list
-  run.py [--binary PATH] [--mode root|rootless|userns] [-v] [--keep] CASE|GROUP...
+  run.py [--binary PATH] [--mode root|rootless|userns] [-v] [--keep] [--uring] CASE|GROUP...
 
 The binary defaults to $STRATA_FS. Exit 0: all run cases passed; 1: a case failed;
 77: every case was skipped (no root, /dev/fuse, overlayfs, binary...).
@@ -20,6 +20,8 @@ sys.path.insert(0, HERE)
 
 from overlaytest import cases, env  # noqa: E402
 from overlaytest.core import CASES, run_case  # noqa: E402
+
+URING_SWITCH = "/sys/module/fuse/parameters/enable_uring"
 
 
 def select(names):
@@ -57,7 +59,7 @@ def reexec_as_user(args, binary):
         stage, script = None, os.path.join(HERE, "run.py")
     inner = ["/usr/bin/python3", script, "--binary", binary, "--mode", args.mode, "--as-user-done"]
     inner += (["-v"] if args.verbose else []) + (["--keep"] if args.keep else [])
-    inner += (["--tsan"] if args.tsan else []) + args.cases
+    inner += (["--tsan"] if args.tsan else []) + (["--uring"] if args.uring else []) + args.cases
     if args.mode == "userns":
         inner = ["unshare", "-rm"] + inner
     cmd = ["runuser", "-u", env.TEST_USER, "--"] + inner
@@ -85,9 +87,44 @@ def main():
     ap.add_argument("--ops", type=int, help="random group: ops per seed (OVERLAYTEST_OPS)")
     ap.add_argument("--shrink", action="store_true",
                     help="random group: shrink failing seeds (OVERLAYTEST_SHRINK=1)")
+    ap.add_argument("--uring", action="store_true",
+                    help="turn the kernel's FUSE-over-io_uring switch on for this run (root; "
+                    "restored after) and fail any fs mount not served through io_uring")
     ap.add_argument("--as-user-done", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.uring and not args.list:
+        os.environ["OVERLAYTEST_URING"] = "1"
+        if not args.as_user_done and not env.in_userns():
+            return with_uring_switch(lambda: run(args))
+    return run(args)
 
+
+def with_uring_switch(body):
+    """Sets /sys/module/fuse/parameters/enable_uring to Y around body(), then restores it.
+    Only for an explicit --uring run: the switch is system-wide (ctest runs these serially)."""
+    if not env.is_root():
+        print(f"SKIP: --uring needs root to set {URING_SWITCH}")
+        return env.SKIP
+    try:
+        with open(URING_SWITCH) as f:
+            old = f.read().strip()
+    except OSError:
+        print(f"SKIP: {URING_SWITCH} is missing: the kernel has no FUSE over io_uring (6.14+)")
+        return env.SKIP
+    try:
+        with open(URING_SWITCH, "w") as f:
+            f.write("Y")
+    except OSError as e:
+        print(f"SKIP: cannot turn FUSE over io_uring on ({URING_SWITCH}: {e.strerror})")
+        return env.SKIP
+    try:
+        return body()
+    finally:
+        with open(URING_SWITCH, "w") as f:
+            f.write(old)
+
+
+def run(args):
     for val, var in ((args.seed, "OVERLAYTEST_SEEDS"), (args.ops, "OVERLAYTEST_OPS"),
                      ("1" if args.shrink else None, "OVERLAYTEST_SHRINK")):
         if val is not None:

@@ -99,6 +99,20 @@ def find_daemon(binary, mnt):
     return None
 
 
+def uring_fds(pid):
+    """How many io_uring instances the process `pid` holds open."""
+    n = 0
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                n += os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:[io_uring]"
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return n
+
+
 def pid_alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -152,7 +166,19 @@ class FuseMount:
                 raise Failure(f"{self.binary} exited {code}, mounted={env.is_mounted(self.mnt)}: "
                               f"{self.stderr().strip()[-2000:]}")
             self.pid = find_daemon(self.binary, self.mnt)
+        if os.environ.get("OVERLAYTEST_URING") == "1":
+            self.require_uring()
         return self
+
+    def require_uring(self):
+        """run.py --uring: the daemon must serve this mount through io_uring. A request (the
+        stat) waits for the INIT answer, and strata-fs closes its rings before answering INIT
+        when it cannot use them, so after it the rings are open exactly when they are used."""
+        os.stat(self.mnt)
+        rings = uring_fds(self.pid)
+        if rings == 0:
+            raise Failure(f"{self.binary} serves {self.mnt} through /dev/fuse, not io_uring "
+                          f"(remount with -o debug: the daemon logs why)")
 
     def stderr(self):
         try:
