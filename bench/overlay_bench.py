@@ -35,6 +35,10 @@ IMPLS = ["kernel", "fuse-overlayfs", "strata-fs"]
 # --baseline BIN adds "strata-base": another strata-fs build (say, the previous commit's) timed in
 # the same run, so a change is judged by same-run ratios (s/b column).
 STRATA_BASE = None
+# --uring adds "strata-uring": the same strata-fs served through FUSE over io_uring (the kernel's
+# enable_uring switch is turned on for the run and restored after; "strata-fs" then runs with
+# uring=off, so the two columns are the two transports). Column u/s = strata-uring / strata-fs.
+URING_SWITCH = "/sys/module/fuse/parameters/enable_uring"
 CACHE = "/var/tmp/strata-bench-cache"
 MiB = 1 << 20
 
@@ -298,6 +302,8 @@ class Mount:
             cmd = ["fuse-overlayfs", "-o", opts, self.mnt]
         elif self.impl == "strata-base":
             cmd = [STRATA_BASE, "-o", opts, self.mnt]
+        elif self.impl == "strata-uring":
+            cmd = [STRATA_FS, "-o", opts + ",uring=auto", self.mnt]
         else:
             cmd = [STRATA_FS, "-o", opts, self.mnt]
         t0 = time.perf_counter()
@@ -307,6 +313,11 @@ class Mount:
             raise RuntimeError(f"{self.impl}: mount failed: {p.stderr.strip()}")
         if self.impl != "kernel":
             self.pid = find_daemon(self.impl, self.mnt)
+        if self.impl == "strata-uring":
+            os.stat(self.mnt)  # answered after INIT: the daemon holds its rings only if it uses them
+            if not uring_fds(self.pid):
+                raise RuntimeError("strata-uring: the daemon serves /dev/fuse, not io_uring "
+                                   "(mount with -o debug to see why)")
         return t
 
     def rss_hwm_mib(self):
@@ -337,9 +348,19 @@ class Mount:
                 time.sleep(0.05)
 
 
+def uring_fds(pid):
+    """How many io_uring instances process `pid` holds."""
+    try:
+        return sum(os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:[io_uring]"
+                   for fd in os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
 def find_daemon(impl, mnt):
     """The pid of the FUSE daemon serving mnt: its argv names the binary and the mountpoint."""
-    name = {"strata-fs": "strata-fs", "strata-base": os.path.basename(STRATA_BASE or "")}.get(impl, "fuse-overlayfs")
+    name = {"strata-fs": "strata-fs", "strata-uring": "strata-fs",
+            "strata-base": os.path.basename(STRATA_BASE or "")}.get(impl, "fuse-overlayfs")
     for _ in range(100):
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
@@ -621,7 +642,11 @@ class Bench:
         self.opts = {"kernel": os.environ.get("KERNEL_OVERLAY_OPTS", "redirect_dir=on,index=on,metacopy=on"),
                      "fuse-overlayfs": os.environ.get("FUSE_OVERLAYFS_OPTS", ""),
                      "strata-fs": os.environ.get("STRATA_FS_OPTS", ""),
-                     "strata-base": os.environ.get("STRATA_FS_OPTS", "")}
+                     "strata-base": os.environ.get("STRATA_FS_OPTS", ""),
+                     "strata-uring": os.environ.get("STRATA_FS_OPTS", "")}
+        if "strata-uring" in self.impls:
+            self.opts["strata-fs"] = ",".join(o for o in (self.opts["strata-fs"], "uring=off") if o)
+        self.uring_old = None
         self.run = None
         self.mounts = []
         self.samples = {}   # key -> impl -> [ {value, ok, err, rss, mount_s} ]
@@ -688,6 +713,12 @@ class Bench:
         os.makedirs(self.run)
         log(f"run dir: {self.run}")
         try:
+            if "strata-uring" in self.impls:
+                with open(URING_SWITCH) as f:
+                    self.uring_old = f.read().strip()
+                with open(URING_SWITCH, "w") as f:
+                    f.write("Y")
+                log(f"{URING_SWITCH}: Y for this run (was {self.uring_old})")
             self.tree = Tree(self.run, self.sz)
             self.tree.generate()
             ws = workloads()
@@ -707,6 +738,10 @@ class Bench:
         finally:
             for m in list(self.mounts):
                 m.umount()
+            if self.uring_old is not None:
+                with open(URING_SWITCH, "w") as f:
+                    f.write(self.uring_old)
+                log(f"{URING_SWITCH}: back to {self.uring_old}")
             if not self.args.keep:
                 # mass deletes on this ext4 (no journal) take a minute: leave them to a
                 # detached, idle-priority rm after the table is out
@@ -751,10 +786,10 @@ class Bench:
     def row(self, key, label, unit, med, target, vs_fuse):
         higher_better = unit == "MB/s"
         s, k, f = med.get("strata-fs"), med.get("kernel"), med.get("fuse-overlayfs")
-        b = med.get("strata-base")
+        b, u = med.get("strata-base"), med.get("strata-uring")
         r = {"key": key, "label": label, "unit": unit, "median": med,
              "s/k": s / k if s and k else None, "s/f": s / f if s and f else None,
-             "s/b": s / b if s and b else None, "verdicts": []}
+             "s/b": s / b if s and b else None, "u/s": u / s if u and s else None, "verdicts": []}
         if target and target[0] == "kernel":
             t = target[1]
             txt = f"{'>=' if higher_better else '<='}{t}x kernel"
@@ -774,9 +809,12 @@ class Bench:
                 return "-"
             return f"{v:.0f}" if unit == "MB/s" else (f"{v:.1f}" if unit == "MiB" else f"{v:.3f}")
 
-        names = {"kernel": "kernel", "fuse-overlayfs": "fuse-ovl", "strata-fs": "strata", "strata-base": "base"}
+        names = {"kernel": "kernel", "fuse-overlayfs": "fuse-ovl", "strata-fs": "strata", "strata-base": "base",
+                 "strata-uring": "uring"}
         base = "strata-base" in self.impls
-        hdr = ["workload", "unit"] + [names[i] for i in self.impls] + ["s/k", "s/f"] + (["s/b"] if base else []) + ["targets"]
+        ring = "strata-uring" in self.impls
+        hdr = ["workload", "unit"] + [names[i] for i in self.impls] + ["s/k", "s/f"] + (["s/b"] if base else []) \
+            + (["u/s"] if ring else []) + ["targets"]
         lines = []
         for r in rows:
             wrong = [i for i in self.impls for x in self.samples.get(r["key"], {}).get(i, []) if not x.get("ok")]
@@ -787,6 +825,8 @@ class Bench:
             cells += [f"{r['s/k']:.2f}x" if r["s/k"] else "-", f"{r['s/f']:.2f}x" if r["s/f"] else "-"]
             if base:
                 cells.append(f"{r['s/b']:.2f}x" if r["s/b"] else "-")
+            if ring:
+                cells.append(f"{r['u/s']:.2f}x" if r["u/s"] else "-")
             cells.append("; ".join(f"{t} {v}" for t, v in r["verdicts"]))
             lines.append(cells)
         widths = [max(len(str(x[j])) for x in lines + [hdr]) for j in range(len(hdr))]
@@ -839,6 +879,9 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the run dir in /var/tmp")
     ap.add_argument("--baseline", metavar="BIN", help="also time this strata-fs binary (impl strata-base; "
                     "column s/b = strata-fs / it)")
+    ap.add_argument("--uring", action="store_true", help="also time strata-fs over FUSE io_uring (impl "
+                    "strata-uring; turns the kernel's enable_uring switch on for the run and restores it; "
+                    "strata-fs then runs with uring=off; column u/s = strata-uring / strata-fs)")
     ap.add_argument("--list", action="store_true", help="list workload keys and exit")
     args = ap.parse_args()
     if args.list:
@@ -850,8 +893,10 @@ def main():
         STRATA_BASE = os.path.abspath(args.baseline)
         if "strata-base" not in args.impls.split(","):
             args.impls += ",strata-base"
+    if args.uring and "strata-uring" not in args.impls.split(","):
+        args.impls += ",strata-uring"
     for i in args.impls.split(","):
-        if i not in IMPLS + (["strata-base"] if args.baseline else []):
+        if i not in IMPLS + (["strata-base"] if args.baseline else []) + (["strata-uring"] if args.uring else []):
             ap.error(f"unknown implementation {i}")
     Bench(args).main()
 
