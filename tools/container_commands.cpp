@@ -16,6 +16,7 @@
 #include "layerstore/container/save.hpp"
 #include "layerstore/error.hpp"
 #include "layerstore/store/image_db.hpp"
+#include "tools/cli_rules.hpp"
 
 namespace strata::cli {
 
@@ -43,7 +44,7 @@ void run_command(const std::string& what, const std::function<int()>& body) {
 StoreLayout layout(const std::string& root) { return StoreLayout{root.empty() ? default_store_root() : root}; }
 
 struct Args {
-  std::string image, dir, name, format, output, tag, comment, hostname, workdir, user, entrypoint;
+  std::string image, dir, name, format, output, tag, comment, hostname, workdir, user, entrypoint, network, platform;
   std::vector<std::string> refs, env, volumes, cmd, cap_add, cap_drop, security_opt;
   bool all = false, force = false, rm = false, entrypoint_set = false, privileged = false;
 };
@@ -55,7 +56,15 @@ void add_create_options(CLI::App* c, Args& a) {
   c->add_option("-u,--user", a.user, "USER[:GROUP] (name or id, from the container's /etc/passwd)");
   c->add_option("-v,--volume", a.volumes, "HOST:CTR[:ro] bind mount (repeatable)")->allow_extra_args(false);
   c->add_option("--hostname", a.hostname, "hostname (default: first 12 chars of the id)");
-  c->add_option("--entrypoint", a.entrypoint, "override the image's Entrypoint");
+  c->add_option_function<std::string>(
+      "--entrypoint",
+      [&a](const std::string& v) {
+        a.entrypoint = v;
+        a.entrypoint_set = true;
+      },
+      "override the image's Entrypoint (\"\": none); the image's Cmd is then not used, as in Docker");
+  c->add_option("--network,--net", a.network, "host (the default and the only one: strata uses the host's network)");
+  c->add_option("--platform", a.platform, "OS/ARCH[/VARIANT]: fail unless the image is that platform");
   c->add_option("--cap-add", a.cap_add, "add a capability to Docker's default set (CHOWN or CAP_CHOWN; ALL)")
       ->allow_extra_args(false);
   c->add_option("--cap-drop", a.cap_drop, "drop a capability from Docker's default set (ALL: all)")
@@ -63,8 +72,12 @@ void add_create_options(CLI::App* c, Args& a) {
   c->add_option("--security-opt", a.security_opt, "seccomp=unconfined or no-new-privileges")->allow_extra_args(false);
   c->add_flag("--privileged", a.privileged,
               "every capability, no seccomp filter, no masked /proc paths, writable /sys (as Docker)");
-  // IMAGE [CMD [ARG...]]: parsing stops at IMAGE, the rest is left in remaining() as is.
+  // IMAGE [CMD [ARG...]]: parsing stops at IMAGE, the rest is left in remaining() as is
+  // (an unknown flag before IMAGE is left there too: image_and_command names it).
   c->prefix_command();
+  cli::show_positionals(c, "IMAGE [COMMAND] [ARG...]",
+                        {{"IMAGE", "the image: NAME[:TAG], NAME@DIGEST or an ID (prefix)"},
+                         {"COMMAND [ARG...]", "instead of the image's Cmd; every word after IMAGE belongs to it"}});
 }
 
 ContainerSpec spec_of(const Args& a) {
@@ -81,18 +94,16 @@ ContainerSpec spec_of(const Args& a) {
   s.security.cap_add = a.cap_add;
   s.security.cap_drop = a.cap_drop;
   s.security.security_opt = a.security_opt;
-  if (!a.entrypoint.empty()) s.entrypoint = std::vector<std::string>{a.entrypoint};
+  if (a.entrypoint_set)
+    s.entrypoint = a.entrypoint.empty() ? std::vector<std::string>{} : std::vector<std::string>{a.entrypoint};
   return s;
 }
 
 void collect_cmd(CLI::App* c, Args& a) {
-  auto rest = c->remaining();
-  if (rest.empty()) {
-    std::fprintf(stderr, "strata: %s: IMAGE is required\n", c->get_name().c_str());
-    std::exit(2);
-  }
-  a.image = rest[0];
-  a.cmd.assign(rest.begin() + 1, rest.end());
+  ImageCommand ic = image_and_command(c);
+  check_network(c->get_name(), a.network);
+  a.image = ic.image;
+  a.cmd = ic.cmd;
 }
 
 }  // namespace
@@ -125,6 +136,7 @@ void add_container_commands(CLI::App& app, const std::string& root) {
   create->callback([&root, args, create] {
     collect_cmd(create, *args);
     run_command("create " + args->image, [&] {
+      check_platform(layout(root), args->image, args->platform);
       Container c = create_container(layout(root), spec_of(*args));
       std::printf("%s\n", c.id.c_str());
       return 0;
@@ -140,6 +152,7 @@ void add_container_commands(CLI::App& app, const std::string& root) {
     std::optional<Container> c;
     int code = 125;
     try {
+      check_platform(l, args->image, args->platform);
       c = create_container(l, spec_of(*args));
       code = run_container(l, *c, note);
     } catch (const std::exception& e) {

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "layerstore/error.hpp"
+#include "tools/cli_rules.hpp"
 #include "tools/commands.hpp"
 #include "tools/container_commands.hpp"
 #include "tools/registry_commands.hpp"
@@ -16,6 +17,8 @@ int main(int argc, char** argv) {
   if (!setlocale(LC_CTYPE, "C.UTF-8")) setlocale(LC_CTYPE, "");
   CLI::App app{"strata: load OCI / Docker images into an overlay2 layer store"};
   app.require_subcommand(1);
+  cli::set_failure_message(app);
+  cli::add_version(app);
   std::string root;
   app.add_option("--root", root, "store root (default $STRATA_ROOT, /var/lib/strata or $XDG_DATA_HOME/strata)");
   cli::add_container_commands(app, root);

@@ -172,7 +172,9 @@ Container create_container(const StoreLayout& l, const ContainerSpec& spec) {
     return v;
   };
   std::vector<std::string> entrypoint = spec.entrypoint ? *spec.entrypoint : arr("Entrypoint");
-  std::vector<std::string> cmd = spec.cmd.empty() ? arr("Cmd") : spec.cmd;
+  // As Docker's merge: an --entrypoint (even "") drops the image's Cmd too, since that Cmd
+  // was meant as the arguments of the image's own entrypoint.
+  std::vector<std::string> cmd = spec.cmd.empty() && !spec.entrypoint ? arr("Cmd") : spec.cmd;
   std::vector<std::string> env = arr("Env");
   for (const auto& kv : spec.env) {
     std::string key = kv.substr(0, kv.find('='));
