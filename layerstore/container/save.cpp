@@ -19,6 +19,7 @@
 #include "layerstore/error.hpp"
 #include "layerstore/store/image_db.hpp"
 #include "layerstore/store/layer_db.hpp"
+#include "layerstore/store/short_names.hpp"
 #include "layerstore/store/store_lock.hpp"
 
 namespace strata {
@@ -265,7 +266,7 @@ SaveResult save_images(const StoreLayout& l, const std::vector<std::string>& nam
     ImageOut img;
     img.id = idb.resolve(name, repos);
     img.config = idb.config(img.id);
-    auto ref = parse_reference(name);
+    auto ref = stored_reference(name, repos);  // "debian:12" may name localhost/debian:12
     if (ref && ref->digest.empty() && repos.lookup(*ref) == img.id) img.tags.push_back(ref->str());
     else
       for (const auto& r : repos.refs_of(img.id))

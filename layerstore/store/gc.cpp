@@ -13,6 +13,7 @@
 #include "layerstore/store/image_db.hpp"
 #include "layerstore/store/layer_db.hpp"
 #include "layerstore/store/maintenance.hpp"
+#include "layerstore/store/short_names.hpp"
 #include "layerstore/store/store_lock.hpp"
 
 namespace strata {
@@ -128,7 +129,7 @@ RmiReport remove_images(const StoreLayout& l, const std::vector<std::string>& im
                       "): remove the container first or use -f");
   }
   for (const auto& [arg, id] : targets) {
-    auto ref = parse_reference(arg);
+    auto ref = stored_reference(arg, repos);  // "debian:12" may name localhost/debian:12
     bool by_ref = ref && repos.lookup(*ref) == id;
     auto refs = repos.refs_of(id);
     if (by_ref && refs.size() > 1) {

@@ -9,6 +9,7 @@
 #include "layerstore/archive/digest.hpp"
 #include "layerstore/archive/fs_util.hpp"
 #include "layerstore/error.hpp"
+#include "layerstore/store/short_names.hpp"
 
 namespace strata {
 
@@ -167,7 +168,10 @@ std::string ImageDb::resolve(const std::string& image, const Repositories& repos
     }
     if (!found.empty()) return found;
   }
-  throw Error("no such image: " + image);
+  // A short name ("debian:12" for localhost/debian:12), after names and ID prefixes as Docker has them.
+  if (s.rfind("sha256:", 0) != 0)
+    if (auto ref = stored_reference(s, repos)) return *repos.lookup(*ref);
+  throw Error("no such image: " + image + close_names_hint(image, repos));
 }
 
 std::vector<std::string> config_diff_ids(const std::string& config_bytes) {
