@@ -45,7 +45,7 @@ StoreLayout layout(const std::string& root) { return StoreLayout{root.empty() ? 
 
 struct Args {
   std::string image, dir, name, format, output, tag, comment, hostname, workdir, user, entrypoint, network, platform;
-  std::vector<std::string> refs, env, volumes, cmd, cap_add, cap_drop, security_opt;
+  std::vector<std::string> refs, env, volumes, cmd, cap_add, cap_drop, security_opt, changes;
   bool all = false, force = false, rm = false, entrypoint_set = false, privileged = false;
 };
 
@@ -241,10 +241,14 @@ void add_container_commands(CLI::App& app, const std::string& root) {
   commit->add_option("container", a.name, "CONTAINER")->required();
   commit->add_option("tag", a.tag, "NAME[:TAG]");
   commit->add_option("-m,--message", a.comment, "history comment");
+  commit->add_option("-c,--change", a.changes,
+                     "a Dockerfile instruction for the new image's config: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, "
+                     "ONBUILD, USER, VOLUME, WORKDIR (repeatable)")
+      ->allow_extra_args(false);
   commit->callback([&root, args] {
     run_command("commit " + args->name, [&] {
       StoreLayout l = layout(root);
-      CommitResult r = commit_container(l, find_container(l, args->name), args->tag, args->comment);
+      CommitResult r = commit_container(l, find_container(l, args->name), args->tag, args->comment, args->changes);
       std::fprintf(stderr, "layer %s (gzip %s)%s\n", r.diff_id.c_str(), r.gzip_digest.c_str(),
                    r.layer_reused ? ", already in the store" : "");
       std::printf("%s\n", r.image_id.c_str());

@@ -13,6 +13,7 @@
 #include "layerstore/archive/fs_util.hpp"
 #include "layerstore/archive/layer_unpack.hpp"
 #include "layerstore/archive/tar_split.hpp"
+#include "layerstore/container/config_change.hpp"
 #include "layerstore/container/layer_export.hpp"
 #include "layerstore/error.hpp"
 #include "layerstore/store/image_db.hpp"
@@ -51,7 +52,9 @@ struct CommitStaging {
 }  // namespace
 
 CommitResult commit_container(const StoreLayout& l, const Container& c, const std::string& tag,
-                              const std::string& comment) {
+                              const std::string& comment, const std::vector<std::string>& changes) {
+  json checked;  // a bad --change fails here, before anything is written
+  apply_config_changes(checked, changes);
   std::optional<Reference> ref;
   if (!tag.empty()) {
     ref = parse_reference(tag);
@@ -123,6 +126,7 @@ CommitResult commit_container(const StoreLayout& l, const Container& c, const st
   const json& cc = c.cfg["Config"];
   for (const char* k : {"Env", "Cmd", "Entrypoint", "WorkingDir", "User"})
     if (cc.contains(k)) ic[k] = cc[k];
+  apply_config_changes(ic, changes);
   cfg["rootfs"]["diff_ids"].push_back(ex.diff_id);
   if (!cfg.contains("history") || !cfg["history"].is_array()) cfg["history"] = json::array();
   json h = {{"created", created}, {"created_by", "strata commit " + c.name}};

@@ -3,6 +3,7 @@
 // loaded one (cache-id, link, lower, layerdb chain with tar-split), and a new image config
 // with the diff_id and a history entry appended.
 #include <string>
+#include <vector>
 
 #include "layerstore/container/container.hpp"
 
@@ -14,7 +15,8 @@ struct CommitResult {
   bool layer_reused = false;
 };
 
+// `changes`: Dockerfile instructions for the new config (--change, see config_change.hpp).
 CommitResult commit_container(const StoreLayout& l, const Container& c, const std::string& tag,
-                              const std::string& comment);
+                              const std::string& comment, const std::vector<std::string>& changes = {});
 
 }  // namespace strata
