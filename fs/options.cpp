@@ -1,6 +1,8 @@
 // strata-fs command-line parsing: fuse-overlayfs's options plus the usual FUSE/mount options.
 #include "fs/options.hpp"
 
+#include "fs/core/blob_layer_source.hpp"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -602,8 +604,10 @@ std::optional<Options> parse_options(int argc, char** argv, std::string& error) 
 
 std::string validate_options(const Options& opts) {
   if (opts.lowerdirs.empty()) return "no lowerdir given";
-  for (const auto& d : opts.lowerdirs)
+  for (const auto& d : opts.lowerdirs) {
+    if (is_lazy_layer_file(d)) continue;  // a layer served from its blob (blob_layer_source.hpp)
     if (auto e = check_dir("lowerdir", d, false, nullptr); !e.empty()) return e;
+  }
 
   if (opts.upperdir.empty() != opts.workdir.empty())
     return opts.upperdir.empty() ? "workdir requires upperdir" : "upperdir requires workdir";

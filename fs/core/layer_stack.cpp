@@ -3,12 +3,37 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <sys/sysmacros.h>
+
 #include <algorithm>
 #include <cstring>
+
+#include "fs/core/blob_layer_source.hpp"
 
 namespace strata::fs {
 
 namespace {
+
+// A lazy layer (a descriptor file naming a blob and its index) has no device of its own:
+// each gets a made-up one, so the (dev, ino) keys of its files never meet another layer's.
+Result<Layer> open_lazy_layer(const std::string& path, size_t position, std::string& error) {
+  Layer layer;
+  layer.path = path;
+  layer.root = UniqueFd(::open(path.c_str(), O_PATH | O_CLOEXEC));
+  if (!layer.root) {
+    int err = errno;
+    error = "lowerdir " + path + ": " + std::strerror(err);
+    return Errno{err};
+  }
+  layer.dev = makedev(0xfffff, unsigned(position));
+  std::string why;
+  layer.source = BlobLayerSource::open(path, layer.dev, why);
+  if (!layer.source) {
+    error = "lowerdir " + why;
+    return Errno{EINVAL};
+  }
+  return layer;
+}
 
 Result<Layer> open_layer(const std::string& path, bool writable, std::string& error) {
   Layer layer;
@@ -49,7 +74,8 @@ Result<LayerStack> LayerStack::open(const std::vector<std::string>& lowers, cons
     stack.has_upper_ = true;
   }
   for (const auto& lower : lowers) {
-    auto layer = open_layer(lower, false, error);
+    auto layer = is_lazy_layer_file(lower) ? open_lazy_layer(lower, stack.layers_.size(), error)
+                                           : open_layer(lower, false, error);
     if (!layer) return Errno{layer.error()};
     stack.layers_.push_back(std::move(*layer));
   }

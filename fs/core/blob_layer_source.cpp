@@ -1,0 +1,287 @@
+#include "fs/core/blob_layer_source.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <vector>
+
+#include "common/overlay_xattrs.hpp"
+#include "fs/core/whiteout.hpp"
+
+namespace strata::fs {
+
+namespace {
+
+class BlobDir final : public LayerDir {
+ public:
+  explicit BlobDir(uint32_t name) : name_(name) {}
+  uint32_t name() const { return name_; }
+
+ private:
+  uint32_t name_;
+};
+
+uint32_t dir_name(const LayerDir& dir) { return static_cast<const BlobDir&>(dir).name(); }
+
+unsigned char dtype(uint32_t mode) {
+  switch (mode & S_IFMT) {
+    case S_IFDIR: return DT_DIR;
+    case S_IFREG: return DT_REG;
+    case S_IFLNK: return DT_LNK;
+    case S_IFCHR: return DT_CHR;
+    case S_IFBLK: return DT_BLK;
+    case S_IFIFO: return DT_FIFO;
+    default: return DT_UNKNOWN;
+  }
+}
+
+// The xattrs a name shows: the image's own, plus the opaque marker the engine looks for.
+std::vector<std::pair<std::string_view, std::string_view>> xattrs_of(const lazy::TocInode& ino) {
+  std::vector<std::pair<std::string_view, std::string_view>> out;
+  if (ino.opaque) out.emplace_back(kTrustedOpaque, "y");
+  for (const auto& [k, v] : ino.xattrs) out.emplace_back(k, v);
+  return out;
+}
+
+bool all_zero(const char* p, size_t n) {
+  static const char zeros[4096] = {};
+  while (n) {
+    size_t k = std::min(n, sizeof zeros);
+    if (std::memcmp(p, zeros, k) != 0) return false;
+    p += k;
+    n -= k;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool is_lazy_layer_file(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
+  std::ifstream in(path);
+  std::string first;
+  return std::getline(in, first) && first == kLazyLayerHeader;
+}
+
+std::optional<LazyLayerDescriptor> read_lazy_layer_file(const std::string& path, std::string& error) {
+  std::ifstream in(path);
+  std::string line;
+  if (!std::getline(in, line) || line != kLazyLayerHeader) {
+    error = path + ": not a lazy layer descriptor";
+    return std::nullopt;
+  }
+  LazyLayerDescriptor d;
+  bool has_offset = false;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    size_t eq = line.find('=');
+    std::string key = line.substr(0, eq), value = eq == std::string::npos ? "" : line.substr(eq + 1);
+    if (key == "index") {
+      d.index = value;
+    } else if (key == "blob") {
+      d.blob = value;
+    } else if (key == "offset") {
+      char* end = nullptr;
+      errno = 0;
+      d.offset = std::strtoull(value.c_str(), &end, 10);
+      has_offset = !value.empty() && *end == '\0' && errno == 0;
+    } else {
+      error = path + ": unknown key \"" + key + "\"";
+      return std::nullopt;
+    }
+  }
+  if (d.index.empty() || d.blob.empty() || !has_offset) {
+    error = path + ": a lazy layer descriptor needs index=, blob= and offset=";
+    return std::nullopt;
+  }
+  return d;
+}
+
+std::unique_ptr<BlobLayerSource> BlobLayerSource::open(const std::string& descriptor_path, dev_t dev,
+                                                       std::string& error) {
+  auto d = read_lazy_layer_file(descriptor_path, error);
+  if (!d) return nullptr;
+  auto ix = lazy::load_index_file(d->index, error);
+  if (!ix) return nullptr;
+  UniqueFd blob(::open(d->blob.c_str(), O_RDONLY | O_CLOEXEC));
+  struct stat st {};
+  if (!blob || ::fstat(blob.get(), &st) != 0) {
+    error = d->blob + ": " + std::strerror(errno);
+    return nullptr;
+  }
+  if (uint64_t(st.st_size) < d->offset || uint64_t(st.st_size) - d->offset < ix->compressed_size) {
+    error = d->blob + ": shorter than the blob its index describes (" + ix->digest + ")";
+    return nullptr;
+  }
+  auto shared = std::make_shared<const lazy::BlobIndex>(std::move(*ix));
+  return std::unique_ptr<BlobLayerSource>(new BlobLayerSource(shared, std::move(blob), d->offset, dev));
+}
+
+BlobLayerSource::BlobLayerSource(std::shared_ptr<const lazy::BlobIndex> index, UniqueFd blob, uint64_t offset,
+                                 dev_t dev)
+    : index_(index), blob_(std::move(blob)), dev_(dev), root_(std::make_shared<const BlobDir>(0)),
+      reader_(index, blob_.get(), offset) {}
+
+Result<uint32_t> BlobLayerSource::resolve(const LayerDir& dir, std::string_view name) const {
+  uint32_t d = dir_name(dir);
+  if (name.empty()) return d;
+  auto c = index_->child(d, name);
+  if (!c) return Errno{ENOENT};
+  return *c;
+}
+
+LayerDirRef BlobLayerSource::open_dir(const LayerDir& dir, std::string_view name) const {
+  auto n = resolve(dir, name);
+  if (!n) {
+    errno = n.error();
+    return nullptr;
+  }
+  const auto& ino = index_->inodes[index_->names[*n].inode];
+  if (!S_ISDIR(ino.mode)) {
+    errno = S_ISLNK(ino.mode) ? ELOOP : ENOTDIR;
+    return nullptr;
+  }
+  return std::make_shared<const BlobDir>(*n);
+}
+
+Status BlobLayerSource::stat(const LayerDir& dir, std::string_view name, struct stat& st) const {
+  auto n = resolve(dir, name);
+  if (!n) return n.error();
+  uint32_t inode = index_->names[*n].inode;
+  const auto& ino = index_->inodes[inode];
+  st = {};
+  st.st_dev = dev_;
+  st.st_ino = ino_t(inode) + 1;
+  st.st_mode = ino.mode;
+  st.st_nlink = ino.nlink;
+  st.st_uid = ino.uid;
+  st.st_gid = ino.gid;
+  st.st_rdev = dev_t(ino.rdev);
+  st.st_size = off_t(S_ISREG(ino.mode) || S_ISLNK(ino.mode) ? ino.size : S_ISDIR(ino.mode) ? 4096 : 0);
+  st.st_blksize = 4096;
+  st.st_blocks = blkcnt_t((uint64_t(st.st_size) + 511) / 512);
+  st.st_atim.tv_sec = st.st_mtim.tv_sec = st.st_ctim.tv_sec = time_t(ino.mtime);
+  return 0;
+}
+
+Status BlobLayerSource::list(const LayerDir& dir,
+                             const std::function<bool(std::string_view, ino_t, unsigned char)>& each) const {
+  uint32_t d = dir_name(dir);
+  const auto& self = index_->names[d];
+  if (!each(".", ino_t(self.inode) + 1, DT_DIR)) return 0;
+  if (!each("..", ino_t(index_->names[self.parent].inode) + 1, DT_DIR)) return 0;
+  uint32_t first = index_->first_child[d], count = index_->child_count[d];
+  for (uint32_t k = first; k < first + count; k++) {
+    const auto& n = index_->names[k];
+    if (!each(n.name, ino_t(n.inode) + 1, dtype(index_->inodes[n.inode].mode))) return 0;
+  }
+  return 0;
+}
+
+Result<std::string> BlobLayerSource::readlink(const LayerDir& dir, std::string_view name) const {
+  auto n = resolve(dir, name);
+  if (!n) return Errno{n.error()};
+  const auto& ino = index_->inodes[index_->names[*n].inode];
+  if (!S_ISLNK(ino.mode)) return Errno{EINVAL};
+  return ino.link;
+}
+
+ssize_t BlobLayerSource::getxattr(const LayerDir& dir, std::string_view name, const char* xname, void* value,
+                                  size_t size) const {
+  auto n = resolve(dir, name);
+  if (!n) return -n.error();
+  for (const auto& [k, v] : xattrs_of(index_->inodes[index_->names[*n].inode])) {
+    if (k != xname) continue;
+    if (size == 0) return ssize_t(v.size());
+    if (size < v.size()) return -ERANGE;
+    std::memcpy(value, v.data(), v.size());
+    return ssize_t(v.size());
+  }
+  return -ENODATA;
+}
+
+ssize_t BlobLayerSource::listxattr(const LayerDir& dir, std::string_view name, char* list, size_t size) const {
+  auto n = resolve(dir, name);
+  if (!n) return -n.error();
+  std::string all;
+  for (const auto& kv : xattrs_of(index_->inodes[index_->names[*n].inode])) {
+    all.append(kv.first);
+    all.push_back('\0');
+  }
+  if (size == 0) return ssize_t(all.size());
+  if (size < all.size()) return -ERANGE;
+  std::memcpy(list, all.data(), all.size());
+  return ssize_t(all.size());
+}
+
+Result<UniqueFd> BlobLayerSource::materialize(uint32_t inode) const {
+  const auto& ino = index_->inodes[inode];
+  UniqueFd mem(::memfd_create("strata-lazy", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!mem) return last_errno();
+  if (::ftruncate(mem.get(), off_t(ino.size)) != 0) return last_errno();
+  std::vector<char> buf(1 << 20);
+  for (uint64_t done = 0; done < ino.size;) {
+    size_t want = size_t(std::min<uint64_t>(buf.size(), ino.size - done));
+    ssize_t n = reader_.read_at(buf.data(), want, ino.offset + done);
+    if (n < 0) return Errno{int(-n)};
+    if (size_t(n) != want) return Errno{EIO};
+    // Runs of zeros stay holes: a big sparse-looking file costs no memory for them.
+    for (size_t off = 0; off < want; off += 4096) {
+      size_t k = std::min<size_t>(4096, want - off);
+      if (all_zero(buf.data() + off, k)) continue;
+      if (::pwrite(mem.get(), buf.data() + off, k, off_t(done + off)) != ssize_t(k)) return last_errno();
+    }
+    done += want;
+  }
+  if (::fcntl(mem.get(), F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0)
+    return last_errno();
+  return mem;
+}
+
+Result<UniqueFd> BlobLayerSource::open(const LayerDir& dir, std::string_view name, int flags) const {
+  (void)flags;
+  auto n = resolve(dir, name);
+  if (!n) return Errno{n.error()};
+  uint32_t inode = index_->names[*n].inode;
+  const auto& ino = index_->inodes[inode];
+  if (S_ISLNK(ino.mode)) return Errno{ELOOP};
+  if (S_ISDIR(ino.mode)) return Errno{EISDIR};
+  if (!S_ISREG(ino.mode)) return Errno{ENXIO};
+  // Each open gets a file description of its own (its own offset) on the shared memfd.
+  auto reopen = [](int fd) -> Result<UniqueFd> {
+    UniqueFd own(::open(fd_path(fd).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!own) return last_errno();
+    return own;
+  };
+  {
+    std::lock_guard lock(cache_mu_);
+    if (auto it = cached_.find(inode); it != cached_.end()) {
+      cache_.splice(cache_.begin(), cache_, it->second);
+      return reopen(it->second->second.get());
+    }
+  }
+  auto mem = materialize(inode);
+  if (!mem) return mem;
+  auto fd = reopen(mem->get());
+  if (!fd || ino.size > kMaterializedCacheBytes / 4) return fd;
+  std::lock_guard lock(cache_mu_);
+  if (cached_.count(inode)) return fd;
+  while (!cache_.empty() && cached_bytes_ + ino.size > kMaterializedCacheBytes) {
+    cached_bytes_ -= index_->inodes[cache_.back().first].size;
+    cached_.erase(cache_.back().first);
+    cache_.pop_back();
+  }
+  cache_.emplace_front(inode, std::move(*mem));
+  cached_[inode] = cache_.begin();
+  cached_bytes_ += ino.size;
+  return fd;
+}
+
+}  // namespace strata::fs
