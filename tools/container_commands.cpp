@@ -11,6 +11,7 @@
 #include "layerstore/container/changes.hpp"
 #include "layerstore/container/commit.hpp"
 #include "layerstore/container/container.hpp"
+#include "layerstore/container/lazy_mount.hpp"
 #include "layerstore/container/mounts.hpp"
 #include "layerstore/container/run.hpp"
 #include "layerstore/container/save.hpp"
@@ -113,10 +114,17 @@ void add_container_commands(CLI::App& app, const std::string& root) {
   Args& a = *args;
 
   auto* mount = app.add_subcommand("mount", "mount an image read-only with strata-fs and print the mount point");
-  mount->add_option("image", a.image, "IMAGE")->required();
+  auto lazy = std::make_shared<bool>(false);
+  mount->add_option("image", a.image, "IMAGE, or with --lazy an archive or OCI layout")->required();
   mount->add_option("dir", a.dir, "mount point (default <root>/mnt/<image-id>)");
-  mount->callback([&root, args] {
+  mount->add_flag("--lazy", *lazy, "serve the layers straight from the archive's blobs (no store, no unpacking)");
+  mount->callback([&root, args, lazy] {
     run_command("mount " + args->image, [&] {
+      if (*lazy) {
+        LazyMountOptions o{args->image, args->dir, lazy_cache_dir(root), {}};
+        std::printf("%s\n", mount_lazy(o, note).c_str());
+        return 0;
+      }
       std::printf("%s\n", mount_image(layout(root), args->image, args->dir, note).c_str());
       return 0;
     });

@@ -119,10 +119,12 @@ std::vector<std::string> strata_fs_argv(const std::string& exe, const OverlayMou
   return argv;
 }
 
-void mount_overlay(const StoreLayout& l, const OverlayMountSpec& s) {
+void mount_overlay(const StoreLayout& l, const OverlayMountSpec& s) { mount_overlay_in(l.overlay2(), s); }
+
+void mount_overlay_in(const std::string& cwd, const OverlayMountSpec& s) {
   if (s.lowers.empty()) throw Error("no layers to mount");
   std::string exe = find_strata_fs();
-  Child c = run_program(strata_fs_argv(exe, s), l.overlay2());
+  Child c = run_program(strata_fs_argv(exe, s), cwd);
   if (!WIFEXITED(c.status) || WEXITSTATUS(c.status) != 0) {
     std::string why = c.err.empty() ? "exit status " + std::to_string(WEXITSTATUS(c.status)) : c.err;
     if (why.find("/dev/fuse") != std::string::npos && why.find("ermission denied") != std::string::npos)

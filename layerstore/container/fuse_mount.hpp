@@ -28,6 +28,8 @@ std::vector<std::string> strata_fs_argv(const std::string& exe, const OverlayMou
 
 // Runs strata-fs (it detaches once mounted) and waits for it; throws with its stderr.
 void mount_overlay(const StoreLayout& l, const OverlayMountSpec& s);
+// The same with strata-fs started in `cwd` (lowers given as absolute paths).
+void mount_overlay_in(const std::string& cwd, const OverlayMountSpec& s);
 
 enum class MountState { NotMounted, Mounted, Stale };
 MountState mount_state(const std::string& path);

@@ -1,0 +1,141 @@
+#include "layerstore/container/lazy_mount.hpp"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstdlib>
+
+#include "common/lazy/blob_index.hpp"
+#include "layerstore/archive/digest.hpp"
+#include "layerstore/archive/fs_util.hpp"
+#include "layerstore/archive/layer_index_build.hpp"
+#include "layerstore/container/fuse_mount.hpp"
+#include "layerstore/error.hpp"
+#include "layerstore/sources/input_files.hpp"
+
+namespace strata {
+
+namespace {
+
+// The file strata-fs can open to read a blob: the archive or blob file itself. An input
+// that had to be spooled (stdin, a compressed archive) lives in an unlinked temp file that
+// no other process can name.
+std::string blob_file_path(const BlobRef& blob) {
+  char buf[PATH_MAX];
+  std::string link = "/proc/self/fd/" + std::to_string(blob.file->get());
+  ssize_t n = readlink(link.c_str(), buf, sizeof buf - 1);
+  if (n < 0) throw_errno("readlink " + link);
+  std::string path(buf, size_t(n));
+  if (path.empty() || path[0] != '/' || path.ends_with(" (deleted)"))
+    throw Error("a lazy mount reads blobs in place: give an uncompressed archive file or a directory");
+  return path;
+}
+
+// A layer's cache key: its digest; a docker-archive names none, so its diff_id, size and
+// compression (the same tar compressed another way is another blob).
+std::string cache_name(const LayerToLoad& layer, const std::string& diff_id) {
+  if (!layer.digest.empty()) return "sha256-" + digest_hex(layer.digest);
+  uint8_t head[4] = {};
+  ssize_t got = pread(layer.blob.file->get(), head, std::min<uint64_t>(4, layer.blob.length), off_t(layer.blob.offset));
+  char kind = got >= 2 && head[0] == 0x1f && head[1] == 0x8b ? 'g' : got == 4 && head[0] == 0x28 ? 'z' : 'p';
+  return "diff-" + digest_hex(diff_id) + "-" + std::to_string(layer.blob.length) + "-" + kind;
+}
+
+// The cached index when it describes this blob, else nullopt.
+std::optional<lazy::BlobIndex> cached_index(const std::string& path, const LayerToLoad& layer,
+                                            const std::string& diff_id, const NoteFn& note) {
+  if (!path_exists(path)) return std::nullopt;
+  std::string err;
+  auto ix = lazy::load_index_file(path, err);
+  if (!ix) {
+    note("ignoring cached index " + path + ": " + err);
+    return std::nullopt;
+  }
+  if (ix->compressed_size != layer.blob.length || ix->diff_id != diff_id ||
+      (!layer.digest.empty() && ix->digest != layer.digest)) {
+    note("ignoring cached index " + path + ": it describes another blob");
+    return std::nullopt;
+  }
+  return ix;
+}
+
+}  // namespace
+
+std::string lazy_cache_dir(const std::string& explicit_root) {
+  if (!explicit_root.empty()) return explicit_root + "/lazy";
+  if (const char* r = std::getenv("STRATA_ROOT"); r && *r) return std::string(r) + "/lazy";
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::string(x) + "/strata/lazy";
+  const char* home = std::getenv("HOME");
+  if (!home || !*home) throw Error("no cache dir for lazy indexes: set $XDG_CACHE_HOME or $HOME, or --root");
+  return std::string(home) + "/.cache/strata/lazy";
+}
+
+std::string mount_lazy(const LazyMountOptions& opts, const NoteFn& note) {
+  auto files = open_input_files(opts.input, "/tmp", 0);
+  auto images = read_any_archive(*files, opts.input, opts.platform);
+  if (images.empty()) throw Error("no image in it");
+  if (images.size() > 1)
+    throw Error("it holds " + std::to_string(images.size()) + " images; a lazy mount takes an archive of one");
+  const ImageToLoad& img = images.front();
+  if (img.layers.empty()) throw Error("image has no layers");
+  if (img.layers.size() != img.diff_ids.size()) throw Error("manifest and config disagree on the number of layers");
+
+  std::string index_dir = opts.cache + "/index";
+  mkdirs(index_dir, 0700);
+  std::vector<std::string> descriptors;  // bottom first
+  std::string state = opts.cache + "/mounts";
+  mkdirs(state, 0700);
+  std::string tmpl = state + "/" + digest_hex(img.image_id).substr(0, 12) + "-XXXXXX";
+  if (!mkdtemp(tmpl.data())) throw_errno("mkdtemp " + tmpl);
+  std::string desc_dir = tmpl;
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() { remove_tree_forced(dir); }
+  } cleanup{desc_dir};
+
+  for (size_t i = 0; i < img.layers.size(); i++) {
+    const LayerToLoad& layer = img.layers[i];
+    const std::string& diff_id = img.diff_ids[i];
+    std::string what = "layer " + std::to_string(i + 1) + " (" + layer.blob.name + ")";
+    if (layer.size >= 0 && uint64_t(layer.size) != layer.blob.length)
+      throw Error(what + ": size " + std::to_string(layer.blob.length) + " differs from the manifest's " +
+                  std::to_string(layer.size));
+    std::string path = index_dir + "/" + cache_name(layer, diff_id);
+    if (!cached_index(path, layer, diff_id, note)) {
+      lazy::BlobIndex ix;
+      try {
+        ix = build_blob_index(layer.blob, note, {});
+      } catch (const Error& e) {
+        throw Error(what + ": " + e.what());
+      }
+      if (!layer.digest.empty() && ix.digest != layer.digest)
+        throw Error(what + ": digest mismatch (want " + layer.digest + ", got " + ix.digest + ")");
+      if (ix.diff_id != diff_id)
+        throw Error(what + ": diff_id mismatch (want " + diff_id + ", got " + ix.diff_id + ")");
+      write_file_atomic(path, ix.serialize(), 0600);
+    }
+    std::string desc = "strata-lazy-layer 1\nindex=" + path + "\nblob=" + blob_file_path(layer.blob) +
+                       "\noffset=" + std::to_string(layer.blob.offset) + "\n";
+    if (desc.find('\n', desc.find("blob=")) != desc.find("\noffset=")) throw Error("blob path with a newline");
+    std::string name = desc_dir + "/layer-" + std::to_string(i);
+    write_file_atomic(name, desc, 0600);
+    descriptors.push_back(name);
+  }
+
+  std::string target = opts.target.empty() ? opts.cache + "/mnt/" + digest_hex(img.image_id) : opts.target;
+  mkdirs(target, 0755);
+  char real[PATH_MAX];
+  if (!realpath(target.c_str(), real)) throw_errno(target);
+  target = real;
+  if (mount_state(target) != MountState::NotMounted) throw Error(target + " is already a mount point");
+  OverlayMountSpec s;
+  s.lowers.assign(descriptors.rbegin(), descriptors.rend());
+  s.target = target;
+  mount_overlay_in("/", s);
+  return target;
+}
+
+}  // namespace strata
