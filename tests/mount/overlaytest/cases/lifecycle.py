@@ -140,6 +140,48 @@ def sigkill_copyup(ctx):
     ctx.check(not left, f"workdir leftovers after the next mount: {left}")
 
 
+@case("interrupted-open", "lifecycle", ("root", "rootless", "userns"))
+def interrupted_open(ctx):
+    """A caller signalled while its open copies up a big file: the kernel sends the daemon
+    FUSE_INTERRUPT (on /dev/fuse, also when the open itself came through io_uring), the open
+    still completes, the write lands, and the mount serves on and unmounts."""
+    base = ctx.path("intr")
+    lowers, up, work = fx.build_stack(base, [[F("small", "s")]], ctx.kernel_form)
+    block = bytes(range(256)) * 4096  # 1 MiB of non-zero data: the copy-up takes a while
+    with open(os.path.join(lowers[0], "big"), "wb") as f:
+        for _ in range(192):
+            f.write(block)
+    mnt = os.path.join(base, "mnt")
+    m = ctx.mount_fs(lowers, up, work, mnt, opts="debug")  # the log shows the INTERRUPT
+    script = ("import os, signal, sys\n"
+              "signal.signal(signal.SIGUSR1, lambda *a: None)\n"
+              "sys.stdout.write('R'); sys.stdout.flush()\n"
+              "fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)\n"
+              "signal.signal(signal.SIGUSR1, signal.SIG_IGN)\n"
+              "os.write(fd, b'TAIL'); os.close(fd)\n")
+    child = subprocess.Popen(["/usr/bin/python3", "-c", script, os.path.join(mnt, "big")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ctx.check(child.stdout.read(1) == b"R", "the writer did not start")
+    while child.poll() is None:  # signal it until its open returns (no timing assumption)
+        try:
+            os.kill(child.pid, signal.SIGUSR1)
+        except ProcessLookupError:
+            break
+        env.wait_until(lambda: child.poll() is not None, guard=0.002, step=0.001)
+    err = child.stderr.read().decode(errors="replace").strip()
+    ctx.check(child.wait() == 0, f"the interrupted writer failed: {err[-500:]}")
+    ctx.check("opcode: INTERRUPT" in m.stderr(),
+              "no FUSE_INTERRUPT reached the daemon: the open ended before the first signal")
+    with open(os.path.join(mnt, "big"), "rb") as f:
+        f.seek(-(len(block) + 4), os.SEEK_END)
+        tail = f.read()
+    ctx.check(tail == block + b"TAIL", "big does not end with its last block and TAIL")
+    ctx.check(os.listdir(mnt) and os.stat(os.path.join(mnt, "small")).st_size == 1,
+              "the mount stopped answering after the interrupt")
+    ctx.unmount(m)
+    ctx.check(m.wait_exit() == 0, f"the daemon exited {m.exit_code} after unmount")
+
+
 def _cli(ctx, args, base, up, work, what, expect_ok=False):
     before_u, before_w = _tree(up), _tree(work)
     mnt = args[-1]
