@@ -17,6 +17,7 @@
 #include "layerstore/container/save.hpp"
 #include "layerstore/error.hpp"
 #include "layerstore/store/image_db.hpp"
+#include "tools/lifecycle_commands.hpp"
 #include "tools/cli_rules.hpp"
 
 namespace strata::cli {
@@ -48,6 +49,7 @@ struct Args {
   std::string image, dir, name, format, output, tag, comment, hostname, workdir, user, entrypoint, network, platform;
   std::vector<std::string> refs, env, volumes, cmd, cap_add, cap_drop, security_opt, changes;
   bool all = false, force = false, rm = false, entrypoint_set = false, privileged = false;
+  RunModeFlags mode;  // -d -i -t
 };
 
 void add_create_options(CLI::App* c, Args& a) {
@@ -141,11 +143,13 @@ void add_container_commands(CLI::App& app, const std::string& root) {
 
   auto* create = app.add_subcommand("create", "create a container from an image and print its ID");
   add_create_options(create, a);
+  add_run_mode_flags(create, a.mode, false);
   create->callback([&root, args, create] {
     collect_cmd(create, *args);
     run_command("create " + args->image, [&] {
       check_platform(layout(root), args->image, args->platform);
       Container c = create_container(layout(root), spec_of(*args));
+      record_run_mode(layout(root), c, args->mode);
       std::printf("%s\n", c.id.c_str());
       return 0;
     });
@@ -153,6 +157,7 @@ void add_container_commands(CLI::App& app, const std::string& root) {
 
   auto* run = app.add_subcommand("run", "create a container and run its command (rootless: user namespaces)");
   run->add_flag("--rm", a.rm, "remove the container when it exits");
+  add_run_mode_flags(run, a.mode, true);
   add_create_options(run, a);
   run->callback([&root, args, run] {
     collect_cmd(run, *args);
@@ -162,11 +167,12 @@ void add_container_commands(CLI::App& app, const std::string& root) {
     try {
       check_platform(l, args->image, args->platform);
       c = create_container(l, spec_of(*args));
-      code = run_container(l, *c, note);
+      record_run_mode(l, *c, args->mode);
+      code = run_created_container(l, *c, args->mode, args->rm);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "strata: run %s: %s\n", args->image.c_str(), e.what());
     }
-    if (c && args->rm) {
+    if (c && args->rm && !(args->mode.detach && code == 0)) {  // -d: its monitor removes it
       try {
         remove_container(l, find_container(l, c->id), true);
       } catch (const std::exception& e) {

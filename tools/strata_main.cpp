@@ -8,6 +8,7 @@
 #include "tools/cli_rules.hpp"
 #include "tools/commands.hpp"
 #include "tools/container_commands.hpp"
+#include "tools/lifecycle_commands.hpp"
 #include "tools/registry_commands.hpp"
 
 using namespace strata;
@@ -22,6 +23,7 @@ int main(int argc, char** argv) {
   std::string root;
   app.add_option("--root", root, "store root (default $STRATA_ROOT, /var/lib/strata or $XDG_DATA_HOME/strata)");
   cli::add_container_commands(app, root);
+  cli::add_lifecycle_commands(app, root);
 
   cli::LoadArgs load;
   auto* c_load = app.add_subcommand("load", "load a docker-archive, OCI layout (dir or tar) or registry storage dir");

@@ -13,6 +13,7 @@
 #include "layerstore/archive/digest.hpp"
 #include "layerstore/archive/fs_util.hpp"
 #include "layerstore/container/fuse_mount.hpp"
+#include "layerstore/container/lifecycle.hpp"
 #include "layerstore/container/process_identity.hpp"
 #include "layerstore/error.hpp"
 #include "layerstore/store/image_db.hpp"
@@ -301,6 +302,9 @@ void remove_container(const StoreLayout& l, const Container& c, bool force) {
     // rest, strata run sees it and strata-fs unmounts.
     ProcessRef init = recorded_init(c.cfg);
     if (signal_process(init, SIGKILL)) wait_process_gone(init, std::chrono::seconds(10));
+    // Its monitor then stops strata-fs and records the exit: removing the layers before that
+    // left strata-fs to unmount a deleted mount point ("fuse: failed to unmount").
+    wait_exit_recorded(l, c);
   }
   RangeLock store = lock_store(l.lock_file(), true);
   std::string merged = c.merged(l);

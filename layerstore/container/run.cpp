@@ -6,8 +6,10 @@
 #include <pwd.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -17,6 +19,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -26,6 +29,7 @@
 #include "layerstore/container/child_exit.hpp"
 #include "layerstore/container/fuse_mount.hpp"
 #include "layerstore/container/process_identity.hpp"
+#include "layerstore/container/pty_relay.hpp"
 #include "layerstore/container/rootfs_setup.hpp"
 #include "layerstore/container/run_user.hpp"
 #include "layerstore/container/seccomp_profile.hpp"
@@ -84,6 +88,30 @@ void die_with_parent(int signal, pid_t parent) {
 // socket) crosses into the container or into strata-fs.
 void close_inherited_fds() {
   if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0) die_errno("close_range");
+}
+
+// The same, keeping `keep` (moved to fd 3, which is returned): the init's pty socket.
+int close_inherited_fds_but(int keep) {
+  if (keep < 0) {
+    close_inherited_fds();
+    return -1;
+  }
+  if (keep != 3 && dup3(keep, 3, O_CLOEXEC) != 3) die_errno("dup3");
+  if (syscall(SYS_close_range, 4U, ~0U, 0U) != 0) die_errno("close_range");
+  return 3;
+}
+
+// A signal the init passes on to the command: every one a process can catch, except those a
+// fault raises (a handler would loop) and SIGCHLD, which the init needs itself. `strata kill -s`
+// signals the init; as pid 1 of its namespace it only receives what it has a handler for.
+bool init_forwards(int sig) {
+  switch (sig) {
+    case SIGKILL: case SIGSTOP: case SIGCHLD: case SIGSEGV: case SIGBUS: case SIGFPE: case SIGILL:
+    case SIGTRAP: case SIGSYS: case SIGABRT:
+      return false;
+    default:
+      return true;
+  }
 }
 
 std::string now_rfc3339() {
@@ -224,24 +252,41 @@ std::string env_get(const std::vector<std::string>& env, const std::string& key)
 // (strata run killed), B is killed, and with it, by the kernel, everything in the container.
 [[noreturn]] void container_init(const std::string& rootfs, const Container& c, const StoreLayout& l,
                                  const std::vector<Volume>& vols, const Confinement& conf, int setup_alive_rd,
-                                 int setup_alive_wr) {
+                                 int setup_alive_wr, int tty_sock) {
   // getppid() is 0 in a new pid namespace, so A's liveness is read from a pipe only A
   // still holds open for writing: hung up means A is already gone.
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) die_errno("PR_SET_PDEATHSIG");
   close(setup_alive_wr);
   struct pollfd alive {setup_alive_rd, POLLIN, 0};
   if (poll(&alive, 1, 0) != 0) _exit(125);
-  close_inherited_fds();
+  tty_sock = close_inherited_fds_but(tty_sock);
   // Nothing in the container may ptrace or read this process (it keeps every capability).
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   if (unshare(CLONE_NEWNS) != 0) die_errno("unshare mount namespace");
   std::string hn = c.cfg["Config"].value("Hostname", std::string());
   if (sethostname(hn.data(), hn.size()) != 0) die_errno("sethostname");
   setup_rootfs(rootfs, c, l, vols, conf);
+  int tty_slave = -1;
+  if (tty_sock >= 0) {
+    tty_slave = open_container_pty(tty_sock);
+    if (tty_slave < 0) die_errno("open a pty in the container");
+    close(tty_sock);
+  }
   pid_t cmd = fork();
   if (cmd < 0) die_errno("fork");
-  if (cmd == 0) exec_command(c, conf);
+  if (cmd == 0) {
+    if (tty_slave >= 0 && !make_controlling_tty(tty_slave)) die_errno("make the pty the controlling terminal");
+    exec_command(c, conf);
+  }
+  if (tty_slave >= 0) close(tty_slave);  // the pty ends when the container's processes close it
   install_forwarding(cmd);
+  for (int s = 1; s < 32; ++s) {
+    if (!init_forwards(s)) continue;
+    struct sigaction sa {};
+    sa.sa_handler = forward_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(s, &sa, nullptr);
+  }
   block_forwarded(false);
   for (;;) {  // reap orphans too; stop when the command exits
     int st = 0;
@@ -261,9 +306,14 @@ std::string env_get(const std::vector<std::string>& env, const std::string& key)
 [[noreturn]] void container_setup(const StoreLayout& l, const Container& c, const OverlayMountSpec& spec,
                                   const std::string& strata_fs, const std::vector<Volume>& vols,
                                   const Confinement& conf, pid_t monitor, int sync_rd, int sync_wr, int report_wr,
-                                  bool userns) {
+                                  bool userns, int tty_sock, bool keep_stdin) {
   die_with_parent(SIGKILL, monitor);
   if (setsid() < 0) die_errno("setsid");
+  if (!keep_stdin) {
+    int null = open("/dev/null", O_RDONLY);
+    if (null < 0 || dup2(null, 0) != 0) die_errno("open /dev/null");
+    close(null);
+  }
   if (userns) {
     if (unshare(CLONE_NEWUSER) != 0) die_errno("unshare user namespace (are user namespaces enabled?)");
     char b = 1;
@@ -311,9 +361,10 @@ std::string env_get(const std::vector<std::string>& env, const std::string& key)
   if (init < 0) die_errno("fork");
   if (init == 0) {
     close(report_wr);
-    container_init(spec.target, c, l, vols, conf, alive[0], alive[1]);
+    container_init(spec.target, c, l, vols, conf, alive[0], alive[1], tty_sock);
   }
   close(alive[0]);  // alive[1] stays open until A exits
+  if (tty_sock >= 0) close(tty_sock);  // B alone holds it: the monitor sees B's death as EOF
   install_forwarding(init);
   block_forwarded(false);
   // B cannot be reaped before A waits, so its start time is there to read.
@@ -332,7 +383,7 @@ std::string env_get(const std::vector<std::string>& env, const std::string& key)
 
 }  // namespace
 
-int run_container(const StoreLayout& l, Container& c, const NoteFn& note) {
+int run_container(const StoreLayout& l, Container& c, const NoteFn& note, const RunOptions& opt) {
   bool userns = geteuid() != 0;
   Confinement conf = confinement_of(c.cfg);
   std::string strata_fs = find_strata_fs();
@@ -365,6 +416,8 @@ int run_container(const StoreLayout& l, Container& c, const NoteFn& note) {
   int to_child[2], to_parent[2], report[2];
   if (pipe2(to_child, O_CLOEXEC) != 0 || pipe2(to_parent, O_CLOEXEC) != 0 || pipe2(report, O_CLOEXEC) != 0)
     throw_errno("pipe");
+  int tty[2] = {-1, -1};
+  if (opt.tty && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, tty) != 0) throw_errno("socketpair");
   pid_t monitor = getpid();
   // Signals that arrive before the forwarding is in place must not kill us half-way.
   block_forwarded(true);
@@ -374,11 +427,15 @@ int run_container(const StoreLayout& l, Container& c, const NoteFn& note) {
     close(to_child[1]);
     close(to_parent[0]);
     close(report[0]);
-    container_setup(l, c, spec, strata_fs, vols, conf, monitor, to_child[0], to_parent[1], report[1], userns);
+    if (tty[0] >= 0) close(tty[0]);
+    container_setup(l, c, spec, strata_fs, vols, conf, monitor, to_child[0], to_parent[1], report[1], userns, tty[1],
+                    opt.keep_stdin);
   }
   close(to_child[0]);
   close(to_parent[1]);
   close(report[1]);
+  UniqueFd tty_sock(tty[0]);
+  if (tty[1] >= 0) close(tty[1]);
   install_forwarding(a);
   block_forwarded(false);
   if (userns) {
@@ -403,17 +460,44 @@ int run_container(const StoreLayout& l, Container& c, const NoteFn& note) {
   while ((got = read(report[0], &init, sizeof init)) < 0 && errno == EINTR) {
   }
   close(report[0]);
+  // -t: the init opens the pty after building the rootfs and waits for the window size.
+  std::optional<RawTerminal> raw;
+  std::optional<PtyRelay> relay;
+  if (got == static_cast<ssize_t>(sizeof init) && tty_sock) {
+    UniqueFd master = receive_pty_master(tty_sock.get());
+    if (master) {
+      copy_window_size(master.get());
+      if (opt.keep_stdin) raw.emplace();
+      (void)!write(tty_sock.get(), "g", 1);
+      relay.emplace(std::move(master), opt.keep_stdin);
+    }
+  }
+  tty_sock.reset();
   if (got == static_cast<ssize_t>(sizeof init)) {
-    c.cfg["State"] = {{"Running", true},        {"Pid", init.pid},           {"PidStartTime", init.start_time},
-                      {"ExitCode", 0},          {"StartedAt", now_rfc3339()}, {"FinishedAt", ""}};
+    // The monitor (this process) is recorded too: whoever stops or removes the container
+    // waits for it to record the exit and for strata-fs to be gone.
+    c.cfg["State"] = {{"Running", true},
+                      {"Pid", init.pid},
+                      {"PidStartTime", init.start_time},
+                      {"MonitorPid", getpid()},
+                      {"MonitorStartTime", process_start_time(getpid()).value_or(0)},
+                      {"ExitCode", 0},
+                      {"StartedAt", now_rfc3339()},
+                      {"FinishedAt", ""}};
     save_container(l, c);
+    if (opt.on_started) opt.on_started();
   }
   int status = wait_status(a);
   g_forward_pid = 0;
+  if (relay) relay->join();  // the rest of the pty's output
+  raw.reset();
+  if (opt.on_exited) opt.on_exited();
   if (!c.cfg["State"].value("Running", false)) c.cfg["State"]["StartedAt"] = now_rfc3339();
   c.cfg["State"]["Running"] = false;
   c.cfg["State"]["Pid"] = 0;
   c.cfg["State"]["PidStartTime"] = 0;
+  c.cfg["State"]["MonitorPid"] = 0;
+  c.cfg["State"]["MonitorStartTime"] = 0;
   c.cfg["State"]["ExitCode"] = status;
   c.cfg["State"]["FinishedAt"] = now_rfc3339();
   try {
