@@ -15,6 +15,7 @@ Driven by bench/run.sh (which builds strata and checks the prerequisites). One r
 """
 import argparse
 import datetime
+import fcntl
 import hashlib
 import json
 import os
@@ -39,6 +40,7 @@ STRATA_BASE = None
 # enable_uring switch is turned on for the run and restored after; "strata-fs" then runs with
 # uring=off, so the two columns are the two transports). Column u/s = strata-uring / strata-fs.
 URING_SWITCH = "/sys/module/fuse/parameters/enable_uring"
+URING_LOCK = "/run/lock/strata-fuse-uring.lock"  # tests/mount/run.py --uring takes it too
 CACHE = "/var/tmp/strata-bench-cache"
 MiB = 1 << 20
 
@@ -714,6 +716,8 @@ class Bench:
         log(f"run dir: {self.run}")
         try:
             if "strata-uring" in self.impls:
+                self.uring_lock = open(URING_LOCK, "a")  # held until the process exits
+                fcntl.flock(self.uring_lock, fcntl.LOCK_EX)
                 with open(URING_SWITCH) as f:
                     self.uring_old = f.read().strip()
                 with open(URING_SWITCH, "w") as f:

@@ -9,6 +9,7 @@ The binary defaults to $STRATA_FS. Exit 0: all run cases passed; 1: a case faile
 """
 
 import argparse
+import fcntl
 import os
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ from overlaytest import cases, env  # noqa: E402
 from overlaytest.core import CASES, run_case  # noqa: E402
 
 URING_SWITCH = "/sys/module/fuse/parameters/enable_uring"
+URING_LOCK = "/run/lock/strata-fuse-uring.lock"  # also taken by bench/overlay_bench.py --uring
 
 
 def select(names):
@@ -101,10 +103,18 @@ def main():
 
 def with_uring_switch(body):
     """Sets /sys/module/fuse/parameters/enable_uring to Y around body(), then restores it.
-    Only for an explicit --uring run: the switch is system-wide (ctest runs these serially)."""
+    Only for an explicit --uring run: the switch is system-wide (ctest runs these serially), and
+    a lock file keeps two --uring runs (or bench/run.sh --uring) from restoring it under each
+    other."""
     if not env.is_root():
         print(f"SKIP: --uring needs root to set {URING_SWITCH}")
         return env.SKIP
+    with open(URING_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _with_uring_switch_locked(body)
+
+
+def _with_uring_switch_locked(body):
     try:
         with open(URING_SWITCH) as f:
             old = f.read().strip()

@@ -9,7 +9,7 @@ from .. import env
 from .. import fixture as fx
 from ..core import case
 from ..fixture import F
-from ..mounts import FuseMount, fuse_optstring, pid_alive
+from ..mounts import FuseMount, fuse_optstring, pid_alive, uring_fds
 
 POLL_S = 5.0  # how long an external change may take to show (cache timeout is 1 s)
 
@@ -178,6 +178,22 @@ def interrupted_open(ctx):
     ctx.check(tail == block + b"TAIL", "big does not end with its last block and TAIL")
     ctx.check(os.listdir(mnt) and os.stat(os.path.join(mnt, "small")).st_size == 1,
               "the mount stopped answering after the interrupt")
+    ctx.unmount(m)
+    ctx.check(m.wait_exit() == 0, f"the daemon exited {m.exit_code} after unmount")
+
+
+@case("uring-off", "lifecycle", ("root", "rootless", "userns"))
+def uring_off(ctx):
+    """-o uring=off serves through /dev/fuse whatever the kernel offers (run.py --uring turns
+    FUSE over io_uring on): no io_uring in the daemon, the log says why, the mount works."""
+    base, (lowers, up, work) = _stack(ctx, "uring-off")
+    mnt = os.path.join(base, "mnt")
+    m = ctx.mount_fs(lowers, up, work, mnt, opts="debug,uring=off", uring_check=False)
+    with open(os.path.join(mnt, "a")) as f:
+        ctx.check(f.read() == "a", "a reads wrong")
+    ctx.check(uring_fds(m.pid) == 0, f"the daemon holds {uring_fds(m.pid)} io_uring instances")
+    ctx.check("transport: /dev/fuse (uring=off)" in m.stderr(),
+              "the daemon's log does not say it serves /dev/fuse because of uring=off")
     ctx.unmount(m)
     ctx.check(m.wait_exit() == 0, f"the daemon exited {m.exit_code} after unmount")
 
