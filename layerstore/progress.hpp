@@ -1,5 +1,5 @@
 #pragma once
-// Progress on stderr: on a terminal one bar per running layer (bytes, rate, done/total),
+// Progress on stderr: on a terminal one bar per running layer (bytes, rate, ETA, done/total),
 // redrawn in place as `docker pull` does, several at once when layers download in
 // parallel; plain lines otherwise; nothing with --quiet. Safe to call from any thread.
 #include <chrono>
@@ -41,5 +41,29 @@ class Progress {
 };
 
 std::string human_bytes(double bytes);
+
+// One bar for a scope, on an optional Progress: ended as "failed" unless done() was called
+// (an exception leaves no bar drawn under the error line).
+class LayerBar {
+ public:
+  LayerBar(Progress* p, const std::string& label, uint64_t total, const std::string& verb)
+      : p_(p), id_(p ? p->begin_layer(label, total, verb) : -1) {}
+  ~LayerBar() {
+    if (p_) p_->end_layer(id_, "failed");
+  }
+  LayerBar(const LayerBar&) = delete;
+  LayerBar& operator=(const LayerBar&) = delete;
+  void update(uint64_t done) {
+    if (p_) p_->update(id_, done);
+  }
+  void done(const std::string& outcome) {
+    if (p_) p_->end_layer(id_, outcome);
+    p_ = nullptr;
+  }
+
+ private:
+  Progress* p_;
+  int id_;
+};
 
 }  // namespace strata

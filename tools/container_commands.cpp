@@ -16,6 +16,7 @@
 #include "layerstore/container/run.hpp"
 #include "layerstore/container/save.hpp"
 #include "layerstore/error.hpp"
+#include "layerstore/progress.hpp"
 #include "layerstore/store/image_db.hpp"
 #include "tools/lifecycle_commands.hpp"
 #include "tools/cli_rules.hpp"
@@ -49,6 +50,7 @@ struct Args {
   std::string image, dir, name, format, output, tag, comment, hostname, workdir, user, entrypoint, network, platform;
   std::vector<std::string> refs, env, volumes, cmd, cap_add, cap_drop, security_opt, changes;
   bool all = false, force = false, rm = false, entrypoint_set = false, privileged = false;
+  bool quiet = false;  // save, commit: no progress
   RunModeFlags mode;  // -d -i -t
 };
 
@@ -259,12 +261,15 @@ void add_container_commands(CLI::App& app, const std::string& root) {
                      "a Dockerfile instruction for the new image's config: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, "
                      "ONBUILD, USER, VOLUME, WORKDIR (repeatable)")
       ->allow_extra_args(false);
+  commit->add_flag("-q,--quiet", a.quiet, "no progress output (only the image ID)");
   commit->callback([&root, args] {
     run_command("commit " + args->name, [&] {
       StoreLayout l = layout(root);
-      CommitResult r = commit_container(l, find_container(l, args->name), args->tag, args->comment, args->changes);
-      std::fprintf(stderr, "layer %s (gzip %s)%s\n", r.diff_id.c_str(), r.gzip_digest.c_str(),
-                   r.layer_reused ? ", already in the store" : "");
+      Progress progress(Progress::detect(args->quiet));
+      CommitResult r = commit_container(l, find_container(l, args->name), args->tag, args->comment, args->changes,
+                                        &progress);
+      progress.message("layer " + r.diff_id + " (gzip " + r.gzip_digest + ")" +
+                       (r.layer_reused ? ", already in the store" : ""));
       std::printf("%s\n", r.image_id.c_str());
       return 0;
     });
@@ -274,10 +279,13 @@ void add_container_commands(CLI::App& app, const std::string& root) {
   save->add_option("images", a.refs, "IMAGE...")->required();
   save->add_option("-o,--output", a.output, "output file (dir for oci-dir)")->required();
   save->add_option("--format", a.format, "docker-archive (default), oci-archive or oci-dir");
+  save->add_flag("-q,--quiet", a.quiet, "no progress output");
   save->callback([&root, args] {
     run_command("save " + args->output, [&] {
-      SaveResult r = save_images(layout(root), args->refs, args->output, parse_save_format(args->format));
-      std::fprintf(stderr, "%d image(s), %d layer(s) written to %s\n", r.images, r.layers, args->output.c_str());
+      Progress progress(Progress::detect(args->quiet));
+      SaveResult r = save_images(layout(root), args->refs, args->output, parse_save_format(args->format), &progress);
+      progress.message(std::to_string(r.images) + " image(s), " + std::to_string(r.layers) + " layer(s) written to " +
+                       args->output);
       return 0;
     });
   });

@@ -16,6 +16,7 @@
 #include "layerstore/container/config_change.hpp"
 #include "layerstore/container/layer_export.hpp"
 #include "layerstore/error.hpp"
+#include "layerstore/progress.hpp"
 #include "layerstore/store/image_db.hpp"
 #include "layerstore/store/layer_db.hpp"
 #include "layerstore/store/store_lock.hpp"
@@ -52,7 +53,8 @@ struct CommitStaging {
 }  // namespace
 
 CommitResult commit_container(const StoreLayout& l, const Container& c, const std::string& tag,
-                              const std::string& comment, const std::vector<std::string>& changes) {
+                              const std::string& comment, const std::vector<std::string>& changes,
+                              Progress* progress) {
   json checked;  // a bad --change fails here, before anything is written
   apply_config_changes(checked, changes);
   std::optional<Reference> ref;
@@ -72,7 +74,10 @@ CommitResult commit_container(const StoreLayout& l, const Container& c, const st
   CommitStaging st{db, l.layerdb_tmp() + "/commit-" + c.id + ".tar", "", false};
   UniqueFd tar(open(st.tar.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!tar) throw_errno("create " + st.tar);
-  ExportResult ex = export_layer_tar(c.rw_dir(l) + "/diff", tar.get());
+  std::string rw_diff = c.rw_dir(l) + "/diff";
+  LayerBar export_bar(progress, "layer of " + c.name, progress ? estimate_tar_bytes(rw_diff) : 0, "exporting");
+  ExportResult ex = export_layer_tar(rw_diff, tar.get(), [&](uint64_t n) { export_bar.update(n); });
+  export_bar.done("exported: " + human_bytes(static_cast<double>(ex.tar_bytes)));
 
   CommitResult res;
   res.diff_id = ex.diff_id;
@@ -105,7 +110,10 @@ CommitResult commit_container(const StoreLayout& l, const Container& c, const st
                   "l/" + db.link_id(parent->cache_id) + (path_exists(plower) ? ":" + read_file(plower) : ""), 0644);
     UniqueFd diff = open_dir(odir + "/diff");
     BlobRef blob{std::make_shared<UniqueFd>(std::move(tar)), 0, ex.tar_bytes, "committed layer"};
-    UnpackResult r = unpack_layer(blob, diff.get(), detect_whiteout_style(ofd.get()), [](const std::string&) {}, {});
+    LayerBar unpack_bar(progress, "layer " + ex.diff_id.substr(0, 19), ex.tar_bytes, "unpacking");
+    UnpackResult r = unpack_layer(blob, diff.get(), detect_whiteout_style(ofd.get()), [](const std::string&) {},
+                                  [&](uint64_t n) { unpack_bar.update(n); });
+    unpack_bar.done("unpacked");
     if (r.diff_id != ex.diff_id) throw Error("committed layer re-reads as " + r.diff_id + ", wrote " + ex.diff_id);
     rec.size = r.stats.content_bytes;
     write_file_at(tfd.get(), "diff", rec.diff_id, 0600);

@@ -9,14 +9,18 @@
 
 namespace strata {
 
+class Progress;
+
 struct CommitResult {
   std::string image_id;
   std::string diff_id, gzip_digest, chain_id;
   bool layer_reused = false;
 };
 
-// `changes`: Dockerfile instructions for the new config (--change, see config_change.hpp).
+// `changes`: Dockerfile instructions for the new config (--change, see config_change.hpp);
+// `progress`: bars while the layer is exported and unpacked (nullptr: none).
 CommitResult commit_container(const StoreLayout& l, const Container& c, const std::string& tag,
-                              const std::string& comment, const std::vector<std::string>& changes = {});
+                              const std::string& comment, const std::vector<std::string>& changes = {},
+                              Progress* progress = nullptr);
 
 }  // namespace strata

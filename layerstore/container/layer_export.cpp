@@ -6,6 +6,7 @@
 #include <archive_entry.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -34,6 +35,7 @@ struct Sink {
   Sha256 tar_hash, gz_hash;
   z_stream z{};
   uint64_t tar_bytes = 0, gz_bytes = 0;
+  std::function<void(uint64_t)> progress;
   std::vector<unsigned char> zbuf = std::vector<unsigned char>(1 << 16);
 
   Sink(int out) : fd(out) {
@@ -56,6 +58,7 @@ struct Sink {
   void write(const void* p, size_t n) {
     tar_hash.update(p, n);
     tar_bytes += n;
+    if (progress) progress(tar_bytes);
     deflate_some(p, n, Z_NO_FLUSH);
     const char* c = static_cast<const char*>(p);
     while (n) {
@@ -268,10 +271,24 @@ class Writer {
 
 }  // namespace
 
-ExportResult export_layer_tar(const std::string& diff_dir, int out_fd) {
+uint64_t estimate_tar_bytes(const std::string& diff_dir) {
+  static thread_local uint64_t total;
+  total = 0;
+  nftw(
+      diff_dir.c_str(),
+      [](const char*, const struct stat* st, int type, struct FTW*) {
+        total += 512 + (type == FTW_F && S_ISREG(st->st_mode) ? (st->st_size + 511) / 512 * 512 : 0);
+        return 0;
+      },
+      64, FTW_PHYS);
+  return total + 1024;
+}
+
+ExportResult export_layer_tar(const std::string& diff_dir, int out_fd, const std::function<void(uint64_t)>& progress) {
   UniqueFd root(open(diff_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!root) throw_errno("open " + diff_dir);
   Sink sink(out_fd);
+  sink.progress = progress;
   archive* a = archive_write_new();
   std::unique_ptr<archive, decltype(&archive_write_free)> guard(a, archive_write_free);
   archive_write_set_format_pax_restricted(a);

@@ -5,6 +5,7 @@
 // user.containers.override_stat where a rootless writer kept them. diff_id (sha256 of the
 // tar) and the gzip digest are computed while writing.
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace strata {
@@ -16,7 +17,10 @@ struct ExportResult {
   uint64_t gzip_bytes = 0;
 };
 
-// Writes the tar to out_fd.
-ExportResult export_layer_tar(const std::string& diff_dir, int out_fd);
+// Writes the tar to out_fd; `progress` (if set) gets the tar bytes written so far.
+ExportResult export_layer_tar(const std::string& diff_dir, int out_fd,
+                              const std::function<void(uint64_t)>& progress = {});
+// About the size of the tar of `diff_dir` (file sizes plus a header per entry), for a bar.
+uint64_t estimate_tar_bytes(const std::string& diff_dir);
 
 }  // namespace strata

@@ -17,6 +17,7 @@
 #include "layerstore/archive/tar_split.hpp"
 #include "layerstore/container/fuse_mount.hpp"
 #include "layerstore/error.hpp"
+#include "layerstore/progress.hpp"
 #include "layerstore/store/image_db.hpp"
 #include "layerstore/store/layer_db.hpp"
 #include "layerstore/store/short_names.hpp"
@@ -82,6 +83,7 @@ class Output {
   }
   virtual bool has(const std::string& name) = 0;
   virtual void dir(const std::string& name) = 0;
+  Progress* progress = nullptr;  // a bar per layer written, when given
 };
 
 class TarOutput : public Output {
@@ -163,11 +165,14 @@ void write_layer(Output& out, const std::string& name, const LayerOut& layer) {
   Sha256 h;
   uint64_t n = 0;
   UniqueFd diff = open_dir(layer.diff_dir);
+  LayerBar bar(out.progress, layer.diff_id.substr(0, 19), layer.size, "writing");
   assemble_tar_split(layer.tar_split, diff.get(), [&](const uint8_t* p, size_t len) {
     h.update(p, len);
     n += len;
     out.data(p, len);
+    bar.update(n);
   });
+  bar.done("written: " + human_bytes(static_cast<double>(n)));
   std::string got = h.finish();
   if (got != layer.diff_id || n != layer.size)
     throw Error("layer " + layer.diff_id + " rebuilds as " + got + " (" + std::to_string(n) + " bytes): run `strata verify`");
@@ -255,7 +260,7 @@ SaveFormat parse_save_format(const std::string& s) {
 }
 
 SaveResult save_images(const StoreLayout& l, const std::vector<std::string>& names, const std::string& output,
-                       SaveFormat format) {
+                       SaveFormat format, Progress* progress) {
   if (!store_exists(l)) throw Error("no such image: " + names.at(0));
   RangeLock store = read_lock_store(l);
   ImageDb idb(l);
@@ -291,9 +296,11 @@ SaveResult save_images(const StoreLayout& l, const std::vector<std::string>& nam
         throw Error(output + " exists and is not empty");
       mkdirs(tmp, 0755);
       DirOutput out(tmp);
+      out.progress = progress;
       write_oci_layout(out, images, res);
     } else {
       TarOutput out(tmp);
+      out.progress = progress;
       if (format == SaveFormat::DockerArchive) write_docker_archive(out, images, res);
       else write_oci_layout(out, images, res);
       out.close();

@@ -10,6 +10,8 @@
 
 namespace strata {
 
+class Progress;
+
 enum class SaveFormat { DockerArchive, OciArchive, OciDir };
 SaveFormat parse_save_format(const std::string& s);
 
@@ -19,7 +21,8 @@ struct SaveResult {
   unsigned long long bytes = 0;
 };
 
+// `progress`: a bar per layer written (nullptr: none).
 SaveResult save_images(const StoreLayout& l, const std::vector<std::string>& images, const std::string& output,
-                       SaveFormat format);
+                       SaveFormat format, Progress* progress = nullptr);
 
 }  // namespace strata
