@@ -150,7 +150,19 @@ void TocBuilder::add(const TarEntryView& e, uint64_t data_offset, uint64_t rdev)
     std::string target = clean_entry_path(e.linkname);
     if (target.empty()) throw Error("hardlink \"" + path + "\" points at the layer root");
     int64_t t = find(target);
-    if (t < 0) throw Error("hardlink \"" + path + "\" -> \"" + target + "\": No such file or directory");
+    if (t < 0) {
+      // The extractor resolves the target's parents beneath the layer, following symlinks
+      // that stay inside it; a lazy layer does not follow them at all.
+      uint32_t at = 0;
+      for (const auto& c : components(split_parent(target).first)) {
+        auto it = nodes_[at].kids.find(c);
+        if (it == nodes_[at].kids.end()) break;
+        at = it->second;
+        if (S_ISLNK(inodes_[nodes_[at].inode].mode))
+          throw Error("hardlink \"" + path + "\" -> \"" + target + "\" goes through a symlink (not supported in lazy layers)");
+      }
+      throw Error("hardlink \"" + path + "\" -> \"" + target + "\": No such file or directory");
+    }
     if (is_dir(uint32_t(t))) throw Error("hardlink \"" + path + "\" -> \"" + target + "\": Operation not permitted");
     uint32_t inode = nodes_[uint32_t(t)].inode;
     remove_child(pd, base);

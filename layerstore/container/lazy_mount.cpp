@@ -55,10 +55,8 @@ std::optional<lazy::BlobIndex> cached_index(const std::string& path, const Layer
     return std::nullopt;
   }
   if (ix->compressed_size != layer.blob.length || ix->diff_id != diff_id ||
-      (!layer.digest.empty() && ix->digest != layer.digest)) {
-    note("ignoring cached index " + path + ": it describes another blob");
-    return std::nullopt;
-  }
+      (!layer.digest.empty() && ix->digest != layer.digest))
+    return std::nullopt;  // another blob under that name: verify this one from scratch
   return ix;
 }
 
@@ -101,8 +99,8 @@ std::string mount_lazy(const LazyMountOptions& opts, const NoteFn& note) {
     const std::string& diff_id = img.diff_ids[i];
     std::string what = "layer " + std::to_string(i + 1) + " (" + layer.blob.name + ")";
     if (layer.size >= 0 && uint64_t(layer.size) != layer.blob.length)
-      throw Error(what + ": size " + std::to_string(layer.blob.length) + " differs from the manifest's " +
-                  std::to_string(layer.size));
+      throw Error(what + ": size mismatch (the manifest says " + std::to_string(layer.size) + " bytes, the blob has " +
+                  std::to_string(layer.blob.length) + ")");
     std::string path = index_dir + "/" + cache_name(layer, diff_id);
     if (!cached_index(path, layer, diff_id, note)) {
       lazy::BlobIndex ix;
