@@ -1,0 +1,69 @@
+#!/usr/bin/python3
+"""The should-fail corpus (bad_input_corpus.py) through `strata mount --lazy`: a lazy layer's
+table of contents is read by the same rules as extraction, so every hostile or broken input
+`load` refuses is refused here too: exit != 0, one error line naming the input and the
+reason, nothing mounted, no index cached, nothing written outside."""
+import os
+import shutil
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from strata_test_lib import *  # noqa: E402,F403
+from bad_input_corpus import GOOD, cases, layout, make_tar  # noqa: E402
+
+need_root()
+need_tools("fusermount3")
+if not os.path.exists("/dev/fuse"):
+    skip("no /dev/fuse")
+
+# Where a lazy layer words the same refusal differently.
+LAZY_REASON = {
+    "hardlink-via-symlink": "symlink",
+    "diffids-count": "",
+}
+
+work = workdir()
+cache = os.path.join(work, "cache")
+mnt = os.path.join(work, "mnt")
+os.makedirs(mnt)
+failures = []
+try:
+    good = layout(os.path.join(work, "good"), [make_tar(GOOD)])
+    run(STRATA, "--root", cache, "mount", "--lazy", good, mnt, timeout=60)
+    assert os.path.isfile(os.path.join(mnt, "etc/hello")), "the good image did not mount"
+    run("fusermount3", "-u", mnt)
+    index_dir = os.path.join(cache, "lazy", "index")
+    cached = sorted(os.listdir(index_dir))
+
+    for name, reason, tars, kw in cases:
+        reason = LAZY_REASON.get(name, reason)
+        p = layout(os.path.join(work, name), tars, **kw)
+        r = run(STRATA, "--root", cache, "mount", "--lazy", p, mnt, check=False, timeout=60)
+        err = r.stderr.strip().splitlines()
+        problems = []
+        if r.returncode == 0:
+            problems.append("exit 0")
+        if len(err) != 1:
+            problems.append(f"{len(err)} stderr lines: {err}")
+        elif not err[0].startswith(f"strata: mount {p}: ") or reason.lower() not in err[0].lower():
+            problems.append(f"error does not name {p!r} and {reason!r}: {err[0]}")
+        if os.path.ismount(mnt):
+            problems.append("mounted")
+            subprocess.run(["fusermount3", "-u", mnt])
+        if sorted(os.listdir(index_dir)) != cached:
+            problems.append("an index was cached")
+        if os.path.exists("/evil") or os.path.exists("/tmp/evil"):
+            problems.append("file written outside the layer")
+        if problems:
+            failures.append(f"{name}: " + "; ".join(problems))
+        else:
+            print(f"ok   {name}: {err[0]}")
+finally:
+    if os.path.ismount(mnt):
+        subprocess.run(["fusermount3", "-u", mnt])
+    shutil.rmtree(work, ignore_errors=True)
+if failures:
+    print("FAILED:\n" + "\n".join(failures))
+    sys.exit(1)
+print(f"PASS ({len(cases)} cases)")
