@@ -9,6 +9,7 @@
 #include "tools/commands.hpp"
 #include "tools/container_commands.hpp"
 #include "tools/lifecycle_commands.hpp"
+#include "tools/exec_commands.hpp"
 #include "tools/registry_commands.hpp"
 
 using namespace strata;
@@ -24,6 +25,7 @@ int main(int argc, char** argv) {
   app.add_option("--root", root, "store root (default $STRATA_ROOT, /var/lib/strata or $XDG_DATA_HOME/strata)");
   cli::add_container_commands(app, root);
   cli::add_lifecycle_commands(app, root);
+  cli::add_exec_commands(app, root);
 
   cli::LoadArgs load;
   auto* c_load = app.add_subcommand("load", "load a docker-archive, OCI layout (dir or tar) or registry storage dir");

@@ -10,8 +10,14 @@
 
 namespace strata {
 
+// The command named in the line: "run", or "exec"/"cp" for the processes they fork.
+inline std::string& child_command_name() {
+  static std::string name = "run";
+  return name;
+}
+
 [[noreturn]] inline void die(const std::string& what) {
-  std::string msg = "strata: run: " + what + "\n";
+  std::string msg = "strata: " + child_command_name() + ": " + what + "\n";
   (void)!write(2, msg.data(), msg.size());
   _exit(125);
 }

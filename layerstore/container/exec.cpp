@@ -1,0 +1,115 @@
+#include "layerstore/container/exec.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "layerstore/container/child_exit.hpp"
+#include "layerstore/container/command_exec.hpp"
+#include "layerstore/container/container_join.hpp"
+#include "layerstore/error.hpp"
+
+namespace strata {
+
+namespace {
+
+volatile sig_atomic_t g_forward_pid = 0;
+constexpr int kForwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+
+void forward_signal(int sig) {
+  if (g_forward_pid > 0) kill(g_forward_pid, sig);
+}
+
+// Each hop (strata exec -> the joining child -> the command) holds the forwarded signals
+// blocked from before its fork until its handler knows the child: one sent meanwhile waits.
+void block_forwarded(bool block) {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : kForwarded) sigaddset(&set, s);
+  sigprocmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, nullptr);
+}
+
+void forward_to(pid_t pid) {
+  g_forward_pid = pid;
+  struct sigaction sa {};
+  sa.sa_handler = forward_signal;
+  sigemptyset(&sa.sa_mask);
+  for (int s : kForwarded) sigaction(s, &sa, nullptr);
+  block_forwarded(false);
+}
+
+int wait_status(pid_t pid) {
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0)
+    if (errno != EINTR) return 125;
+  if (WIFEXITED(st)) return WEXITSTATUS(st);
+  if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+  return 125;
+}
+
+void die_with_parent(pid_t parent) {
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) die_errno("PR_SET_PDEATHSIG");
+  if (getppid() != parent) _exit(125);
+}
+
+// The joining child: enters the container, forks the command there (it is then in the
+// container's pid namespace) and reports its status. In a session of its own, so a terminal's
+// ^C reaches strata exec alone, which passes it on once.
+[[noreturn]] void joiner(const ContainerNamespaces& ns, const ContainerCommand& cmd, const Confinement& conf,
+                         pid_t parent) {
+  die_with_parent(parent);
+  if (setsid() < 0) die_errno("setsid");
+  join_container_namespaces(ns, true);
+  // It holds every capability of the container's user namespace until the command drops them.
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  pid_t child = fork();
+  if (child < 0) die_errno("fork");
+  if (child == 0) {
+    // Its parent is outside its pid namespace (getppid() says 0): the death signal alone.
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) die_errno("PR_SET_PDEATHSIG");
+    if (setsid() < 0) die_errno("setsid");
+    exec_container_command(cmd, conf);
+  }
+  forward_to(child);
+  _exit(wait_status(child));
+}
+
+}  // namespace
+
+int exec_in_container(const Container& c, const ExecRequest& r) {
+  if (r.argv.empty()) throw Error("no command given");
+  ContainerNamespaces ns = open_container_namespaces(c);
+  Confinement conf = confinement_of(c.cfg);
+  ContainerCommand cmd = container_command(c.cfg);
+  cmd.argv = r.argv;
+  cmd.env = env_with(cmd.env, r.env);
+  if (!r.user.empty()) cmd.user = r.user;
+  if (!r.workdir.empty()) cmd.workdir = r.workdir;
+  cmd.create_workdir = false;  // as docker exec: a missing -w is an error, not made
+  UniqueFd null;
+  if (!r.keep_stdin) {
+    null = UniqueFd(open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!null) throw_errno("open /dev/null");
+  }
+  child_command_name() = "exec";
+  pid_t parent = getpid();
+  block_forwarded(true);
+  pid_t pid = fork();
+  if (pid < 0) {
+    int err = errno;
+    block_forwarded(false);
+    throw SysError("fork", err);
+  }
+  if (pid == 0) {
+    if (null && dup2(null.get(), 0) != 0) die_errno("dup2");
+    joiner(ns, cmd, conf, parent);
+  }
+  forward_to(pid);
+  int status = wait_status(pid);
+  g_forward_pid = 0;
+  return status;
+}
+
+}  // namespace strata
