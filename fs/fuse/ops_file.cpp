@@ -22,10 +22,19 @@ Caller caller_with_capabilities(fuse_req_t req, int fd) {
 
 // How the kernel serves the open: straight from the backing file (passthrough), through the
 // daemon with its page cache, or through the daemon without it (see passthrough.hpp).
+// Whether a writer through this open may keep set-id bits the kernel writes past: root with
+// CAP_FSETID (the kernel writes a passthrough file with the daemon's credentials).
+bool may_keep_setid(fuse_req_t req, const OpenFile& file) {
+  const fuse_ctx* c = fuse_req_ctx(req);
+  if (c->uid != 0) return false;
+  if ((file.flags & O_ACCMODE) == O_RDONLY) return true;
+  return task_has_fsetid(c->pid).value_or(true);
+}
+
 BackingFiles::Grant choose_io(fuse_req_t req, OpenFile& file, fuse_file_info* fi) {
   Context& ctx = context(req);
   BackingFiles::Grant grant;
-  if (ctx.backing && passthrough_negotiated()) grant = ctx.backing->acquire(file, fuse_req_ctx(req)->uid == 0);
+  if (ctx.backing && passthrough_negotiated()) grant = ctx.backing->acquire(file, may_keep_setid(req, file));
   switch (grant.mode) {
     case BackingFiles::Mode::Passthrough:
       fi->keep_cache = 0;  // the kernel refuses any other cache flag with passthrough

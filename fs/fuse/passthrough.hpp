@@ -47,7 +47,7 @@ class BackingFiles {
   };
   // How the kernel is to serve this open of `file` (a regular file or not). Every acquire
   // except Busy is matched by one release(file) when the open ends (also when the reply fails).
-  // `root_caller`: the open comes from uid 0.
+  // `root_caller`: the open comes from uid 0 with CAP_FSETID (a writer that keeps set-id bits).
   Grant acquire(OpenFile& file, bool root_caller);
   void release(OpenFile& file);
 

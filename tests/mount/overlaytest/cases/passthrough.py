@@ -12,6 +12,7 @@ import os
 import re
 
 from ..core import case
+from .. import env
 from ..env import Skip
 from .. import fixture as fx
 from ..fixture import D, F
@@ -208,4 +209,37 @@ def passthrough_setid_under_writer(ctx):
     ctx.check(status == 0, "uid 4321 could not append")
     mode = os.stat(p).st_mode & 0o7777
     ctx.check(mode == 0o777, f"after a write by uid 4321 the mode is {oct(mode)}, want 0o777")
+
+    # Root without CAP_FSETID writing through the kernel is such a writer too (it kept the
+    # set-uid bit its writes must clear: the daemon took uid 0 for CAP_FSETID).
+    p = os.path.join(m.path, "d", "nocap")
+    with open(p, "wb") as f:
+        f.write(b"one")
+    os.chmod(p, 0o755)
+    opened, go = os.pipe(), os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            env.drop_capability(env.CAP_FSETID)
+            fd = os.open(p, os.O_WRONLY | os.O_APPEND)
+            os.write(opened[1], b"x")
+            os.read(go[0], 1)
+            os.write(fd, b"two")
+            os.close(fd)
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    os.read(opened[0], 1)
+    try:
+        os.chmod(p, 0o4755)
+        got = "ok"
+    except OSError as e:
+        got = os.strerror(e.errno)
+    os.write(go[1], b"x")
+    _, status = os.waitpid(pid, 0)
+    ctx.check(status == 0, "root without CAP_FSETID could not append")
+    mode = os.stat(p).st_mode & 0o7777
+    ctx.check(got == os.strerror(26) or mode == 0o755,
+              f"chmod u+s under a passthrough writer without CAP_FSETID: {got}, then mode {oct(mode)} "
+              "(the kernel kept the bit on its write)")
     ctx.unmount(m)
