@@ -258,8 +258,8 @@ void add_container_commands(CLI::App& app, const std::string& root) {
   commit->add_option("tag", a.tag, "NAME[:TAG]");
   commit->add_option("-m,--message", a.comment, "history comment");
   commit->add_option("-c,--change", a.changes,
-                     "a Dockerfile instruction for the new image's config: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, "
-                     "ONBUILD, USER, VOLUME, WORKDIR (repeatable)")
+                     "a Dockerfile instruction for the new image's config: CMD, ENTRYPOINT, ENV, EXPOSE, "
+                     "HEALTHCHECK, LABEL, ONBUILD, USER, VOLUME, WORKDIR (repeatable)")
       ->allow_extra_args(false);
   commit->add_flag("-q,--quiet", a.quiet, "no progress output (only the image ID)");
   commit->callback([&root, args] {

@@ -218,6 +218,75 @@ std::vector<std::string> exposed_ports(const std::string& spec) {
   return out;
 }
 
+// A Go duration ("30s", "1m30s", "500ms") in nanoseconds, as HEALTHCHECK's flags take it.
+int64_t go_duration(const std::string& flag, const std::string& v) {
+  static const std::vector<std::pair<std::string, double>> units = {
+      {"ns", 1}, {"us", 1e3}, {"µs", 1e3}, {"ms", 1e6}, {"s", 1e9}, {"m", 60e9}, {"h", 3600e9}};
+  double total = 0;
+  size_t i = 0;
+  if (v == "0") return 0;
+  while (i < v.size()) {
+    size_t j = i;
+    while (j < v.size() && (std::isdigit(static_cast<unsigned char>(v[j])) || v[j] == '.')) j++;
+    if (j == i) throw Error("invalid duration \"" + v + "\" for --" + flag);
+    double n = std::stod(v.substr(i, j - i));
+    size_t k = j;
+    while (k < v.size() && !std::isdigit(static_cast<unsigned char>(v[k])) && v[k] != '.') k++;
+    std::string unit = v.substr(j, k - j);
+    auto u = std::find_if(units.begin(), units.end(), [&](const auto& x) { return x.first == unit; });
+    if (u == units.end()) throw Error("invalid duration \"" + v + "\" for --" + flag);
+    total += n * u->second;
+    i = k;
+  }
+  if (total != 0 && total < 1e6) throw Error("--" + flag + " cannot be less than 1ms");
+  return static_cast<int64_t>(total);
+}
+
+// HEALTHCHECK NONE | HEALTHCHECK [--interval=D] [--timeout=D] [--start-period=D] [--retries=N] CMD ...
+json healthcheck(const std::string& rest) {
+  std::string r = rest;
+  json hc = json::object();
+  while (r.rfind("--", 0) == 0) {
+    size_t sp = r.find_first_of(" \t");
+    std::string flag = r.substr(2, sp == std::string::npos ? std::string::npos : sp - 2);
+    r = sp == std::string::npos ? "" : trim(r.substr(sp));
+    size_t eq = flag.find('=');
+    if (eq == std::string::npos) throw Error("HEALTHCHECK flag --" + flag + " needs a value (--" + flag + "=...)");
+    std::string name = flag.substr(0, eq), value = flag.substr(eq + 1);
+    if (name == "interval") hc["Interval"] = go_duration(name, value);
+    else if (name == "timeout") hc["Timeout"] = go_duration(name, value);
+    else if (name == "start-period") hc["StartPeriod"] = go_duration(name, value);
+    else if (name == "retries") {
+      if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos)
+        throw Error("--retries must be a number >= 0");
+      hc["Retries"] = std::stoi(value);
+    } else {
+      throw Error("unknown flag: --" + name);
+    }
+  }
+  size_t sp = r.find_first_of(" \t");
+  std::string type = r.substr(0, sp);
+  for (auto& c : type) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  std::string args = sp == std::string::npos ? "" : trim(r.substr(sp));
+  if (type == "NONE") {
+    if (!args.empty()) throw Error("HEALTHCHECK NONE takes no arguments");
+    return json{{"Test", {"NONE"}}};
+  }
+  if (type != "CMD") throw Error("unknown type \"" + type + "\" in HEALTHCHECK (try CMD)");
+  if (args.empty()) throw Error("missing command after HEALTHCHECK CMD");
+  json test = json::array();
+  if (auto v = json_form(args)) {
+    test.push_back("CMD");
+    for (const auto& a : *v) test.push_back(a);
+  } else {
+    test = {"CMD-SHELL", args};
+  }
+  hc["Test"] = test;
+  for (const char* k : {"Interval", "Timeout", "StartPeriod", "Retries"})
+    if (hc.contains(k) && hc[k] == 0) hc.erase(k);
+  return hc;
+}
+
 struct State {
   json& cfg;
   bool cmd_set = false;
@@ -232,13 +301,14 @@ void apply_one(State& st, const std::string& change) {
   std::string kw;
   for (char c : word) kw += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   const json env = cfg.contains("Env") ? cfg["Env"] : json(nullptr);
-  static const std::vector<std::string> known = {"CMD",   "ENTRYPOINT", "ENV",    "EXPOSE",  "LABEL",
-                                                 "ONBUILD", "USER",    "VOLUME", "WORKDIR"};
+  static const std::vector<std::string> known = {"CMD",     "ENTRYPOINT", "ENV",  "EXPOSE", "HEALTHCHECK",
+                                                 "LABEL",   "ONBUILD",    "USER", "VOLUME", "WORKDIR"};
   if (std::find(known.begin(), known.end(), kw) == known.end()) {
     std::string lower;
     for (char c : word) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     throw Error((lower.empty() ? "\"\"" : lower) +
-                " is not a valid change command (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, USER, VOLUME, WORKDIR)");
+                " is not a valid change command (CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK, LABEL, ONBUILD, USER, VOLUME, "
+                "WORKDIR)");
   }
   if (rest.empty()) throw Error(kw + " requires at least one argument");
   if (kw == "CMD") {
@@ -277,6 +347,8 @@ void apply_one(State& st, const std::string& change) {
       if (trim(v).empty()) throw Error("VOLUME specified can not be an empty string");
       cfg["Volumes"][v] = json::object();
     }
+  } else if (kw == "HEALTHCHECK") {
+    cfg["Healthcheck"] = healthcheck(rest);
   } else if (kw == "USER") {
     cfg["User"] = process_word(rest, env);
   } else if (kw == "WORKDIR") {

@@ -1,7 +1,7 @@
 #pragma once
 // `--change` of commit and import: Dockerfile instructions applied to an image config's
-// "config" object as `docker commit --change` does (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL,
-// ONBUILD, USER, VOLUME, WORKDIR; any case; JSON or shell form; repeatable, in order).
+// "config" object as `docker commit --change` does (CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK,
+// LABEL, ONBUILD, USER, VOLUME, WORKDIR; any case; JSON or shell form; repeatable, in order).
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
