@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "layerstore/container/enosys_stub.hpp"
 #include "layerstore/error.hpp"
 
 // What this filter is, rule by rule: moby's profiles/seccomp/default.json (the profile
@@ -26,8 +27,9 @@
 //   (without CAP_SYS_BOOT), bpf, perf_event_open, keyctl/add_key/request_key, unshare and
 //   setns (without CAP_SYS_ADMIN), userfaultfd, acct, settimeofday/clock_settime (without
 //   CAP_SYS_TIME), quotactl, syslog, vhangup, iopl/ioperm, lookup_dcookie, nfsservctl,
-//   uselib, ustat, sysfs, _sysctl, create_module, get_kernel_syms, query_module, ... and any
-//   syscall newer than this list.
+//   uselib, ustat, sysfs, _sysctl, create_module, get_kernel_syms, query_module, ...
+// - A syscall numbered above the highest one these rules name, per ABI, fails with ENOSYS
+//   (runc's stub, enosys_stub.hpp): newer syscalls look absent and libc falls back.
 // - An allow list of ordinary syscalls (kAllowed below, the profile's first rule; ptrace is
 //   allowed as the profile does on kernels >= 4.8).
 // - socket: any family but AF_VSOCK (40).
@@ -149,23 +151,31 @@ void check(int rc, const std::string& what) {
 // Argument `index` compared with `op`; for SCMP_CMP_MASKED_EQ `a` is the mask, `b` the value.
 scmp_arg_cmp arg(unsigned index, scmp_compare op, scmp_datum_t a, scmp_datum_t b = 0) { return {index, op, a, b}; }
 
-// Adds `action` for `name` (with optional argument comparisons, all of which must hold) on
-// every architecture of the filter that has the syscall; a name libseccomp does not know at
-// all is skipped.
-void add_rule(const Filter& f, uint32_t action, const char* name, std::initializer_list<scmp_arg_cmp> cmps = {}) {
-  int nr = seccomp_syscall_resolve_name(name);
-  if (nr == __NR_SCMP_ERROR) return;
-  std::vector<scmp_arg_cmp> args(cmps);
-  check(seccomp_rule_add_array(f.get(), action, nr, args.size(), args.empty() ? nullptr : args.data()),
-        std::string("rule for ") + name);
-}
+// The filter being built and every syscall name its rules name (enosys_stub.hpp needs them).
+struct Profile {
+  Filter f;
+  std::vector<const char*> names;
+
+  // Adds `action` for `name` (with optional argument comparisons, all of which must hold) on
+  // every architecture of the filter that has the syscall; a name libseccomp does not know at
+  // all is skipped.
+  void add(uint32_t action, const char* name, std::initializer_list<scmp_arg_cmp> cmps = {}) {
+    int nr = seccomp_syscall_resolve_name(name);
+    if (nr == __NR_SCMP_ERROR) return;
+    names.push_back(name);
+    std::vector<scmp_arg_cmp> args(cmps);
+    check(seccomp_rule_add_array(f.get(), action, nr, args.size(), args.empty() ? nullptr : args.data()),
+          std::string("rule for ") + name);
+  }
+};
 
 bool has(CapabilityMask caps, int cap) { return cap < 64 && (caps >> cap) & 1; }
 
 }  // namespace
 
 void load_docker_seccomp_profile(CapabilityMask caps) {
-  Filter f(seccomp_init(SCMP_ACT_ERRNO(EPERM)));
+  Profile p{Filter(seccomp_init(SCMP_ACT_ERRNO(EPERM))), {}};
+  const Filter& f = p.f;
   if (!f) throw Error("seccomp: cannot create a filter");
   // libseccomp sets no_new_privs on load by default; Docker only does with the option, and
   // set-uid programs (su, ping) must keep working without it.
@@ -182,37 +192,40 @@ void load_docker_seccomp_profile(CapabilityMask caps) {
     add_arch(SCMP_ARCH_ARM);
   }
 
-  for (const char* name : kAllowed) add_rule(f, SCMP_ACT_ALLOW, name);
-  add_rule(f, SCMP_ACT_ALLOW, "socket", {arg(0, SCMP_CMP_NE, 40)});  // AF_VSOCK reaches the host
+  for (const char* name : kAllowed) p.add(SCMP_ACT_ALLOW, name);
+  p.add(SCMP_ACT_ALLOW, "socket", {arg(0, SCMP_CMP_NE, 40)});  // AF_VSOCK reaches the host
   for (scmp_datum_t persona : {0x0ULL, 0x8ULL, 0x20000ULL, 0x20008ULL, 0xffffffffULL})
-    add_rule(f, SCMP_ACT_ALLOW, "personality", {arg(0, SCMP_CMP_EQ, persona)});
+    p.add(SCMP_ACT_ALLOW, "personality", {arg(0, SCMP_CMP_EQ, persona)});
 
   if (native == SCMP_ARCH_X86_64 || native == SCMP_ARCH_X86 || native == SCMP_ARCH_X32) {
-    add_rule(f, SCMP_ACT_ALLOW, "arch_prctl");
-    add_rule(f, SCMP_ACT_ALLOW, "modify_ldt");
+    p.add(SCMP_ACT_ALLOW, "arch_prctl");
+    p.add(SCMP_ACT_ALLOW, "modify_ldt");
   } else if (native == SCMP_ARCH_AARCH64 || native == SCMP_ARCH_ARM) {
     for (const char* n : {"arm_fadvise64_64", "arm_sync_file_range", "sync_file_range2", "breakpoint", "cacheflush",
                           "set_tls"})
-      add_rule(f, SCMP_ACT_ALLOW, n);
+      p.add(SCMP_ACT_ALLOW, n);
   } else if (native == SCMP_ARCH_PPC64LE) {
-    for (const char* n : {"sync_file_range2", "swapcontext"}) add_rule(f, SCMP_ACT_ALLOW, n);
+    for (const char* n : {"sync_file_range2", "swapcontext"}) p.add(SCMP_ACT_ALLOW, n);
   } else if (native == SCMP_ARCH_S390X || native == SCMP_ARCH_S390) {
     for (const char* n : {"s390_pci_mmio_read", "s390_pci_mmio_write", "s390_runtime_instr"})
-      add_rule(f, SCMP_ACT_ALLOW, n);
+      p.add(SCMP_ACT_ALLOW, n);
   } else if (native == SCMP_ARCH_RISCV64) {
-    add_rule(f, SCMP_ACT_ALLOW, "riscv_flush_icache");
+    p.add(SCMP_ACT_ALLOW, "riscv_flush_icache");
   }
 
   for (const auto& rule : kByCapability)
     if (has(caps, rule.cap))
-      for (const char* n : rule.names) add_rule(f, SCMP_ACT_ALLOW, n);
+      for (const char* n : rule.names) p.add(SCMP_ACT_ALLOW, n);
   if (!has(caps, CAP_SYS_ADMIN)) {
     // s390 passes clone's flags second.
     bool s390 = native == SCMP_ARCH_S390X || native == SCMP_ARCH_S390;
-    add_rule(f, SCMP_ACT_ALLOW, "clone", {arg(s390 ? 1 : 0, SCMP_CMP_MASKED_EQ, kNamespaceFlags, 0)});
-    add_rule(f, SCMP_ACT_ERRNO(ENOSYS), "clone3");
+    p.add(SCMP_ACT_ALLOW, "clone", {arg(s390 ? 1 : 0, SCMP_CMP_MASKED_EQ, kNamespaceFlags, 0)});
+    p.add(SCMP_ACT_ERRNO(ENOSYS), "clone3");
   }
-  check(seccomp_load(f.get()), "load the filter");
+  std::vector<uint32_t> arches = {native};
+  if (native == SCMP_ARCH_X86_64) arches = {native, SCMP_ARCH_X86, SCMP_ARCH_X32};
+  if (native == SCMP_ARCH_AARCH64) arches = {native, SCMP_ARCH_ARM};
+  load_with_enosys_stub(f.get(), enosys_limits(arches, p.names));
 }
 
 }  // namespace strata

@@ -1,7 +1,10 @@
 // Capability resolution (Docker's --cap-add/--cap-drop rules), --security-opt parsing, and
 // the seccomp profile loaded for real in a child process: what it refuses, with which errno.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/audit.h>
 #include <linux/capability.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
@@ -10,9 +13,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <functional>
+#include <vector>
 
 #include "layerstore/container/capabilities.hpp"
+#include "layerstore/container/enosys_stub.hpp"
 #include "layerstore/container/seccomp_profile.hpp"
 #include "layerstore/container/security_options.hpp"
 #include "layerstore/error.hpp"
@@ -117,6 +123,58 @@ TEST(SeccompProfile, RefusesWhatDockerRefuses) {
               return static_cast<long>(p);
             }),
             0);
+}
+
+TEST(SeccompProfile, NewerSyscallsLookAbsent) {
+  // As runc's ENOSYS stub: past the highest number the profile names (per ABI) a syscall fails
+  // with ENOSYS, so libc falls back (glibc's fchmodat2, 452, to fchmodat); the profile's EPERM
+  // below it. Failed before: EPERM for all.
+  CapabilityMask def = docker_default_capabilities();
+  EXPECT_EQ(errno_under_profile(def, [] { return syscall(452 /* fchmodat2 */, AT_FDCWD, "/", 0755, 0); }), ENOSYS);
+  EXPECT_EQ(errno_under_profile(def, [] { return syscall(1000); }), ENOSYS);
+  EXPECT_EQ(errno_under_profile(def, [] { return syscall(0x40000000 | 1000); }), ENOSYS);  // x32
+  EXPECT_EQ(errno_under_profile(def, [] { return syscall(SYS_kexec_load, 0, 0, nullptr, 0); }), EPERM);
+}
+
+TEST(SeccompProfile, EnosysStubChecksEachAbi) {
+  // x86_64 and x32 share an AUDIT_ARCH; bit 30 picks the limit.
+  std::vector<EnosysLimit> limits = {{AUDIT_ARCH_X86_64, false, 449}, {AUDIT_ARCH_X86_64, true, 0x40000000 | 547},
+                                     {AUDIT_ARCH_I386, false, 449}};
+  std::vector<sock_filter> stub = enosys_stub(limits);
+  sock_filter allow = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+  stub.push_back(allow);
+  auto run = [&](uint32_t arch, uint32_t nr) {
+    seccomp_data d{};
+    d.nr = int(nr);
+    d.arch = arch;
+    // A minimal classic-BPF interpreter for the stub's instructions (ld abs, jmp, ret).
+    uint32_t a = 0;
+    for (size_t pc = 0; pc < stub.size(); ++pc) {
+      const sock_filter& i = stub[pc];
+      switch (BPF_CLASS(i.code)) {
+        case BPF_LD: std::memcpy(&a, reinterpret_cast<const char*>(&d) + i.k, 4); break;
+        case BPF_RET: return i.k;
+        case BPF_JMP: {
+          bool t = BPF_OP(i.code) == BPF_JA   ? true
+                   : BPF_OP(i.code) == BPF_JEQ ? a == i.k
+                   : BPF_OP(i.code) == BPF_JGT ? a > i.k
+                   : BPF_OP(i.code) == BPF_JSET ? (a & i.k) != 0
+                                                : false;
+          pc += BPF_OP(i.code) == BPF_JA ? i.k : (t ? i.jt : i.jf);
+          break;
+        }
+      }
+    }
+    return uint32_t(0xdead);
+  };
+  const uint32_t enosys = SECCOMP_RET_ERRNO | ENOSYS;
+  EXPECT_EQ(run(AUDIT_ARCH_X86_64, 449), SECCOMP_RET_ALLOW);
+  EXPECT_EQ(run(AUDIT_ARCH_X86_64, 450), enosys);
+  EXPECT_EQ(run(AUDIT_ARCH_X86_64, 0x40000000 | 500), SECCOMP_RET_ALLOW);
+  EXPECT_EQ(run(AUDIT_ARCH_X86_64, 0x40000000 | 548), enosys);
+  EXPECT_EQ(run(AUDIT_ARCH_I386, 452), enosys);
+  EXPECT_EQ(run(AUDIT_ARCH_I386, 20), SECCOMP_RET_ALLOW);
+  EXPECT_EQ(run(AUDIT_ARCH_AARCH64, 5000), SECCOMP_RET_ALLOW);  // no limit: the filter decides
 }
 
 TEST(SeccompProfile, CapabilityRulesFollowTheSet) {
