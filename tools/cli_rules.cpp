@@ -80,10 +80,11 @@ std::string hint_for(const std::string& command, const std::string& flag) {
   return hint == docker_only_flags().end() ? "" : hint->second + "; ";
 }
 
+// Exit 125 as docker's usage errors: not a status the container's command could have given.
 [[noreturn]] void usage_error(const std::string& command, const std::string& reason) {
   std::fflush(stdout);
   std::fprintf(stderr, "strata: %s: %s\n", command.c_str(), reason.c_str());
-  std::exit(2);
+  std::exit(125);
 }
 
 class PositionalsFormatter : public CLI::Formatter {
@@ -161,14 +162,18 @@ void show_positionals(CLI::App* c, const std::string& usage,
   c->formatter(std::make_shared<PositionalsFormatter>(usage, lines));
 }
 
+void reject_unknown_flag(CLI::App* c) {
+  std::vector<std::string> rest = c->remaining();
+  if (rest.empty() || rest[0].size() < 2 || rest[0][0] != '-') return;
+  std::string flag = unknown_flag(c, rest[0]);
+  usage_error(c->get_name(), "unknown flag " + flag + "; " + hint_for(c->get_name(), flag) + "`strata " +
+                                 c->get_name() + " --help` lists the flags");
+}
+
 ImageCommand image_and_command(CLI::App* c) {
+  reject_unknown_flag(c);
   std::vector<std::string> rest = c->remaining();
   if (rest.empty()) usage_error(c->get_name(), "IMAGE is required; see `strata " + c->get_name() + " --help`");
-  if (rest[0].size() > 1 && rest[0][0] == '-') {
-    std::string flag = unknown_flag(c, rest[0]);
-    usage_error(c->get_name(), "unknown flag " + flag + "; " + hint_for(c->get_name(), flag) + "`strata " +
-                                   c->get_name() + " --help` lists the flags");
-  }
   return ImageCommand{rest[0], {rest.begin() + 1, rest.end()}};
 }
 

@@ -26,9 +26,12 @@ struct ImageCommand {
   std::string image;
   std::vector<std::string> cmd;
 };
-// IMAGE and the command after it from a prefix-command subcommand (run, create). Anything
-// before IMAGE that starts with '-' is a flag this command does not know: one line naming it
-// (and why strata lacks it, for docker's flags) and exit 2. No IMAGE: exit 2.
+// For a prefix-command subcommand (run, create, exec): a word before the first positional
+// that starts with '-' is a flag this command does not know (CLI11 leaves it in remaining()):
+// one line naming it (and why strata lacks it, for docker's run flags) and exit 125.
+void reject_unknown_flag(CLI::App* c);
+// IMAGE and the command after it from run or create, after reject_unknown_flag. No IMAGE:
+// one line and exit 125.
 ImageCommand image_and_command(CLI::App* c);
 
 // --network: "host" (or unset) is what strata does; anything else exits 2 with one line

@@ -15,6 +15,7 @@
 #include "layerstore/container/exec.hpp"
 #include "layerstore/error.hpp"
 #include "layerstore/sources/rootfs_import.hpp"
+#include "tools/cli_rules.hpp"
 
 namespace strata::cli {
 
@@ -74,8 +75,11 @@ void add_exec_commands(CLI::App& app, const std::string& root) {
   exec->add_option("-e,--env", ea->env, "K=V environment variable (repeatable)")->allow_extra_args(false);
   // CONTAINER CMD [ARG...]: parsing stops at CONTAINER, the rest is the command as is.
   exec->prefix_command();
-  exec->footer("Positionals: CONTAINER COMMAND [ARG...]");
+  show_positionals(exec, "CONTAINER COMMAND [ARG...]",
+                   {{"CONTAINER", "a running container: name, ID or unique ID prefix"},
+                    {"COMMAND [ARG...]", "the program to run; every word after CONTAINER belongs to it"}});
   exec->callback([&root, ea, exec] {
+    reject_unknown_flag(exec);
     auto rest = exec->remaining();
     if (rest.size() < 2) {
       std::fprintf(stderr, "strata: exec: CONTAINER and COMMAND are required\n");

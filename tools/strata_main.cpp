@@ -72,7 +72,13 @@ int main(int argc, char** argv) {
 
   cli::add_registry_commands(app, root);
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // A usage error exits 125, as docker's do: run, exec and start -a exit with the
+    // command's own status, which a usage error must not look like.
+    return app.exit(e) == 0 ? 0 : 125;
+  }
   StoreLayout l{root.empty() ? default_store_root() : root};
   std::string what;
   try {

@@ -110,13 +110,17 @@ def test_unknown_flags(root, image):
                            (["--bogus-flag"], "--bogus-flag"), (["--name", "x", "-P"], "-P"),
                            (["-e", "A=1", "--pid=host"], "--pid")):
             r = strata(root, cmd, *args, image, "true", check=False)
-            ok = one_line_error(r, f"strata: {cmd}: unknown flag {flag};") and r.returncode == 2
+            ok = one_line_error(r, f"strata: {cmd}: unknown flag {flag};") and r.returncode == 125
             check(f"{cmd} {' '.join(args)}", ok, f"rc {r.returncode}: {r.stderr!r}")
         # A known docker flag strata lacks says why; an unknown one does not pretend to know.
         r = strata(root, cmd, "-p", "80:80", image, check=False)
         check(f"{cmd} -p hint", "host's network" in r.stderr, r.stderr)
     r = strata(root, "images", "--bogus", check=False)
-    check("images --bogus", one_line_error(r, "strata: images: unknown flag --bogus;"), r.stderr)
+    check("images --bogus", one_line_error(r, "strata: images: unknown flag --bogus;") and r.returncode == 125,
+          f"rc {r.returncode}: {r.stderr!r}")
+    r = strata(root, "exec", "-x", "somecontainer", "ls", check=False)
+    check("exec -x", one_line_error(r, "strata: exec: unknown flag -x;") and r.returncode == 125,
+          f"rc {r.returncode}: {r.stderr!r}")
     r = strata(root, "frobnicate", check=False)
     check("unknown command", one_line_error(r, "strata: unknown command frobnicate;"), r.stderr)
     check("unknown flags change nothing", store_state(root) == before)
@@ -157,11 +161,13 @@ def test_network_platform(root, image):
 
 
 def test_help():
-    for cmd in ("run", "create"):
+    for cmd, words in (("run", "IMAGE [COMMAND] [ARG...]"), ("create", "IMAGE [COMMAND] [ARG...]"),
+                       ("exec", "CONTAINER COMMAND [ARG...]")):
         out = run(STRATA, cmd, "--help").stdout
         usage = next((line for line in out.splitlines() if line.startswith("Usage:")), "")
-        check(f"{cmd} --help usage", usage.endswith("[OPTIONS] IMAGE [COMMAND] [ARG...]"), usage)
-        check(f"{cmd} --help positionals", re.search(r"^\s+IMAGE\s+\S", out, re.M) is not None, out)
+        check(f"{cmd} --help usage", usage.endswith(f"[OPTIONS] {words}"), usage)
+        first = words.split()[0]
+        check(f"{cmd} --help positionals", re.search(rf"^\s+{first}\s+\S", out, re.M) is not None, out)
 
 
 def test_entrypoint(root):
