@@ -10,6 +10,7 @@
 #include <optional>
 #include <utility>
 
+#include "layerstore/container/config_change.hpp"
 #include "layerstore/container/container.hpp"
 #include "layerstore/container/copy.hpp"
 #include "layerstore/container/exec.hpp"
@@ -127,6 +128,8 @@ void add_exec_commands(CLI::App& app, const std::string& root) {
   auto* import = app.add_subcommand("import", "make an image of one layer from a root filesystem tarball");
   import->add_option("input", ia->input, "FILE or - (stdin): a tar, plain, gzip or zstd")->required();
   import->add_option("reference", ia->ref, "NAME[:TAG] to tag the image");
+  import->add_option("-c,--change", ia->changes, "a Dockerfile instruction for the image config (CMD, ENTRYPOINT, "
+                     "ENV, EXPOSE, LABEL, ONBUILD, USER, VOLUME, WORKDIR; repeatable)")->allow_extra_args(false);
   import->add_option("-m,--message", ia->message, "history comment (default \"Imported from FILE\")");
   import->add_option("--max-expansion", ia->max_expansion,
                      "the tar may decompress to N x its compressed size + 64 MiB (default 100; 0: no ratio cap)");
@@ -136,6 +139,7 @@ void add_exec_commands(CLI::App& app, const std::string& root) {
       ImportOptions o;
       o.input = ia->input;
       o.message = ia->message;
+      apply_config_changes(o.config, ia->changes);  // a bad change fails before the input is read
       if (!ia->max_expansion.empty()) o.max_expansion = parse_max_expansion(ia->max_expansion);
       if (!ia->ref.empty()) {
         auto r = parse_reference(ia->ref);
