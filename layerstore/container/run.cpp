@@ -1,7 +1,6 @@
 #include "layerstore/container/run.hpp"
 
 #include <fcntl.h>
-#include <grp.h>
 #include <poll.h>
 #include <pwd.h>
 #include <sched.h>
@@ -25,14 +24,13 @@
 
 #include "layerstore/archive/fs_util.hpp"
 #include "layerstore/archive/unique_fd.hpp"
-#include "layerstore/container/capabilities.hpp"
 #include "layerstore/container/child_exit.hpp"
+#include "layerstore/container/command_exec.hpp"
 #include "layerstore/container/fuse_mount.hpp"
 #include "layerstore/container/process_identity.hpp"
 #include "layerstore/container/pty_relay.hpp"
 #include "layerstore/container/rootfs_setup.hpp"
 #include "layerstore/container/run_user.hpp"
-#include "layerstore/container/seccomp_profile.hpp"
 #include "layerstore/container/security_options.hpp"
 #include "layerstore/error.hpp"
 
@@ -169,84 +167,6 @@ std::string write_id_maps(pid_t pid) {
   return "single";
 }
 
-std::string env_get(const std::vector<std::string>& env, const std::string& key) {
-  for (const auto& e : env)
-    if (e.compare(0, key.size() + 1, key + "=") == 0) return e.substr(key.size() + 1);
-  return "";
-}
-
-// C: confines itself (seccomp, capabilities), becomes the user, enters the working dir, execs
-// the command. The order is runc's: the filter while CAP_SYS_ADMIN still allows loading it
-// without no_new_privs; the bounding set while CAP_SETPCAP is still there; the user switch
-// keeping the permitted set (PR_SET_KEEPCAPS) so the command's set can then be chosen.
-[[noreturn]] void exec_command(const Container& c, const Confinement& conf) {
-  const auto& cfg = c.cfg["Config"];
-  std::vector<std::string> env;
-  for (const auto& e : cfg.value("Env", nlohmann::json::array())) env.push_back(e.get<std::string>());
-  if (env_get(env, "PATH").empty()) env.push_back("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-  env.push_back("HOSTNAME=" + cfg.value("Hostname", std::string()));
-  ExecUser u;
-  try {
-    u = resolve_exec_user(cfg.value("User", std::string()), "/etc/passwd", "/etc/group");
-  } catch (const Error& e) {
-    die(e.what());
-  }
-  if (env_get(env, "HOME").empty()) env.push_back("HOME=" + u.home);
-  std::string wd = cfg.value("WorkingDir", std::string());
-  if (wd.empty()) wd = "/";
-  if (mkdir(wd.c_str(), 0755) != 0 && errno != EEXIST) die_errno("create working dir " + wd);
-  if (conf.no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) die_errno("PR_SET_NO_NEW_PRIVS");
-  try {
-    if (conf.seccomp) load_docker_seccomp_profile(conf.capabilities);
-    if (!conf.privileged) drop_bounding_set(conf.capabilities);
-  } catch (const Error& e) {
-    die(e.what());
-  }
-  if (!conf.privileged && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) die_errno("PR_SET_KEEPCAPS");
-  if (setgroups(u.groups.size(), u.groups.data()) != 0 && !(errno == EPERM && u.groups.empty())) {
-    if (errno != EPERM) die_errno("setgroups");
-  }
-  if (setresgid(u.gid, u.gid, u.gid) != 0) die_errno("set gid " + std::to_string(u.gid) + " (not mapped in this user namespace?)");
-  if (setresuid(u.uid, u.uid, u.uid) != 0) die_errno("set uid " + std::to_string(u.uid) + " (not mapped in this user namespace?)");
-  if (!conf.privileged) {
-    try {
-      // A non-root user keeps these only until exec (it has no file capabilities), as in Docker.
-      set_process_capabilities(conf.capabilities);
-    } catch (const Error& e) {
-      die(e.what());
-    }
-  }
-  if (chdir(wd.c_str()) != 0) die_errno("chdir " + wd);
-  std::vector<std::string> argv{c.cfg.value("Path", std::string())};
-  for (const auto& a : c.cfg.value("Args", nlohmann::json::array())) argv.push_back(a.get<std::string>());
-  std::vector<char*> av, ev;
-  for (auto& s : argv) av.push_back(s.data());
-  av.push_back(nullptr);
-  for (auto& s : env) ev.push_back(s.data());
-  ev.push_back(nullptr);
-  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE}) signal(s, SIG_DFL);
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, nullptr);
-  close_inherited_fds();
-  std::string prog = argv[0];
-  std::vector<std::string> candidates;
-  if (prog.find('/') != std::string::npos) {
-    candidates.push_back(prog);
-  } else {
-    std::stringstream ss(env_get(env, "PATH"));
-    for (std::string d; std::getline(ss, d, ':');) candidates.push_back((d.empty() ? "." : d) + "/" + prog);
-  }
-  int err = ENOENT;
-  for (const auto& p : candidates) {
-    execve(p.c_str(), av.data(), ev.data());
-    if (errno != ENOENT) err = errno;
-  }
-  std::string msg = "strata: run: exec " + prog + ": " + strerror(err) + "\n";
-  (void)!write(2, msg.data(), msg.size());
-  _exit(err == ENOENT ? 127 : 126);
-}
-
 // B: pid 1 of the container's pid namespace. Gets its own mount namespace (so pivot_root
 // leaves A's alone), builds the rootfs and waits for the command like an init. When A dies
 // (strata run killed), B is killed, and with it, by the kernel, everything in the container.
@@ -276,7 +196,7 @@ std::string env_get(const std::vector<std::string>& env, const std::string& key)
   if (cmd < 0) die_errno("fork");
   if (cmd == 0) {
     if (tty_slave >= 0 && !make_controlling_tty(tty_slave)) die_errno("make the pty the controlling terminal");
-    exec_command(c, conf);
+    exec_container_command(container_command(c.cfg), conf);
   }
   if (tty_slave >= 0) close(tty_slave);  // the pty ends when the container's processes close it
   install_forwarding(cmd);
