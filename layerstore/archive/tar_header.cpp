@@ -1,6 +1,7 @@
 #include "layerstore/archive/tar_header.hpp"
 
 #include <cstring>
+#include <vector>
 
 namespace strata {
 
@@ -172,6 +173,9 @@ std::optional<int64_t> go_parse_pax_time(std::string_view s) {
 
 std::optional<std::map<std::string, std::string>> parse_pax_records(std::string_view rec) {
   std::map<std::string, std::string> out;
+  // GNU sparse format 0.0 repeats GNU.sparse.offset/numbytes pairs; Go joins them, in order,
+  // into GNU.sparse.map (which 0.1 writes directly) and refuses any other order.
+  std::vector<std::string> sparse_map;
   while (!rec.empty()) {
     size_t sp = rec.find(' ');
     if (sp == std::string_view::npos) return std::nullopt;
@@ -187,8 +191,20 @@ std::optional<std::map<std::string, std::string>> parse_pax_records(std::string_
     bool string_key = key == "path" || key == "linkpath" || key == "uname" || key == "gname";
     if (string_key ? value.find('\0') != std::string_view::npos : key.find('\0') != std::string_view::npos)
       return std::nullopt;
-    out[std::string(key)] = std::string(value);
+    if (key == "GNU.sparse.offset" || key == "GNU.sparse.numbytes") {
+      bool want_offset = sparse_map.size() % 2 == 0;
+      if ((key == "GNU.sparse.offset") != want_offset || value.find(',') != std::string_view::npos)
+        return std::nullopt;
+      sparse_map.emplace_back(value);
+    } else {
+      out[std::string(key)] = std::string(value);
+    }
     rec.remove_prefix(len);
+  }
+  if (!sparse_map.empty()) {
+    std::string joined;
+    for (size_t i = 0; i < sparse_map.size(); i++) joined += (i ? "," : "") + sparse_map[i];
+    out["GNU.sparse.map"] = joined;
   }
   return out;
 }

@@ -138,8 +138,11 @@ void TarSplitRecorder::emit_file(const std::string& name, int64_t size, bool wit
   json_ += "\"position\":" + std::to_string(position_++) + "}\n";
 }
 
-void TarSplitRecorder::refuse(const std::string& why) const {
-  throw Error("entry " + std::to_string(go_entries_ + 1) + ": " + why);
+void TarSplitRecorder::refuse(const std::string& why) const { refuse_entry(go_entries_ + 1, why); }
+
+// `entry`: the 1-based number of the entry at fault (the current one once its header is read).
+void TarSplitRecorder::refuse_entry(uint64_t entry, const std::string& why) const {
+  throw Error("entry " + std::to_string(entry) + ": " + why);
 }
 
 void TarSplitRecorder::on_header_block() {
@@ -175,17 +178,60 @@ void TarSplitRecorder::on_header_block() {
   TarEntryView v = go_entry(*h);
   emit_segment();
   cur_name_ = v.name;
-  cur_size_ = v.size;
+  cur_size_ = data_size_;
   crc_ = 0;
-  int64_t size = v.size;
   if (sink_) sink_(std::move(v));
-  if (size > 0) {
-    remaining_ = size;
+  const bool sparse = sparse_.has_value();
+  if (sparse) {
+    // The packed data (and a 1.0 map) stays in the record as raw bytes: the extracted file
+    // is the expanded one, from which the packed form cannot be read back.
+    emit_file(cur_name_, 0, false);
+    sparse_head_.clear();
+    sparse_map_bytes_ = sparse_->map_in_data ? -1 : 0;
+    if (data_size_ == 0) on_sparse_data_end();
+  }
+  if (data_size_ > 0) {
+    remaining_ = data_size_;
     state_ = State::Data;
   } else {
-    emit_file(cur_name_, 0, false);
+    if (!sparse) emit_file(cur_name_, 0, false);
     state_ = State::Header;
   }
+}
+
+// A sparse file's data: the 1.0 map first, then exactly the bytes of its regions (Go fails
+// the read of a file whose data is shorter or longer, and Docker with it).
+void TarSplitRecorder::on_sparse_data(const uint8_t* p, size_t k) {
+  sparse_recorded_ += k;
+  if (sparse_recorded_ > limits_.max_sparse_bytes)
+    refuse_entry(go_entries_, "sparse files hold more than " + std::to_string(limits_.max_sparse_bytes >> 20) +
+           " MiB of data in this layer (their packed data is kept in the layer's tar-split)");
+  raw_.append(reinterpret_cast<const char*>(p), k);
+  if (raw_.size() >= (1 << 20)) emit_segment();
+  if (sparse_map_bytes_ >= 0) return;
+  sparse_head_.append(reinterpret_cast<const char*>(p), k);
+  std::string error;
+  size_t used = parse_sparse_map_1x0(sparse_head_, sparse_->regions, error);
+  if (!error.empty()) refuse_entry(go_entries_, "invalid tar header (" + error + ")");
+  if (used) {
+    sparse_map_bytes_ = int64_t(used);
+    check_sparse_regions(go_entries_);
+    sparse_head_.clear();
+  } else if (sparse_head_.size() > limits_.max_meta_bytes) {
+    refuse_entry(go_entries_, "sparse map larger than " + std::to_string(limits_.max_meta_bytes) + " bytes");
+  }
+}
+
+void TarSplitRecorder::on_sparse_data_end() {
+  if (sparse_map_bytes_ < 0) refuse_entry(go_entries_, "sparse file ends inside its map (Go: unexpected EOF)");
+  if (data_size_ - sparse_map_bytes_ != sparse_data_size(sparse_->regions))
+    refuse_entry(go_entries_, "sparse file data does not match its map (Go reads it with an error)");
+  sparse_.reset();
+}
+
+void TarSplitRecorder::check_sparse_regions(uint64_t entry) {
+  if (!sparse_regions_valid(sparse_->regions, sparse_size_))
+    refuse_entry(entry, "invalid tar header (sparse map outside the file or out of order)");
 }
 
 // Go's Reader.next for a header that is not a meta header: mergePAX, then the GNU long
@@ -205,7 +251,6 @@ TarEntryView TarSplitRecorder::go_entry(const TarHeaderFields& h) {
   if (v.type == 'S') refuse("GNU sparse files are not supported (Docker refuses them too)");
   auto bad = [&](const std::string& key) { refuse("invalid PAX record " + key); };
   for (const auto& [key, value] : pax_ ? *pax_ : std::map<std::string, std::string>{}) {
-    if (key.starts_with("GNU.sparse.")) refuse("PAX sparse files are not supported (tar-split cannot rebuild them)");
     if (value.empty()) continue;  // Go keeps the header's value
     if (key == "path") {
       v.name = value;
@@ -225,12 +270,24 @@ TarEntryView TarSplitRecorder::go_entry(const TarHeaderFields& h) {
   }
   if (!gnu_name_.empty()) v.name = gnu_name_;
   if (!gnu_link_.empty()) v.linkname = gnu_link_;
+  std::string sparse_error;
+  sparse_.reset();
+  if (pax_) sparse_ = sparse_from_pax(*pax_, sparse_error);
+  if (!sparse_error.empty()) refuse("invalid tar header (" + sparse_error + ")");
   pax_.reset();
   gnu_name_.clear();
   gnu_link_.clear();
   if (v.type == '\0') v.type = v.name.ends_with('/') ? '5' : '0';
   if (tar_type_is_header_only(v.type)) v.size = 0;
   else if (v.size < 0) refuse("invalid tar header (negative size)");
+  data_size_ = v.size;  // what follows the header in the stream
+  if (sparse_) {
+    if (tar_type_is_header_only(v.type)) refuse("invalid tar header (a sparse map on a header-only entry)");
+    if (sparse_->name) v.name = *sparse_->name;
+    if (sparse_->size) v.size = *sparse_->size;
+    sparse_size_ = v.size;
+    if (!sparse_->map_in_data) check_sparse_regions(go_entries_ + 1);
+  }
   // What Docker's extraction handles; it fails a layer with any other type, so strata
   // does too (libarchive would turn most of them into regular files or skip them).
   if (v.type != '0' && !tar_type_is_header_only(v.type)) {
@@ -268,7 +325,7 @@ void TarSplitRecorder::on_meta_done() {
 void TarSplitRecorder::feed(const uint8_t* p, size_t n) {
   constexpr size_t kTrailingChunk = 1 << 20;
   while (n) {
-    size_t k;
+    size_t k = 0;
     switch (state_) {
       case State::Header:
         k = std::min(n, kTarBlock - blk_fill_);
@@ -288,10 +345,12 @@ void TarSplitRecorder::feed(const uint8_t* p, size_t n) {
         break;
       case State::Data:
         k = std::min<size_t>(n, remaining_);
-        crc_ = crc64_iso(crc_, p, k);
+        if (sparse_) on_sparse_data(p, k);
+        else crc_ = crc64_iso(crc_, p, k);
         remaining_ -= k;
         if (remaining_ == 0) {
-          emit_file(cur_name_, cur_size_, true);
+          if (sparse_) on_sparse_data_end();
+          else emit_file(cur_name_, cur_size_, true);
           remaining_ = tar_padding(cur_size_);
           state_ = remaining_ ? State::Padding : State::Header;
         }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "layerstore/archive/tar_header.hpp"
+#include "layerstore/archive/tar_sparse.hpp"
 #include "layerstore/archive/unique_fd.hpp"
 
 namespace strata {
@@ -25,6 +26,7 @@ std::string go_json_string(std::string_view s);
 struct TarSplitLimits {
   uint64_t max_entries = 10'000'000;
   uint64_t max_meta_bytes = 1 << 20;  // one PAX or GNU long-name record
+  uint64_t max_sparse_bytes = uint64_t(256) << 20;  // packed data of sparse files, per layer
 };
 
 // Receives each entry the recorder reads, as Go's archive/tar reads it (global headers
@@ -33,7 +35,9 @@ using TarEntrySink = std::function<void(TarEntryView&&)>;
 
 // Reads the tar as Go's archive/tar does and refuses (strata::Error) what Go refuses and
 // what Docker's extraction refuses (types other than file, link, symlink, device, dir,
-// fifo; sparse files, which tar-split cannot rebuild either).
+// fifo, so old GNU sparse 'S' entries too). A PAX sparse file (tar_sparse.hpp) is a regular
+// file of its expanded size; its packed data is recorded as raw bytes (a segment) after a
+// file entry of size 0, since the extracted file holds the expanded form.
 class TarSplitRecorder {
  public:
   TarSplitRecorder(TarSplitLimits limits = {}, TarEntrySink sink = {}) : limits_(limits), sink_(std::move(sink)) {}
@@ -51,8 +55,12 @@ class TarSplitRecorder {
   void on_meta_done();
   TarEntryView go_entry(const TarHeaderFields& h);
   [[noreturn]] void refuse(const std::string& why) const;
+  [[noreturn]] void refuse_entry(uint64_t entry, const std::string& why) const;
   void emit_segment();
   void emit_file(const std::string& name, int64_t size, bool with_crc);
+  void on_sparse_data(const uint8_t* p, size_t k);
+  void on_sparse_data_end();
+  void check_sparse_regions(uint64_t entry);
 
   TarSplitLimits limits_;
   TarEntrySink sink_;
@@ -69,7 +77,15 @@ class TarSplitRecorder {
   std::optional<std::map<std::string, std::string>> pax_;
   std::string gnu_name_, gnu_link_;
   std::string cur_name_;
-  int64_t cur_size_ = 0;
+  int64_t cur_size_ = 0;   // data bytes of the current entry in the stream
+  int64_t data_size_ = 0;  // the same, as go_entry found it
+  // A GNU sparse file (tar_sparse.hpp) being read: its expanded size, the start of its data
+  // while a 1.0 map is read, and the bytes the map took (-1 until read).
+  std::optional<SparseFile> sparse_;
+  int64_t sparse_size_ = 0;
+  std::string sparse_head_;
+  int64_t sparse_map_bytes_ = 0;
+  uint64_t sparse_recorded_ = 0;
   uint64_t crc_ = 0;
   uint64_t entries_ = 0;     // headers, meta headers included (the limit)
   uint64_t go_entries_ = 0;  // entries Go returns, global headers excepted

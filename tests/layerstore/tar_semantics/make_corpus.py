@@ -113,6 +113,36 @@ CASES = {
                           raw={386: octal(0, 12), 398: octal(11, 12), 483: octal(11, 12)}),
     "pax-sparse-1.0": pax([(b"GNU.sparse.major", b"1"), (b"GNU.sparse.minor", b"0"), (b"GNU.sparse.name", b"sparse"),
                            (b"GNU.sparse.realsize", b"4096")]) + entry(b"GNUSparseFile.0/sparse", padded(b"1\n0\n11\n") + HELLO),
+    # Real sparse files: two regions ("hello" at 0, "world\n" at 8192) in 12288 bytes, in each
+    # PAX format; Docker extracts the expanded file.
+    "pax-sparse-0.0": pax([(b"GNU.sparse.size", b"12288"), (b"GNU.sparse.numblocks", b"2"),
+                           (b"GNU.sparse.offset", b"0"), (b"GNU.sparse.numbytes", b"5"),
+                           (b"GNU.sparse.offset", b"8192"), (b"GNU.sparse.numbytes", b"6")])
+    + entry(b"sparse00", b"helloworld\n"),
+    "pax-sparse-0.1": pax([(b"GNU.sparse.size", b"12288"), (b"GNU.sparse.numblocks", b"2"),
+                           (b"GNU.sparse.map", b"0,5,8192,6"), (b"GNU.sparse.name", b"sparse01")])
+    + entry(b"GNUSparseFile.0/sparse01", b"helloworld\n"),
+    "pax-sparse-1.0-holes": pax([(b"GNU.sparse.major", b"1"), (b"GNU.sparse.minor", b"0"),
+                                 (b"GNU.sparse.name", b"dir/sparse10"), (b"GNU.sparse.realsize", b"12288")])
+    + entry(b"GNUSparseFile.0/sparse10", padded(b"2\n0\n5\n8192\n6\n") + b"helloworld\n"),
+    # ... and broken ones, which Go refuses (ErrHeader, or an error reading the data).
+    "pax-sparse-0.0-numbytes-first": pax([(b"GNU.sparse.size", b"12288"), (b"GNU.sparse.numblocks", b"1"),
+                                          (b"GNU.sparse.numbytes", b"5"), (b"GNU.sparse.offset", b"0")])
+    + entry(b"f", b"hello"),
+    "pax-sparse-0.1-region-past-size": pax([(b"GNU.sparse.size", b"100"), (b"GNU.sparse.numblocks", b"1"),
+                                            (b"GNU.sparse.map", b"200,5")]) + entry(b"f", b"hello"),
+    "pax-sparse-0.1-overlap": pax([(b"GNU.sparse.size", b"100"), (b"GNU.sparse.numblocks", b"2"),
+                                   (b"GNU.sparse.map", b"0,5,3,5")]) + entry(b"f", b"helloworld"),
+    "pax-sparse-1.0-data-short": pax([(b"GNU.sparse.major", b"1"), (b"GNU.sparse.minor", b"0"),
+                                      (b"GNU.sparse.realsize", b"12288")])
+    + entry(b"f", padded(b"2\n0\n5\n8192\n6\n") + b"hello"),
+    "pax-sparse-1.0-data-extra": pax([(b"GNU.sparse.major", b"1"), (b"GNU.sparse.minor", b"0"),
+                                      (b"GNU.sparse.realsize", b"12288")])
+    + entry(b"f", padded(b"1\n0\n5\n") + b"hello and more"),
+    "pax-sparse-1.0-map-truncated": pax([(b"GNU.sparse.major", b"1"), (b"GNU.sparse.minor", b"0"),
+                                         (b"GNU.sparse.realsize", b"12288")]) + entry(b"f", b"2\n0\n5\n"),
+    "pax-sparse-unknown-version": pax([(b"GNU.sparse.major", b"2"), (b"GNU.sparse.minor", b"0"),
+                                       (b"GNU.sparse.realsize", b"12288")]) + entry(b"f", HELLO),
     "gnu-sparse-realsize-alone": pax([(b"GNU.sparse.realsize", b"100000")]) + entry(b"f", HELLO),
     "schily-realsize-larger": pax([(b"SCHILY.realsize", b"100000")]) + entry(b"f", HELLO),
     # --- sizes and numbers ---
@@ -159,6 +189,30 @@ def build(name):
     return body + END
 
 
+# Sparse tars as GNU tar writes them (--sparse --format=posix, each --sparse-version), of a
+# file with data at 0, 1 MiB and its last byte (2 MiB + 4096 bytes long).
+GNU_TAR_SPARSE = ("0.0", "0.1", "1.0")
+
+
+def gnu_tar_sparse(out, version):
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, "holes")
+        with open(p, "wb") as f:
+            f.write(b"start\n")
+            f.seek(1 << 20)
+            f.write(b"middle\n")
+            f.truncate((2 << 20) + 4096)
+            f.seek((2 << 20) + 4095)
+            f.write(b"\n")
+        os.utime(p, (MTIME, MTIME))
+        subprocess.run(["tar", "--sparse", "--format=posix", f"--sparse-version={version}", "--owner=0", "--group=0",
+                        "--numeric-owner", f"--mtime=@{MTIME}", "--pax-option=exthdr.name=%d/PaxHeaders/%f,"
+                        "delete=atime,delete=ctime", "-C", d, "-cf", os.path.join(out, f"gnu-tar-sparse-{version}.tar"),
+                        "holes"], check=True)
+
+
 if __name__ == "__main__":
     here = os.path.dirname(os.path.abspath(__file__))
     out = os.path.join(here, "corpus")
@@ -166,4 +220,6 @@ if __name__ == "__main__":
     for name in sorted(CASES):
         with open(os.path.join(out, name + ".tar"), "wb") as f:
             f.write(build(name))
-    print(f"{len(CASES)} tars in {out}")
+    for version in GNU_TAR_SPARSE:
+        gnu_tar_sparse(out, version)
+    print(f"{len(CASES) + len(GNU_TAR_SPARSE)} tars in {out}")

@@ -1,0 +1,124 @@
+#include "layerstore/archive/tar_sparse.hpp"
+
+#include <algorithm>
+
+#include "layerstore/archive/tar_header.hpp"
+
+namespace strata {
+
+namespace {
+
+std::string record(const std::map<std::string, std::string>& pax, const char* key) {
+  auto it = pax.find(key);
+  return it == pax.end() ? std::string() : it->second;
+}
+
+constexpr size_t kBlock = 512;
+
+}  // namespace
+
+std::optional<SparseFile> sparse_from_pax(const std::map<std::string, std::string>& pax, std::string& error) {
+  SparseFile f;
+  std::string major = record(pax, "GNU.sparse.major"), minor = record(pax, "GNU.sparse.minor");
+  if (major == "0" && (minor == "0" || minor == "1")) f.map_in_data = false;
+  else if (major == "1" && minor == "0") f.map_in_data = true;
+  else if (!major.empty() || !minor.empty()) return std::nullopt;  // a version Go does not know
+  else if (!record(pax, "GNU.sparse.map").empty()) f.map_in_data = false;  // 0.0 and 0.1 name no version
+  else return std::nullopt;
+
+  if (std::string name = record(pax, "GNU.sparse.name"); !name.empty()) f.name = name;
+  std::string size = record(pax, "GNU.sparse.size");
+  if (size.empty()) size = record(pax, "GNU.sparse.realsize");
+  if (!size.empty()) {
+    f.size = go_parse_int(size);
+    if (!f.size) {
+      error = "invalid GNU.sparse size " + size;
+      return std::nullopt;
+    }
+  }
+  if (f.map_in_data) return f;
+
+  auto count = go_parse_int(record(pax, "GNU.sparse.numblocks"));
+  if (!count || *count < 0 || *count > INT64_MAX / 2) {
+    error = "invalid GNU.sparse.numblocks";
+    return std::nullopt;
+  }
+  std::vector<std::string_view> numbers;
+  std::string map = record(pax, "GNU.sparse.map");
+  for (std::string_view rest = map; !map.empty();) {
+    size_t comma = rest.find(',');
+    numbers.push_back(rest.substr(0, comma));
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+  if (int64_t(numbers.size()) != 2 * *count) {
+    error = "GNU.sparse.map does not hold GNU.sparse.numblocks regions";
+    return std::nullopt;
+  }
+  for (size_t i = 0; i + 1 < numbers.size(); i += 2) {
+    auto off = go_parse_int(numbers[i]), len = go_parse_int(numbers[i + 1]);
+    if (!off || !len) {
+      error = "invalid GNU.sparse.map";
+      return std::nullopt;
+    }
+    f.regions.push_back({*off, *len});
+  }
+  return f;
+}
+
+size_t parse_sparse_map_1x0(std::string_view head, std::vector<SparseRegion>& regions, std::string& error) {
+  // Go reads whole blocks until they hold enough newlines: one for the count, then two per
+  // region; the tokens are the text between newlines.
+  size_t blocks = head.size() / kBlock;
+  std::string_view text = head.substr(0, blocks * kBlock);
+  std::vector<std::string_view> tokens;
+  size_t at = 0;
+  auto next_token = [&]() -> bool {
+    size_t nl = text.find('\n', at);
+    if (nl == std::string_view::npos) return false;
+    tokens.push_back(text.substr(at, nl - at));
+    at = nl + 1;
+    return true;
+  };
+  if (!next_token()) return 0;
+  auto count = go_parse_int(tokens[0]);
+  if (!count || *count < 0 || *count > INT64_MAX / 2) {
+    error = "invalid sparse map (region count)";
+    return 0;
+  }
+  for (int64_t i = 0; i < 2 * *count; i++)
+    if (!next_token()) return 0;
+  regions.clear();
+  for (size_t i = 1; i + 1 < tokens.size(); i += 2) {
+    auto off = go_parse_int(tokens[i]), len = go_parse_int(tokens[i + 1]);
+    if (!off || !len) {
+      error = "invalid sparse map";
+      return 0;
+    }
+    regions.push_back({*off, *len});
+  }
+  // The blocks Go read: up to the one holding the last newline it needed.
+  return (at + kBlock - 1) / kBlock * kBlock;
+}
+
+bool sparse_regions_valid(const std::vector<SparseRegion>& regions, int64_t size) {
+  if (size < 0) return false;
+  int64_t previous_end = 0;
+  for (const auto& r : regions) {
+    if (r.offset < 0 || r.length < 0 || r.offset > INT64_MAX - r.length) return false;
+    if (r.offset + r.length > size || previous_end > r.offset) return false;
+    previous_end = r.offset + r.length;
+  }
+  return true;
+}
+
+int64_t sparse_data_size(const std::vector<SparseRegion>& regions) {
+  int64_t total = 0;
+  for (const auto& r : regions) {
+    if (r.length < 0 || total > INT64_MAX - r.length) return -1;
+    total += r.length;
+  }
+  return total;
+}
+
+}  // namespace strata
