@@ -88,7 +88,6 @@ void add_exec_commands(CLI::App& app, const std::string& root) {
     }
     std::string name = rest[0];
     finish("exec " + name, 125, [&] {
-      if (ea->tty) throw Error("-t is not supported yet");
       StoreLayout l = layout_of(root);
       Container c = find_container(l, name);
       ExecRequest r;
@@ -97,6 +96,7 @@ void add_exec_commands(CLI::App& app, const std::string& root) {
       r.user = ea->user;
       r.workdir = ea->workdir;
       r.keep_stdin = ea->interactive;
+      r.tty = ea->tty;
       return exec_in_container(c, r);
     });
   });

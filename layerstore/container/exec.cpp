@@ -2,13 +2,17 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <optional>
+
 #include "layerstore/container/child_exit.hpp"
 #include "layerstore/container/command_exec.hpp"
 #include "layerstore/container/container_join.hpp"
+#include "layerstore/container/pty_relay.hpp"
 #include "layerstore/error.hpp"
 
 namespace strata {
@@ -56,9 +60,10 @@ void die_with_parent(pid_t parent) {
 
 // The joining child: enters the container, forks the command there (it is then in the
 // container's pid namespace) and reports its status. In a session of its own, so a terminal's
-// ^C reaches strata exec alone, which passes it on once.
+// ^C reaches strata exec alone, which passes it on once. With `tty_sock` (-t) the command
+// gets a pty of the container's devpts as its controlling terminal (pty_relay.hpp).
 [[noreturn]] void joiner(const ContainerNamespaces& ns, const ContainerCommand& cmd, const Confinement& conf,
-                         pid_t parent) {
+                         pid_t parent, int tty_sock) {
   die_with_parent(parent);
   if (setsid() < 0) die_errno("setsid");
   join_container_namespaces(ns, true);
@@ -69,9 +74,16 @@ void die_with_parent(pid_t parent) {
   if (child == 0) {
     // Its parent is outside its pid namespace (getppid() says 0): the death signal alone.
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) die_errno("PR_SET_PDEATHSIG");
-    if (setsid() < 0) die_errno("setsid");
+    if (tty_sock >= 0) {
+      int slave = open_container_pty(tty_sock);
+      if (slave < 0) die_errno("open a pty in the container");
+      if (!make_controlling_tty(slave)) die_errno("make the pty the controlling terminal");
+    } else if (setsid() < 0) {
+      die_errno("setsid");
+    }
     exec_container_command(cmd, conf);
   }
+  if (tty_sock >= 0) close(tty_sock);  // the command alone holds it: strata exec sees its end
   forward_to(child);
   _exit(wait_status(child));
 }
@@ -88,6 +100,10 @@ int exec_in_container(const Container& c, const ExecRequest& r) {
   if (!r.user.empty()) cmd.user = r.user;
   if (!r.workdir.empty()) cmd.workdir = r.workdir;
   cmd.create_workdir = false;  // as docker exec: a missing -w is an error, not made
+  if (r.tty) cmd.env = env_with({"TERM=xterm"}, cmd.env);  // as docker exec -t, unless the env has one
+  int tty[2] = {-1, -1};
+  if (r.tty && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, tty) != 0) throw_errno("socketpair");
+  UniqueFd tty_sock(tty[0]), tty_child(tty[1]);
   UniqueFd null;
   if (!r.keep_stdin) {
     null = UniqueFd(open("/dev/null", O_RDONLY | O_CLOEXEC));
@@ -104,11 +120,26 @@ int exec_in_container(const Container& c, const ExecRequest& r) {
   }
   if (pid == 0) {
     if (null && dup2(null.get(), 0) != 0) die_errno("dup2");
-    joiner(ns, cmd, conf, parent);
+    joiner(ns, cmd, conf, parent, tty_child.get());
   }
+  tty_child.reset();
   forward_to(pid);
+  // -t: the command opens the pty once in the container and waits for the window size.
+  std::optional<RawTerminal> raw;
+  std::optional<PtyRelay> relay;
+  if (tty_sock) {
+    UniqueFd master = receive_pty_master(tty_sock.get());
+    if (master) {
+      copy_window_size(master.get());
+      if (r.keep_stdin) raw.emplace();
+      (void)!write(tty_sock.get(), "g", 1);
+      relay.emplace(std::move(master), r.keep_stdin);
+    }
+    tty_sock.reset();
+  }
   int status = wait_status(pid);
   g_forward_pid = 0;
+  if (relay) relay->join();  // the rest of the pty's output
   return status;
 }
 

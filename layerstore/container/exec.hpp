@@ -15,6 +15,7 @@ struct ExecRequest {
   std::string user;              // -u; "" is the container's User
   std::string workdir;           // -w; "" is the container's WorkingDir
   bool keep_stdin = false;       // -i: the caller's stdin; else /dev/null
+  bool tty = false;              // -t: a pty of the container's devpts, relayed to this process's terminal
 };
 
 // Runs the command and returns its exit status (128+N when killed by signal N; 126/127 when it

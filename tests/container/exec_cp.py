@@ -117,6 +117,17 @@ def main():
         r = S("exec", "e1", "cat", "/tmp/by-exec", check=False)
         check(r.stdout == "made by exec\n", f"a file exec wrote: {r.stdout!r}")
         one_line_error(S("exec", "nope", "true", check=False), "exec into an unknown container", 125)
+        # -t: a pty of the container's devpts with the caller's window size (script(1) gives us a terminal).
+        if shutil.which("script"):
+            argv = " ".join(as_user([STRATA, "--root", store, "exec", "-t", "e1", "sh", "-c",
+                                     "'tty; stty size; echo $TERM; exit 3'"], user))
+            r = subprocess.run(["script", "-qec", f"stty cols 91 rows 33; {argv}", "/dev/null"],
+                               capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+            got = [ln.strip() for ln in r.stdout.splitlines() if ln.strip()]  # the pty writes CR LF
+            check(r.returncode == 3 and got == ["/dev/pts/0", "33 91", "xterm"],
+                  f"exec -t: {r.returncode} {got} {r.stderr!r}")
+        else:
+            print("note: script(1) missing: exec -t not checked")
 
         # --- cp, running ---
         out = os.path.join(work, "out")
@@ -194,7 +205,8 @@ def main():
 
         # --- the container stopped: its rw view (whiteouts, the upper) ---
         S("exec", "e1", "sh", "-c", "rm /data/keep.txt; echo changed > /data/lower.txt")
-        S("exec", "e1", "sh", "-c", "kill 1")  # the init passes it on; sleep exits
+        S("exec", "e1", "sh", "-c", "kill 1", check=False)  # the init passes it on; sleep exits, and the pid
+        # namespace goes with it (this sh too: its status is 0 or 137, whichever comes first)
         procs.remove(p)
         p.wait(timeout=60)
         wait_for("e1 to stop", lambda: not ps_up())
