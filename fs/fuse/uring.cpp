@@ -104,6 +104,7 @@ struct Transport::Impl {
   size_t started = 0, failed = 0;
   std::string first_error;
   bool stopped = false;
+  std::mutex join_mutex;  // init_answered() and stop() may both join, from different threads
 
   ~Impl() {
     for (auto& q : queues)
@@ -309,6 +310,7 @@ void Transport::Impl::run(Queue& q) {
 }
 
 void Transport::Impl::join() {
+  std::lock_guard lock(join_mutex);
   for (auto& q : queues)
     if (q->thread.joinable()) q->thread.join();
 }
