@@ -88,6 +88,11 @@ void write_tree(archive* w, const std::string& path, const std::string& top, boo
   std::string base = names_contents(path) ? strip_trailing_slashes(path.substr(0, path.size() - 1)) : strip_trailing_slashes(path);
   if (base.empty()) base = ".";
   if (archive_read_disk_open(disk.get(), base.c_str()) != ARCHIVE_OK) throw Error(why(disk.get()));
+  // Hardlinked files stay hardlinks: the second name becomes a link entry with no data.
+  std::unique_ptr<archive_entry_linkresolver, void (*)(archive_entry_linkresolver*)> links(
+      archive_entry_linkresolver_new(), archive_entry_linkresolver_free);
+  if (!links) throw Error("out of memory");
+  archive_entry_linkresolver_set_strategy(links.get(), archive_format(w));
   std::vector<char> buf(1 << 16);
   for (;;) {
     Entry e(archive_entry_new());
@@ -101,8 +106,11 @@ void write_tree(archive* w, const std::string& path, const std::string& top, boo
     archive_entry_set_pathname(e.get(), (top + rest).c_str());
     archive_entry_set_uname(e.get(), nullptr);
     archive_entry_set_gname(e.get(), nullptr);
-    if (archive_write_header(w, e.get()) < ARCHIVE_WARN) throw Error(name + ": " + why(w));
-    if (archive_entry_filetype(e.get()) != AE_IFREG) continue;
+    archive_entry* entry = e.get();
+    archive_entry* deferred = nullptr;  // only cpio formats defer; a tar writes each at once
+    archive_entry_linkify(links.get(), &entry, &deferred);
+    if (archive_write_header(w, entry) < ARCHIVE_WARN) throw Error(name + ": " + why(w));
+    if (archive_entry_filetype(entry) != AE_IFREG || archive_entry_hardlink(entry)) continue;
     for (;;) {
       la_ssize_t n = archive_read_data(disk.get(), buf.data(), buf.size());
       if (n < 0) throw Error(name + ": " + why(disk.get()));

@@ -144,6 +144,11 @@ def main():
         st = os.stat(os.path.join(out, "keep.txt"))
         want_uid = int(run("id", "-u", user).stdout) if user else 0
         check(st.st_uid == want_uid, f"a file copied out is owned by {st.st_uid}, not the caller {want_uid}")
+        S("exec", "e1", "sh", "-c", "mkdir /data/hl && echo linked > /data/hl/one && ln /data/hl/one /data/hl/two")
+        S("cp", "e1:/data/hl", os.path.join(out, "hl"))
+        one, two = (os.stat(os.path.join(out, "hl", n)) for n in ("one", "two"))
+        check(one.st_ino == two.st_ino and one.st_nlink == 2, "cp out: a hardlinked pair became two files")
+        S("exec", "e1", "rm", "-r", "/data/hl")
         S("cp", "e1:/data", os.path.join(out, "d1"))  # a new name: the directory itself
         check(sorted(os.listdir(os.path.join(out, "d1"))) == ["keep.txt", "lower.txt", "sub"], "cp out of a dir")
         S("cp", "e1:/data/sub", os.path.join(out, "d1/sub/x"))  # a file's new name in an existing dir
