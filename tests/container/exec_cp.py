@@ -3,8 +3,9 @@
 
 exec: joins the running container (its hostname, mount and pid namespaces: the container's
 files and pid numbers), the container's confinement (Docker's capability set minus its
---cap-drop, seccomp), its Env plus -e, -u, -w, -i (else stdin is /dev/null), only fds 0-2,
-exit statuses passed on; a stopped or unknown container: one line, exit 125, nothing changed.
+--cap-drop, its no-new-privileges, seccomp), its Env plus -e, -u, -w, -i (else stdin is
+/dev/null), -t (a pty with the caller's window size), only fds 0-2, exit statuses passed on; a
+stopped or unknown container: one line, exit 125, nothing changed.
 cp: out and in, files and directories by docker cp's naming rules, `-` tar streams, owners
 (root unless -a), a missing file (one line, nothing written); symlinks the container planted
 pointing at host paths (as a parent, as the file, with -L, `..` past the root) reach only the
@@ -60,6 +61,7 @@ def main():
         S("load", "-q", "-i", layout, "--tag", IMG)
 
         p = subprocess.Popen(as_user([STRATA, "--root", store, "run", "--name", "e1", "--cap-drop", "NET_RAW",
+                                      "--security-opt", "no-new-privileges",
                                       "-e", "FROM_RUN=1", IMG, "sleep", "1000"], user),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         procs.append(p)
@@ -84,9 +86,11 @@ def main():
                 check=False).stdout.split()
         want = [os.readlink(f"/proc/{init}/ns/{n}") for n in ("mnt", "pid", "uts")]
         check(own == want, f"exec namespaces {own} != the container init's {want}")
-        r = S("exec", "e1", "sh", "-c", "grep -E '^(CapEff|CapBnd|Seccomp):' /proc/self/status", check=False)
-        check(r.stdout.split() == ["CapEff:", "00000000a80405fb", "CapBnd:", "00000000a80405fb", "Seccomp:", "2"],
-              f"exec confinement (Docker's set minus NET_RAW, seccomp filter): {r.stdout!r} {r.stderr!r}")
+        r = S("exec", "e1", "sh", "-c", "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status",
+              check=False)
+        check(r.stdout.split() == ["CapEff:", "00000000a80405fb", "CapBnd:", "00000000a80405fb", "NoNewPrivs:", "1",
+                                   "Seccomp:", "2"],
+              f"exec confinement (Docker's set minus NET_RAW, no-new-privileges, seccomp): {r.stdout!r} {r.stderr!r}")
         r = S("exec", "-e", "FOO=bar", "-e", "FROM_RUN=2", "-w", "/data", "e1", "sh", "-c",
               "pwd; echo $FOO $FROM_RUN $PATH $HOME", check=False)
         check(r.stdout == "/data\nbar 2 /usr/sbin:/usr/bin:/sbin:/bin /root\n", f"exec -e/-w: {r.stdout!r} {r.stderr!r}")
