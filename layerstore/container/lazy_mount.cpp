@@ -5,8 +5,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <climits>
 #include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <thread>
 
 #include "common/lazy/blob_index.hpp"
 #include "layerstore/archive/digest.hpp"
@@ -60,6 +64,26 @@ std::optional<lazy::BlobIndex> cached_index(const std::string& path, const Layer
   return ix;
 }
 
+std::string layer_what(size_t i, const LayerToLoad& layer) {
+  return "layer " + std::to_string(i + 1) + " (" + layer.blob.name + ")";
+}
+
+// One pass over the blob: its index, checked against the digest and diff_id the image
+// names, written to the cache only when both match.
+void index_layer(const LayerToLoad& layer, const std::string& diff_id, const std::string& what,
+                 const std::string& path, const NoteFn& note) {
+  lazy::BlobIndex ix;
+  try {
+    ix = build_blob_index(layer.blob, note, {});
+  } catch (const Error& e) {
+    throw Error(what + ": " + e.what());
+  }
+  if (!layer.digest.empty() && ix.digest != layer.digest)
+    throw Error(what + ": digest mismatch (want " + layer.digest + ", got " + ix.digest + ")");
+  if (ix.diff_id != diff_id) throw Error(what + ": diff_id mismatch (want " + diff_id + ", got " + ix.diff_id + ")");
+  write_file_atomic(path, ix.serialize(), 0600);
+}
+
 }  // namespace
 
 std::string lazy_cache_dir(const std::string& explicit_root) {
@@ -94,27 +118,50 @@ std::string mount_lazy(const LazyMountOptions& opts, const NoteFn& note) {
     ~Cleanup() { remove_tree_forced(dir); }
   } cleanup{desc_dir};
 
+  // Layers whose index is not cached yet are verified and indexed two at a time (each pass
+  // is one thread of decompression and hashing).
+  std::vector<std::string> paths(img.layers.size());
+  std::vector<size_t> todo;
   for (size_t i = 0; i < img.layers.size(); i++) {
     const LayerToLoad& layer = img.layers[i];
-    const std::string& diff_id = img.diff_ids[i];
-    std::string what = "layer " + std::to_string(i + 1) + " (" + layer.blob.name + ")";
     if (layer.size >= 0 && uint64_t(layer.size) != layer.blob.length)
-      throw Error(what + ": size mismatch (the manifest says " + std::to_string(layer.size) + " bytes, the blob has " +
-                  std::to_string(layer.blob.length) + ")");
-    std::string path = index_dir + "/" + cache_name(layer, diff_id);
-    if (!cached_index(path, layer, diff_id, note)) {
-      lazy::BlobIndex ix;
+      throw Error(layer_what(i, layer) + ": size mismatch (the manifest says " + std::to_string(layer.size) +
+                  " bytes, the blob has " + std::to_string(layer.blob.length) + ")");
+    paths[i] = index_dir + "/" + cache_name(layer, img.diff_ids[i]);
+    // The same blob twice in one image is indexed once (and written once).
+    bool queued = false;
+    for (size_t k : todo) queued = queued || (paths[k] == paths[i] && img.diff_ids[k] == img.diff_ids[i]);
+    if (!queued && !cached_index(paths[i], layer, img.diff_ids[i], note)) todo.push_back(i);
+  }
+  std::vector<std::exception_ptr> errors(img.layers.size());
+  std::atomic<size_t> next{0};
+  std::mutex note_mu;
+  NoteFn locked_note = [&](const std::string& s) {
+    std::lock_guard lock(note_mu);
+    note(s);
+  };
+  auto worker = [&] {
+    for (size_t k; (k = next++) < todo.size();) {
+      size_t i = todo[k];
       try {
-        ix = build_blob_index(layer.blob, note, {});
-      } catch (const Error& e) {
-        throw Error(what + ": " + e.what());
+        index_layer(img.layers[i], img.diff_ids[i], layer_what(i, img.layers[i]), paths[i], locked_note);
+      } catch (...) {
+        errors[i] = std::current_exception();
       }
-      if (!layer.digest.empty() && ix.digest != layer.digest)
-        throw Error(what + ": digest mismatch (want " + layer.digest + ", got " + ix.digest + ")");
-      if (ix.diff_id != diff_id)
-        throw Error(what + ": diff_id mismatch (want " + diff_id + ", got " + ix.diff_id + ")");
-      write_file_atomic(path, ix.serialize(), 0600);
     }
+  };
+  {
+    std::vector<std::thread> threads;
+    for (size_t t = 1; t < std::min<size_t>(2, todo.size()); t++) threads.emplace_back(worker);
+    worker();
+    for (auto& t : threads) t.join();
+  }
+  for (const auto& e : errors)
+    if (e) std::rethrow_exception(e);
+
+  for (size_t i = 0; i < img.layers.size(); i++) {
+    const LayerToLoad& layer = img.layers[i];
+    const std::string& path = paths[i];
     std::string desc = "strata-lazy-layer 1\nindex=" + path + "\nblob=" + blob_file_path(layer.blob) +
                        "\noffset=" + std::to_string(layer.blob.offset) + "\n";
     if (desc.find('\n', desc.find("blob=")) != desc.find("\noffset=")) throw Error("blob path with a newline");
