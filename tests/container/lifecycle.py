@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import struct
@@ -195,6 +196,10 @@ def in_pty(argv, size, resize=None):
     out = b""
     resized = False
     while True:
+        if not select.select([master], [], [], 120)[0]:  # a hang fails the test instead of blocking it
+            os.killpg(p.pid, signal.SIGKILL)
+            out += b"(no output for 120 s: killed)"
+            break
         try:
             chunk = os.read(master, 4096)
         except OSError:  # EIO: every slave closed
@@ -212,12 +217,13 @@ def in_pty(argv, size, resize=None):
 
 
 def _strata_pids(top):
-    """strata processes at or right below `top` (runuser runs strata as its child)."""
+    """strata processes (STRATA_BIN's name) at or right below `top` (runuser runs strata as its
+    child)."""
     out = []
     for pid in [top] + _children(top):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if f.read().split(b"\0")[0].endswith(b"strata"):
+                if os.path.basename(f.read().split(b"\0")[0]) == os.path.basename(STRATA).encode():
                     out.append(pid)
         except OSError:
             pass
