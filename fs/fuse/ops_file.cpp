@@ -3,8 +3,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+
 #include "fs/fuse/context.hpp"
 #include "fs/fuse/init_flags.hpp"
+#include "fs/fuse/uring.hpp"
 
 namespace strata::fs::fuse {
 
@@ -97,7 +100,28 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   }
 }
 
+// Over io_uring the data is read straight into the ring entry's reply buffer, the one copy a
+// reply there takes (libfuse would read it into a buffer of its own and copy that).
+bool read_into_ring(fuse_req_t req, int fd, size_t size, off_t off) {
+  uring::ReplyBuffer out = uring::reply_buffer();
+  if (!out.data || size > out.size) return false;
+  size_t got = 0;
+  while (got < size) {
+    ssize_t n = ::pread(fd, out.data + got, size - got, off + off_t(got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      fuse_reply_err(req, errno);
+      return true;
+    }
+    if (n == 0) break;  // end of file
+    got += size_t(n);
+  }
+  fuse_reply_buf(req, out.data, got);
+  return true;
+}
+
 void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  if (read_into_ring(req, overlay(req).io_fd(file_of(fi)), size, off)) return;
   fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
   buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
   buf.buf[0].fd = overlay(req).io_fd(file_of(fi));

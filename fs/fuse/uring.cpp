@@ -413,6 +413,12 @@ void init_answered(bool negotiated, uint32_t max_write, uint32_t max_pages) {
   }
 }
 
+ReplyBuffer reply_buffer() {
+  Entry* e = t_entry;
+  if (!e) return {nullptr, 0};
+  return {e->payload(), g_impl.load()->payload_size};
+}
+
 bool reply_to_ring(const iovec* iov, int count, ssize_t* sent) {
   Entry* e = t_entry;
   fuse_out_header out;
@@ -429,7 +435,7 @@ bool reply_to_ring(const iovec* iov, int count, ssize_t* sent) {
   } else {
     char* at = e->payload();
     for (int i = 1; i < count; ++i) {
-      std::memcpy(at, iov[i].iov_base, iov[i].iov_len);
+      if (iov[i].iov_base != at) std::memmove(at, iov[i].iov_base, iov[i].iov_len);  // reply_buffer()
       at += iov[i].iov_len;
     }
   }

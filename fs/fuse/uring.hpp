@@ -57,6 +57,14 @@ void init_answered(bool negotiated, uint32_t max_write, uint32_t max_pages);
 // staged in the ring entry (committed when the handler returns) and `*sent` is its size.
 bool reply_to_ring(const iovec* iov, int count, ssize_t* sent);
 
+// The reply buffer of the ring entry the calling thread serves, or {nullptr, 0} on any other
+// thread: a READ can be read straight into it (a reply that starts there is not copied).
+struct ReplyBuffer {
+  char* data;
+  size_t size;
+};
+ReplyBuffer reply_buffer();
+
 class Transport {
  public:
   ~Transport();  // stop()
