@@ -19,6 +19,7 @@
 #include "layerstore/container/child_exit.hpp"
 #include "layerstore/container/container_join.hpp"
 #include "layerstore/container/fuse_mount.hpp"
+#include "layerstore/container/run_user.hpp"
 #include "layerstore/error.hpp"
 
 namespace strata {
@@ -235,27 +236,22 @@ void copy_fd(int in, int out) {
   _exit(0);
 }
 
-void write_id_map(const char* file, const std::string& text) {
-  int fd = open(file, O_WRONLY | O_CLOEXEC);
-  if (fd < 0 || write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size())) die_errno(std::string("write ") + file);
-  close(fd);
-}
-
 // A stopped container: its rw view (strata-fs, as run mounts it) in a mount namespace of our
-// own, in a user namespace where the caller is root when rootless (strata-fs then keeps owners
-// in xattrs, as in a rootless run). A view already mounted by `strata container mount` is used
-// as it is. Then `op` runs chrooted there in a child; the view is unmounted after.
-[[noreturn]] void enter_stopped(const StoreLayout& l, const Container& c, const std::function<void()>& op) {
-  uid_t uid = getuid();
-  gid_t gid = getgid();
+// own and, rootless, in a user namespace mapped as a rootless run maps its own (the caller as
+// root, its /etc/subuid range above: strata-fs keeps owners in xattrs, and the container's
+// users are the same ids there). The caller maps it: `sync` is the pair of pipe ends to ask
+// and to hear back. A view already mounted by `strata container mount` is used as it is. Then
+// `op` runs chrooted there in a child; the view is unmounted after.
+[[noreturn]] void enter_stopped(const StoreLayout& l, const Container& c, const std::function<void()>& op,
+                                int sync_wr, int sync_rd) {
   std::string target = c.merged(l);
   bool mounted = mount_state(target) == MountState::Mounted;
-  bool userns = uid != 0;
+  bool userns = sync_wr >= 0;
   if (userns) {
     if (unshare(CLONE_NEWUSER) != 0) die_errno("unshare user namespace");
-    write_id_map("/proc/self/uid_map", "0 " + std::to_string(uid) + " 1\n");
-    write_id_map("/proc/self/setgroups", "deny");
-    write_id_map("/proc/self/gid_map", "0 " + std::to_string(gid) + " 1\n");
+    char b = 1;
+    if (write(sync_wr, &b, 1) != 1 || read(sync_rd, &b, 1) != 1 || b != 1) die("cannot map the user namespace");
+    if (setresgid(0, 0, 0) != 0 || setresuid(0, 0, 0) != 0) die_errno("become root in the user namespace");
   }
   if (unshare(CLONE_NEWNS) != 0) die_errno("unshare mount namespace");
   if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) die_errno("make / private");
@@ -286,6 +282,16 @@ void write_id_map(const char* file, const std::string& text) {
   _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 125);
 }
 
+struct Pipe {
+  UniqueFd rd, wr;
+  Pipe() {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) throw_errno("pipe");
+    rd = UniqueFd(p[0]);
+    wr = UniqueFd(p[1]);
+  }
+};
+
 // The container's side of a copy: a child in the container's root running `op` with `fd` (its
 // end of the data pipe). Its one-line error comes back on a pipe and is thrown here by finish().
 class ContainerSide {
@@ -294,6 +300,8 @@ class ContainerSide {
                 int parent_fd) {
     std::optional<ContainerNamespaces> ns;
     if (c.status() == "Up") ns = open_container_namespaces(c);
+    std::optional<Pipe> ask, answer;  // a stopped container's user namespace, mapped from here
+    if (!ns && geteuid() != 0) ask.emplace(), answer.emplace();
     int errp[2];
     if (pipe2(errp, O_CLOEXEC) != 0) throw_errno("pipe");
     err_ = UniqueFd(errp[0]);
@@ -313,9 +321,23 @@ class ContainerSide {
         join_container_namespaces(*ns, false);
         run_op(op);
       }
-      enter_stopped(l, c, op);
+      enter_stopped(l, c, op, ask ? ask->wr.get() : -1, answer ? answer->rd.get() : -1);
     }
     close(errp[1]);
+    if (ask) {
+      ask->wr.reset();
+      answer->rd.reset();
+      char b = 0;
+      if (read(ask->rd.get(), &b, 1) == 1) {
+        try {
+          map_user_namespace(pid_);
+          b = 1;
+        } catch (const Error&) {
+          b = 0;  // the child says it could not be mapped; finish() reports that
+        }
+        (void)!write(answer->wr.get(), &b, 1);
+      }
+    }
   }
 
   // Waits for the child; throws its error line (or `host_error` when it has none).
@@ -344,15 +366,6 @@ class ContainerSide {
   UniqueFd err_;
 };
 
-struct Pipe {
-  UniqueFd rd, wr;
-  Pipe() {
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) != 0) throw_errno("pipe");
-    rd = UniqueFd(p[0]);
-    wr = UniqueFd(p[1]);
-  }
-};
 
 // SIGPIPE ignored while the other side may go away early: its own error says why.
 struct IgnorePipe {

@@ -119,54 +119,6 @@ std::string now_rfc3339() {
   return buf;
 }
 
-void write_proc(pid_t pid, const char* file, const std::string& text) {
-  std::string p = "/proc/" + std::to_string(pid) + "/" + file;
-  int fd = open(p.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) throw_errno("open " + p);
-  ssize_t n = write(fd, text.data(), text.size());
-  int err = errno;
-  close(fd);
-  if (n != static_cast<ssize_t>(text.size())) throw SysError("write " + p + " \"" + text + "\"", err);
-}
-
-void run_helper(const std::vector<std::string>& argv) {
-  pid_t pid = fork();
-  if (pid < 0) throw_errno("fork");
-  if (pid == 0) {
-    std::vector<char*> a;
-    for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
-    a.push_back(nullptr);
-    execvp(a[0], a.data());
-    _exit(127);
-  }
-  if (wait_status(pid) != 0) throw Error(argv[0] + " failed");
-}
-
-// Maps the child's new user namespace: newuidmap/newgidmap with the caller's subordinate
-// ranges when it has them, else the caller alone as root.
-std::string write_id_maps(pid_t pid) {
-  uid_t uid = getuid();
-  gid_t gid = getgid();
-  auto sub_uid = subordinate_range("/etc/subuid", uid);
-  auto sub_gid = subordinate_range("/etc/subgid", uid);
-  if (sub_uid && sub_gid && access("/usr/bin/newuidmap", X_OK) == 0 && access("/usr/bin/newgidmap", X_OK) == 0) {
-    try {
-      std::string p = std::to_string(pid);
-      run_helper({"newuidmap", p, "0", std::to_string(uid), "1", "1", std::to_string(sub_uid->first),
-                  std::to_string(sub_uid->second)});
-      run_helper({"newgidmap", p, "0", std::to_string(gid), "1", "1", std::to_string(sub_gid->first),
-                  std::to_string(sub_gid->second)});
-      return "newuidmap";
-    } catch (const Error&) {
-      // fall through to the single mapping (it may already be partly written: then it fails below)
-    }
-  }
-  write_proc(pid, "uid_map", "0 " + std::to_string(uid) + " 1\n");
-  write_proc(pid, "setgroups", "deny");
-  write_proc(pid, "gid_map", "0 " + std::to_string(gid) + " 1\n");
-  return "single";
-}
-
 // B: pid 1 of the container's pid namespace. Gets its own mount namespace (so pivot_root
 // leaves A's alone), builds the rootfs and waits for the command like an init. When A dies
 // (strata run killed), B is killed, and with it, by the kernel, everything in the container.
@@ -362,7 +314,7 @@ int run_container(const StoreLayout& l, Container& c, const NoteFn& note, const 
     char b = 0;
     if (read(to_parent[0], &b, 1) == 1) {
       try {
-        write_id_maps(a);
+        map_user_namespace(a);
         b = 1;
       } catch (const Error& e) {
         note(std::string("cannot map the user namespace: ") + e.what());

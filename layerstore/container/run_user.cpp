@@ -1,6 +1,9 @@
 #include "layerstore/container/run_user.hpp"
 
+#include <fcntl.h>
 #include <pwd.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <sstream>
@@ -27,6 +30,32 @@ std::vector<std::vector<std::string>> read_db(const std::string& path) {
   for (std::string line; std::getline(in, line);)
     if (!line.empty() && line[0] != '#') out.push_back(split(line, ':'));
   return out;
+}
+
+void write_proc(pid_t pid, const char* file, const std::string& text) {
+  std::string p = "/proc/" + std::to_string(pid) + "/" + file;
+  int fd = open(p.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) throw_errno("open " + p);
+  ssize_t n = write(fd, text.data(), text.size());
+  int err = errno;
+  close(fd);
+  if (n != static_cast<ssize_t>(text.size())) throw SysError("write " + p + " \"" + text + "\"", err);
+}
+
+void run_helper(const std::vector<std::string>& argv) {
+  pid_t pid = fork();
+  if (pid < 0) throw_errno("fork");
+  if (pid == 0) {
+    std::vector<char*> a;
+    for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
+    a.push_back(nullptr);
+    execvp(a[0], a.data());
+    _exit(127);
+  }
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0)
+    if (errno != EINTR) throw_errno("wait for " + argv[0]);
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) throw Error(argv[0] + " failed");
 }
 
 }  // namespace
@@ -86,6 +115,29 @@ ExecUser resolve_exec_user(const std::string& spec, const std::string& passwd, c
           if (m == name && static_cast<gid_t>(std::stoul(f[2])) != u.gid) u.groups.push_back(static_cast<gid_t>(std::stoul(f[2])));
   }
   return u;
+}
+
+std::string map_user_namespace(pid_t pid) {
+  uid_t uid = getuid();
+  gid_t gid = getgid();
+  auto sub_uid = subordinate_range("/etc/subuid", uid);
+  auto sub_gid = subordinate_range("/etc/subgid", uid);
+  if (sub_uid && sub_gid && access("/usr/bin/newuidmap", X_OK) == 0 && access("/usr/bin/newgidmap", X_OK) == 0) {
+    try {
+      std::string p = std::to_string(pid);
+      run_helper({"newuidmap", p, "0", std::to_string(uid), "1", "1", std::to_string(sub_uid->first),
+                  std::to_string(sub_uid->second)});
+      run_helper({"newgidmap", p, "0", std::to_string(gid), "1", "1", std::to_string(sub_gid->first),
+                  std::to_string(sub_gid->second)});
+      return "newuidmap";
+    } catch (const Error&) {
+      // fall through to the single mapping (it may already be partly written: then it fails below)
+    }
+  }
+  write_proc(pid, "uid_map", "0 " + std::to_string(uid) + " 1\n");
+  write_proc(pid, "setgroups", "deny");
+  write_proc(pid, "gid_map", "0 " + std::to_string(gid) + " 1\n");
+  return "single";
 }
 
 }  // namespace strata

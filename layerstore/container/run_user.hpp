@@ -13,6 +13,11 @@ namespace strata {
 // First "NAME:START:COUNT" (or "UID:START:COUNT") line for `uid` in `file`.
 std::optional<std::pair<unsigned long, unsigned long>> subordinate_range(const std::string& file, uid_t uid);
 
+// Writes the id maps of process `pid`'s new user namespace (the caller is its root):
+// newuidmap/newgidmap with the caller's /etc/subuid and /etc/subgid ranges when it has them,
+// else the caller alone. Returns "newuidmap" or "single". Throws Error.
+std::string map_user_namespace(pid_t pid);
+
 struct ExecUser {
   uid_t uid = 0;
   gid_t gid = 0;

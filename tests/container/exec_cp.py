@@ -213,7 +213,8 @@ def main():
         check(rd(secret) == "host secret\n", "the host's secret changed")
 
         # --- the container stopped: its rw view (whiteouts, the upper) ---
-        S("exec", "e1", "sh", "-c", "rm /data/keep.txt; echo changed > /data/lower.txt")
+        S("exec", "e1", "sh", "-c", "rm /data/keep.txt; echo changed > /data/lower.txt; "
+          "echo private > /data/private; chown 1000:1000 /data/private; chmod 600 /data/private", check=False)
         S("exec", "e1", "sh", "-c", "kill 1", check=False)  # the init passes it on; sleep exits, and the pid
         # namespace goes with it (this sh too: its status is 0 or 137, whichever comes first)
         procs.remove(p)
@@ -221,9 +222,18 @@ def main():
         wait_for("e1 to stop", lambda: not ps_up())
         one_line_error(S("exec", "e1", "true", check=False), "exec into a stopped container", 125)
         S("cp", "e1:/data", os.path.join(out, "stopped"))
-        check(sorted(os.listdir(os.path.join(out, "stopped"))) == ["lower.txt", "sub"],
+        check(sorted(os.listdir(os.path.join(out, "stopped"))) == ["lower.txt", "private", "sub"],
               f"cp out of a stopped container: {sorted(os.listdir(os.path.join(out, 'stopped')))} (keep.txt was deleted)")
         check(rd(os.path.join(out, "stopped/lower.txt")) == "changed\n", "cp out of a stopped container: the upper")
+        subuid = not user or any(l.startswith(f"{user}:") for l in open("/etc/subuid"))
+        if subuid:  # a file of the container's user 1000, mode 600: read as its root reads it
+            priv = os.path.join(out, "stopped/private")
+            check(os.path.exists(priv) and rd(priv) == "private\n", "cp out of a stopped container: uid 1000's 0600 file")
+            r = subprocess.run(as_user([STRATA, "--root", store, "cp", "e1:/data/private", "-"], user),
+                               capture_output=True)
+            members = tarfile.open(fileobj=io.BytesIO(r.stdout)).getmembers() if r.returncode == 0 else []
+            check([(m.name, m.uid, m.gid) for m in members] == [("private", 1000, 1000)],
+                  f"owner of a stopped container's file as cp sees it: {[(m.name, m.uid) for m in members]} {r.stderr!r}")
         one_line_error(S("cp", "e1:/data/keep.txt", os.path.join(out, "gone"), check=False),
                        "cp of a file the stopped container deleted", 1)
         S("cp", os.path.join(host, "in.txt"), "e1:/tmp/in-stopped.txt")
