@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <condition_variable>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -144,6 +145,27 @@ void pin_to_cpu(unsigned cpu) {
   CPU_SET(cpu, &set);
   if (int r = pthread_setaffinity_np(pthread_self(), sizeof set, &set); r != 0)
     spdlog::debug("io_uring queue {}: cannot pin to CPU {} ({}): served from any CPU", cpu, cpu, std::strerror(r));
+}
+
+// The kernel has one queue per possible CPU (num_possible_cpus()) and serves no request until
+// each has an entry: count the possible mask ("0-1", "0-3,8-11"), as it does.
+size_t possible_cpus() {
+  std::ifstream f("/sys/devices/system/cpu/possible");
+  std::string mask;
+  size_t n = 0;
+  if (f >> mask) {
+    size_t at = 0;
+    while (at < mask.size()) {
+      size_t end = mask.find(',', at);
+      std::string range = mask.substr(at, end == std::string::npos ? std::string::npos : end - at);
+      unsigned lo = 0, hi = 0;
+      if (std::sscanf(range.c_str(), "%u-%u", &lo, &hi) == 2 && hi >= lo) n += hi - lo + 1;
+      else if (std::sscanf(range.c_str(), "%u", &lo) == 1) n += 1;
+      if (end == std::string::npos) break;
+      at = end + 1;
+    }
+  }
+  return n ? n : size_t(std::max(1, get_nprocs_conf()));
 }
 
 void stop_on_error(const char* what, int err) {
@@ -321,8 +343,7 @@ std::unique_ptr<Transport> prepare(fuse_session* se, std::string& why) {
   auto impl = std::make_unique<Transport::Impl>();
   impl->se = se;
   impl->dev_fd = fuse_session_fd(se);
-  // The kernel has one queue per possible CPU and waits for an entry on each of them.
-  size_t n = size_t(std::max(1, get_nprocs_conf()));
+  size_t n = possible_cpus();
   for (size_t i = 0; i < n; ++i) {
     impl->queues.push_back(std::make_unique<Queue>());
     impl->queues.back()->qid = unsigned(i);
