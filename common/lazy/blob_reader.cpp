@@ -1,7 +1,7 @@
 #include "common/lazy/blob_reader.hpp"
 
 #include <unistd.h>
-#include <zlib.h>
+#include <isa-l/igzip_lib.h>
 #include <zstd.h>
 
 #include <algorithm>
@@ -23,7 +23,6 @@ class BlobReader::Cursor {
     ok_ = start(p);
   }
   ~Cursor() {
-    if (z_started_) inflateEnd(&z_);
     if (zs_) ZSTD_freeDStream(zs_);
   }
   uint64_t out() const { return out_; }
@@ -74,24 +73,27 @@ class BlobReader::Cursor {
       case BlobCompression::Gzip:
         break;
     }
-    std::memset(&z_, 0, sizeof z_);
+    // ISA-L's inflate (several times zlib's speed). From a block checkpoint it starts raw,
+    // with the window as its dictionary and the block's first bits of the byte before `in`
+    // placed in its bit buffer (read_in / read_in_length: ISA-L has no inflatePrime).
+    st_ = std::make_unique<inflate_state>();
+    isal_inflate_init(st_.get());
     if (p.kind == Checkpoint::Kind::StreamStart) {
-      if (inflateInit2(&z_, 31) != Z_OK) return false;
-      z_started_ = true;
+      st_->crc_flag = ISAL_GZIP;
       return true;
     }
-    if (inflateInit2(&z_, -15) != Z_OK) return false;
-    z_started_ = true;
+    st_->crc_flag = ISAL_DEFLATE;
     raw_ = true;
+    if (!p.window.empty() &&
+        isal_inflate_set_dict(st_.get(), reinterpret_cast<uint8_t*>(const_cast<char*>(p.window.data())),
+                              uint32_t(p.window.size())) != COMP_OK)
+      return false;
     if (p.bits) {
-      // The block starts inside the byte before `in`: its top `bits` bits belong to it.
       uint8_t byte;
       if (::pread(fd_, &byte, 1, off_t(base_ + p.in - 1)) != 1) return false;
-      if (inflatePrime(&z_, p.bits, byte >> (8 - p.bits)) != Z_OK) return false;
+      st_->read_in = byte >> (8 - p.bits);
+      st_->read_in_length = p.bits;
     }
-    if (!p.window.empty() &&
-        inflateSetDictionary(&z_, reinterpret_cast<const Bytef*>(p.window.data()), uInt(p.window.size())) != Z_OK)
-      return false;
     return true;
   }
 
@@ -135,8 +137,8 @@ class BlobReader::Cursor {
         break;
     }
     if (trailer_left_) {
-      // A raw (primed) decoder stops before the member's CRC32 and ISIZE; the next member's
-      // header follows them.
+      // A raw decoder stops before the member's CRC32 and ISIZE; the next member's header
+      // follows them.
       size_t k = std::min(trailer_left_, avail_);
       next_ += k;
       avail_ -= k;
@@ -146,26 +148,31 @@ class BlobReader::Cursor {
     }
     if (at_boundary_) {
       if (avail_ == 0) return 0;  // the blob may end here
-      if (inflateReset2(&z_, 31) != Z_OK) return -1;
+      isal_inflate_init(st_.get());
+      st_->crc_flag = ISAL_GZIP;
       at_boundary_ = false;
     }
-    z_.next_in = next_;
-    z_.avail_in = uInt(avail_);
-    z_.next_out = to;
-    z_.avail_out = uInt(std::min<size_t>(want, 1u << 30));
-    int r = inflate(&z_, Z_NO_FLUSH);
-    size_t produced = std::min<size_t>(want, 1u << 30) - z_.avail_out;
-    next_ = z_.next_in;
-    avail_ = z_.avail_in;
-    if (r == Z_STREAM_END) {
+    size_t room = std::min<size_t>(want, 1u << 30);
+    st_->next_in = next_;
+    st_->avail_in = uint32_t(avail_);
+    st_->next_out = to;
+    st_->avail_out = uint32_t(room);
+    if (isal_inflate(st_.get()) != ISAL_DECOMP_OK) return -1;
+    size_t produced = room - st_->avail_out;
+    next_ = st_->next_in;
+    avail_ = st_->avail_in;
+    if (st_->block_state == ISAL_BLOCK_FINISH) {
+      // ISA-L may have read up to 8 bytes past the member's end into its bit buffer: go
+      // back to the first byte it did not use, and read on from there.
+      uint64_t used_end = in_pos_ - avail_ - uint64_t(st_->read_in_length / 8);
+      in_pos_ = used_end;
+      avail_ = 0;
       if (raw_) {
         raw_ = false;
         trailer_left_ = 8;
       } else {
-        at_boundary_ = true;  // another member may follow: reset before reading it
+        at_boundary_ = true;  // another member may follow
       }
-    } else if (r != Z_OK && !(r == Z_BUF_ERROR && produced == 0 && avail_ == 0)) {
-      return -1;
     }
     return ssize_t(produced);
   }
@@ -183,8 +190,7 @@ class BlobReader::Cursor {
   bool at_boundary_ = false;  // between gzip members or zstd frames
   bool raw_ = false;
   size_t trailer_left_ = 0;
-  z_stream z_{};
-  bool z_started_ = false;
+  std::unique_ptr<inflate_state> st_;
   ZSTD_DStream* zs_ = nullptr;
 };
 

@@ -232,11 +232,20 @@ Result<UniqueFd> BlobLayerSource::materialize(uint32_t inode) const {
     ssize_t n = reader_.read_at(buf.data(), want, ino.offset + done);
     if (n < 0) return Errno{int(-n)};
     if (size_t(n) != want) return Errno{EIO};
-    // Runs of zeros stay holes: a big sparse-looking file costs no memory for them.
-    for (size_t off = 0; off < want; off += 4096) {
+    // Runs of zeros stay holes: a big sparse-looking file costs no memory for them. Each run
+    // of data is one write.
+    for (size_t off = 0; off < want;) {
       size_t k = std::min<size_t>(4096, want - off);
-      if (all_zero(buf.data() + off, k)) continue;
-      if (::pwrite(mem.get(), buf.data() + off, k, off_t(done + off)) != ssize_t(k)) return last_errno();
+      if (all_zero(buf.data() + off, k)) {
+        off += k;
+        continue;
+      }
+      size_t end = off + k;
+      while (end < want && !all_zero(buf.data() + end, std::min<size_t>(4096, want - end)))
+        end += std::min<size_t>(4096, want - end);
+      if (::pwrite(mem.get(), buf.data() + off, end - off, off_t(done + off)) != ssize_t(end - off))
+        return last_errno();
+      off = end;
     }
     done += want;
   }
@@ -270,7 +279,7 @@ Result<UniqueFd> BlobLayerSource::open(const LayerDir& dir, std::string_view nam
   auto mem = materialize(inode);
   if (!mem) return mem;
   auto fd = reopen(mem->get());
-  if (!fd || ino.size > kMaterializedCacheBytes / 4) return fd;
+  if (!fd || ino.size > kMaterializedCacheBytes) return fd;
   std::lock_guard lock(cache_mu_);
   if (cached_.count(inode)) return fd;
   while (!cache_.empty() && cached_bytes_ + ino.size > kMaterializedCacheBytes) {
