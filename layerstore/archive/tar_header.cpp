@@ -202,6 +202,9 @@ std::optional<std::map<std::string, std::string>> parse_pax_records(std::string_
     rec.remove_prefix(len);
   }
   if (!sparse_map.empty()) {
+    // Go drops a GNU.sparse.map record for the 0.0 ones; libarchive applies both, one after
+    // the other. Refused so that both read one map (Go would read this header).
+    if (out.count("GNU.sparse.map")) return std::nullopt;
     std::string joined;
     for (size_t i = 0; i < sparse_map.size(); i++) joined += (i ? "," : "") + sparse_map[i];
     out["GNU.sparse.map"] = joined;

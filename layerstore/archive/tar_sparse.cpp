@@ -15,6 +15,22 @@ std::string record(const std::map<std::string, std::string>& pax, const char* ke
 
 constexpr size_t kBlock = 512;
 
+// libarchive reads the numbers of a sparse map with its own parser, which stops at the first
+// byte that is not a digit ("+6" is 0 to it, 6 to Go): only plain digits mean the same to both.
+bool plain_decimal(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+std::optional<int64_t> parse_number(std::string_view s) {
+  if (!plain_decimal(s)) return std::nullopt;
+  return go_parse_int(s);
+}
+
+bool any_sparse_record(const std::map<std::string, std::string>& pax) {
+  auto it = pax.lower_bound("GNU.sparse.");
+  return it != pax.end() && it->first.starts_with("GNU.sparse.");
+}
+
 }  // namespace
 
 std::optional<SparseFile> sparse_from_pax(const std::map<std::string, std::string>& pax, std::string& error) {
@@ -22,23 +38,42 @@ std::optional<SparseFile> sparse_from_pax(const std::map<std::string, std::strin
   std::string major = record(pax, "GNU.sparse.major"), minor = record(pax, "GNU.sparse.minor");
   if (major == "0" && (minor == "0" || minor == "1")) f.map_in_data = false;
   else if (major == "1" && minor == "0") f.map_in_data = true;
-  else if (!major.empty() || !minor.empty()) return std::nullopt;  // a version Go does not know
+  else if (!major.empty() || !minor.empty()) {
+    // A version Go does not know: to Go a plain file, but libarchive applies whatever map
+    // the records give ("01" is version 1 to it), so the two would extract different data.
+    error = "GNU sparse version " + major + "." + minor + " (Go reads a plain file, libarchive a sparse one)";
+    return std::nullopt;
+  }
   else if (!record(pax, "GNU.sparse.map").empty()) f.map_in_data = false;  // 0.0 and 0.1 name no version
-  else return std::nullopt;
+  else if (any_sparse_record(pax)) {
+    // No map and no version: to Go a plain file, but libarchive applies a size or name.
+    error = "GNU.sparse records without a map or version (Go reads a plain file, libarchive a sparse one)";
+    return std::nullopt;
+  } else {
+    return std::nullopt;
+  }
 
   if (std::string name = record(pax, "GNU.sparse.name"); !name.empty()) f.name = name;
   std::string size = record(pax, "GNU.sparse.size");
   if (size.empty()) size = record(pax, "GNU.sparse.realsize");
   if (!size.empty()) {
-    f.size = go_parse_int(size);
+    f.size = parse_number(size);
     if (!f.size) {
       error = "invalid GNU.sparse size " + size;
       return std::nullopt;
     }
   }
-  if (f.map_in_data) return f;
+  if (f.map_in_data) {
+    // A 0.x map next to a 1.0 one: Go reads the one in the data; libarchive takes whichever
+    // version its records name last.
+    if (pax.count("GNU.sparse.map") || pax.count("GNU.sparse.numblocks")) {
+      error = "GNU sparse 1.0 file with a 0.x map too";
+      return std::nullopt;
+    }
+    return f;
+  }
 
-  auto count = go_parse_int(record(pax, "GNU.sparse.numblocks"));
+  auto count = parse_number(record(pax, "GNU.sparse.numblocks"));
   if (!count || *count < 0 || *count > INT64_MAX / 2) {
     error = "invalid GNU.sparse.numblocks";
     return std::nullopt;
@@ -56,7 +91,7 @@ std::optional<SparseFile> sparse_from_pax(const std::map<std::string, std::strin
     return std::nullopt;
   }
   for (size_t i = 0; i + 1 < numbers.size(); i += 2) {
-    auto off = go_parse_int(numbers[i]), len = go_parse_int(numbers[i + 1]);
+    auto off = parse_number(numbers[i]), len = parse_number(numbers[i + 1]);
     if (!off || !len) {
       error = "invalid GNU.sparse.map";
       return std::nullopt;
@@ -81,7 +116,7 @@ size_t parse_sparse_map_1x0(std::string_view head, std::vector<SparseRegion>& re
     return true;
   };
   if (!next_token()) return 0;
-  auto count = go_parse_int(tokens[0]);
+  auto count = parse_number(tokens[0]);
   if (!count || *count < 0 || *count > INT64_MAX / 2) {
     error = "invalid sparse map (region count)";
     return 0;
@@ -90,7 +125,7 @@ size_t parse_sparse_map_1x0(std::string_view head, std::vector<SparseRegion>& re
     if (!next_token()) return 0;
   regions.clear();
   for (size_t i = 1; i + 1 < tokens.size(); i += 2) {
-    auto off = go_parse_int(tokens[i]), len = go_parse_int(tokens[i + 1]);
+    auto off = parse_number(tokens[i]), len = parse_number(tokens[i + 1]);
     if (!off || !len) {
       error = "invalid sparse map";
       return 0;

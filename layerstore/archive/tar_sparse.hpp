@@ -30,7 +30,9 @@ struct SparseFile {
 };
 
 // What the PAX records of an entry say: nullopt when they make no sparse file (no GNU sparse
-// records, or a version Go does not know); `error` set where Go returns ErrHeader.
+// records); `error` set where Go returns ErrHeader, and where libarchive (extraction) would
+// read another map than Go: a version Go does not know, sparse records without a map,
+// numbers other than plain digits, a 1.0 file with 0.x records too.
 std::optional<SparseFile> sparse_from_pax(const std::map<std::string, std::string>& pax, std::string& error);
 
 // Format 1.0: the map at the start of the data, read in whole blocks as Go reads it. Returns

@@ -143,6 +143,29 @@ CASES = {
                                          (b"GNU.sparse.realsize", b"12288")]) + entry(b"f", b"2\n0\n5\n"),
     "pax-sparse-unknown-version": pax([(b"GNU.sparse.major", b"2"), (b"GNU.sparse.minor", b"0"),
                                        (b"GNU.sparse.realsize", b"12288")]) + entry(b"f", HELLO),
+    # Sparse maps Go and libarchive read differently, with the same name and size: a map
+    # with a version Go does not know (Go: a plain file; libarchive applies the map), 0.0
+    # records next to a 0.1 map (Go: the 0.0 records alone; libarchive: both, in order), a
+    # "+" sign (Go: 6; libarchive: 0), a 0.1 map next to a 1.0 map in the data.
+    "pax-sparse-unknown-version-map": pax([(b"GNU.sparse.major", b"2"), (b"GNU.sparse.minor", b"0"),
+                                           (b"GNU.sparse.numblocks", b"1"), (b"GNU.sparse.map", b"6,5")])
+    + entry(b"f", b"helloworld!"),
+    "pax-sparse-0.1-map-and-0.0-records": pax([(b"GNU.sparse.size", b"11"), (b"GNU.sparse.numblocks", b"1"),
+                                               (b"GNU.sparse.map", b"0,5"),
+                                               (b"GNU.sparse.offset", b"6"), (b"GNU.sparse.numbytes", b"5")])
+    + entry(b"f", b"hello"),
+    "pax-sparse-0.0-plus-sign": pax([(b"GNU.sparse.size", b"11"), (b"GNU.sparse.numblocks", b"1"),
+                                     (b"GNU.sparse.offset", b"+6"), (b"GNU.sparse.numbytes", b"5")])
+    + entry(b"f", b"hello"),
+    "pax-sparse-0.1-plus-sign": pax([(b"GNU.sparse.size", b"11"), (b"GNU.sparse.numblocks", b"1"),
+                                     (b"GNU.sparse.map", b"+6,5")]) + entry(b"f", b"hello"),
+    "pax-sparse-1.0-and-0.1-map": pax([(b"GNU.sparse.major", b"1"), (b"GNU.sparse.minor", b"0"),
+                                       (b"GNU.sparse.realsize", b"11"), (b"GNU.sparse.numblocks", b"1"),
+                                       (b"GNU.sparse.map", b"0,5")])
+    + entry(b"f", padded(b"1\n6\n5\n") + b"hello"),
+    "pax-sparse-1.0-plus-sign": pax([(b"GNU.sparse.major", b"1"), (b"GNU.sparse.minor", b"0"),
+                                     (b"GNU.sparse.realsize", b"11")])
+    + entry(b"f", padded(b"1\n+6\n5\n") + b"hello"),
     "gnu-sparse-realsize-alone": pax([(b"GNU.sparse.realsize", b"100000")]) + entry(b"f", HELLO),
     "schily-realsize-larger": pax([(b"SCHILY.realsize", b"100000")]) + entry(b"f", HELLO),
     # --- sizes and numbers ---
