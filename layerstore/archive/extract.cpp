@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "layerstore/archive/archive_error.hpp"
 #include "layerstore/archive/fs_util.hpp"
 #include "layerstore/archive/safe_path.hpp"
 #include "layerstore/error.hpp"
@@ -40,7 +41,7 @@ void LayerExtractor::extract_all(archive* a, const std::function<void(archive_en
   for (;;) {
     int r = archive_read_next_header(a, &e);
     if (r == ARCHIVE_EOF) break;
-    if (r < ARCHIVE_WARN) throw Error(std::string("invalid tar: ") + archive_error_string(a));
+    if (r < ARCHIVE_WARN) throw Error("invalid tar: " + archive_error_text(a));
     if (check) check(e);
     extract_entry(a, e);
   }
@@ -222,7 +223,7 @@ void LayerExtractor::write_file(archive* a, int pfd, const std::string& base, ar
   for (;;) {
     int r = archive_read_data_block(a, &block, &size, &offset);
     if (r == ARCHIVE_EOF) break;
-    if (r < ARCHIVE_WARN) throw Error("read \"" + entry + "\": " + archive_error_string(a));
+    if (r < ARCHIVE_WARN) throw Error("read \"" + entry + "\": " + archive_error_text(a));
     const char* p = static_cast<const char*>(block);
     while (size > 0) {
       ssize_t n = pwrite(fd.get(), p, size, offset);

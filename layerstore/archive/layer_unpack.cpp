@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "layerstore/archive/archive_error.hpp"
 #include "layerstore/archive/digest.hpp"
 #include "layerstore/archive/tar_agreement.hpp"
 #include "layerstore/archive/tar_split.hpp"
@@ -222,7 +223,7 @@ UnpackResult unpack_layer_stream(const BlobStream& stream, int diff_dirfd, const
     archive_read_support_format_tar(a);
     archive_read_support_format_gnutar(a);
     if (archive_read_open(a, &rs, nullptr, read_callback, nullptr) != ARCHIVE_OK)
-      throw Error(std::string("not a tar archive: ") + archive_error_string(a));
+      throw Error("not a tar archive: " + archive_error_text(a));
     LayerExtractor ex(diff_dirfd, style, warn);
     uint64_t n = 0;
     ex.extract_all(a, [&](archive_entry* e) { check_same_entry(prod.entries.pop(), e, ++n); });
