@@ -6,7 +6,12 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "layerstore/archive/decompress.hpp"
@@ -117,6 +122,76 @@ class TarSide {
   TarSplitRecorder recorder_;
 };
 
+// The uncompressed side on a thread of its own, so hashing and reading the tar overlap with
+// decompression (the two are about equal work). A bounded queue keeps the decompressor at
+// most a few MiB ahead, so the expansion cap still stops a bomb early; the first error on
+// either side ends the pass.
+class PipelinedTar {
+ public:
+  PipelinedTar(const WarnFn& warn, const UnpackLimits& limits) : tar_(warn, limits), worker_([this] { run(); }) {}
+  ~PipelinedTar() { stop(); }
+
+  void feed(const uint8_t* p, size_t n, uint64_t compressed_so_far, bool compressed) {
+    std::unique_lock lock(mu_);
+    not_full_.wait(lock, [&] { return q_.size() < kDepth || error_; });
+    if (error_) std::rethrow_exception(error_);
+    q_.push_back(Chunk{std::vector<uint8_t>(p, p + n), compressed_so_far, compressed});
+    not_empty_.notify_one();
+  }
+  // Waits for the tar side to take everything, then fills the index's TOC and diff_id.
+  void finish(lazy::BlobIndex& ix) {
+    stop();
+    if (error_) std::rethrow_exception(error_);
+    tar_.finish(ix);
+  }
+
+ private:
+  static constexpr size_t kDepth = 16;
+  struct Chunk {
+    std::vector<uint8_t> data;
+    uint64_t compressed_so_far;
+    bool compressed;
+  };
+  void run() {
+    for (;;) {
+      Chunk c;
+      {
+        std::unique_lock lock(mu_);
+        not_empty_.wait(lock, [&] { return !q_.empty() || closed_; });
+        if (q_.empty()) return;
+        c = std::move(q_.front());
+        q_.pop_front();
+        not_full_.notify_one();
+      }
+      try {
+        tar_.feed(c.data.data(), c.data.size(), c.compressed_so_far, c.compressed);
+      } catch (...) {
+        std::lock_guard lock(mu_);
+        error_ = std::current_exception();
+        q_.clear();
+        not_full_.notify_all();
+        return;
+      }
+    }
+  }
+  void stop() {
+    {
+      std::lock_guard lock(mu_);
+      closed_ = true;
+      not_empty_.notify_all();
+    }
+    if (worker_.joinable()) worker_.join();
+  }
+
+  TarSide tar_;
+  std::mutex mu_;
+  std::condition_variable not_full_, not_empty_;
+  std::deque<Chunk> q_;
+  bool closed_ = false;
+  std::exception_ptr error_;
+  std::thread worker_;
+};
+
 // Reads the blob in order, handing every chunk to `each(data, len, offset)`.
 template <typename F>
 void read_blob(const BlobRef& blob, const ProgressFn& progress, Sha256& digest, F each) {
@@ -135,14 +210,14 @@ void read_blob(const BlobRef& blob, const ProgressFn& progress, Sha256& digest, 
   }
 }
 
-void index_plain(const BlobRef& blob, const ProgressFn& progress, Sha256& digest, TarSide& tar, lazy::BlobIndex& ix) {
+void index_plain(const BlobRef& blob, const ProgressFn& progress, Sha256& digest, PipelinedTar& tar, lazy::BlobIndex& ix) {
   ix.points.push_back({});
   read_blob(blob, progress, digest, [&](const uint8_t* p, size_t n, uint64_t at) { tar.feed(p, n, at + n, false); });
 }
 
 // zlib rather than ISA-L here: only zlib stops at deflate block ends (Z_BLOCK) and reports
 // the bit offset there, which is what a checkpoint is.
-void index_gzip(const BlobRef& blob, const ProgressFn& progress, Sha256& digest, TarSide& tar, lazy::BlobIndex& ix,
+void index_gzip(const BlobRef& blob, const ProgressFn& progress, Sha256& digest, PipelinedTar& tar, lazy::BlobIndex& ix,
                 uint64_t span) {
   z_stream z{};
   if (inflateInit2(&z, 31) != Z_OK) throw Error("zlib: out of memory");
@@ -209,7 +284,7 @@ void index_gzip(const BlobRef& blob, const ProgressFn& progress, Sha256& digest,
   if (!any || !member_done) throw Error("truncated gzip data (unexpected end of stream)");
 }
 
-void index_zstd(const BlobRef& blob, const ProgressFn& progress, Sha256& digest, TarSide& tar, lazy::BlobIndex& ix) {
+void index_zstd(const BlobRef& blob, const ProgressFn& progress, Sha256& digest, PipelinedTar& tar, lazy::BlobIndex& ix) {
   ZSTD_DStream* ds = ZSTD_createDStream();
   if (!ds) throw Error("zstd: out of memory");
   struct End {
@@ -261,7 +336,7 @@ lazy::BlobIndex build_blob_index(const BlobRef& blob, const WarnFn& warn, const 
                                             : lazy::BlobCompression::Plain;
   ix.compressed_size = blob.length;
   Sha256 digest;
-  TarSide tar(warn, options.limits);
+  PipelinedTar tar(warn, options.limits);
   switch (c) {
     case Compression::Gzip: index_gzip(blob, progress, digest, tar, ix, options.span); break;
     case Compression::Zstd: index_zstd(blob, progress, digest, tar, ix); break;
