@@ -1,5 +1,6 @@
 #include "tools/cli_rules.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -128,10 +129,24 @@ void set_failure_message(CLI::App& app) {
       std::string args = msg.substr(msg.find(": ") == std::string::npos ? 0 : msg.find(": ") + 2);
       std::string first = args.substr(0, args.find(' '));
       if (first.size() > 1 && first[0] == '-') {
-        const CLI::App* cur = top;
-        for (auto subs = cur->get_subcommands(); !subs.empty(); subs = cur->get_subcommands()) cur = subs.front();
-        std::string flag = unknown_flag(cur, first);
-        return prefix + "unknown flag " + flag + "; " + hint_for(path, flag) + "`" + where + " --help` lists the flags\n";
+        // The command the flag was given to: `strata --bogus images` is strata's, not images'.
+        std::vector<const CLI::App*> chain{top};
+        for (auto subs = top->get_subcommands(); !subs.empty(); subs = chain.back()->get_subcommands())
+          chain.push_back(subs.front());
+        size_t owner = chain.size() - 1;
+        for (size_t i = chain.size(); i-- > 0;) {
+          auto rest = chain[i]->remaining(false);
+          if (std::find(rest.begin(), rest.end(), first) != rest.end()) {
+            owner = i;
+            break;
+          }
+        }
+        std::string opath;
+        for (size_t i = 1; i <= owner; i++) opath += (i > 1 ? " " : "") + chain[i]->get_name();
+        std::string owhere = opath.empty() ? "strata" : "strata " + opath;
+        std::string flag = unknown_flag(chain[owner], first);
+        return "strata: " + (opath.empty() ? "" : opath + ": ") + "unknown flag " + flag + "; " + hint_for(opath, flag) +
+               "`" + owhere + " --help` lists the flags\n";
       }
       if (path.empty()) return "strata: unknown command " + first + "; `strata --help` lists the commands\n";
       return prefix + "unexpected argument " + first + "; see `" + where + " --help`\n";

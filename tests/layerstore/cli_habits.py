@@ -118,6 +118,10 @@ def test_unknown_flags(root, image):
     r = strata(root, "images", "--bogus", check=False)
     check("images --bogus", one_line_error(r, "strata: images: unknown flag --bogus;") and r.returncode == 125,
           f"rc {r.returncode}: {r.stderr!r}")
+    r = strata(root, "--bogus", "images", check=False)
+    check("--bogus images is strata's flag", one_line_error(r, "strata: unknown flag --bogus;"), r.stderr)
+    r = strata(root, "container", "mount", "--bogus", "c", check=False)
+    check("container mount --bogus", one_line_error(r, "strata: container mount: unknown flag --bogus;"), r.stderr)
     r = strata(root, "exec", "-x", "somecontainer", "ls", check=False)
     check("exec -x", one_line_error(r, "strata: exec: unknown flag -x;") and r.returncode == 125,
           f"rc {r.returncode}: {r.stderr!r}")
