@@ -87,7 +87,7 @@ void add_exec_commands(CLI::App& app, const std::string& root) {
       std::exit(125);
     }
     std::string name = rest[0];
-    finish("exec " + name, 125, [&] {
+    finish("exec " + name, 1, [&] {  // an unknown or stopped container: 1, as docker exec
       StoreLayout l = layout_of(root);
       Container c = find_container(l, name);
       ExecRequest r;

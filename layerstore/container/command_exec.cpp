@@ -114,7 +114,7 @@ std::vector<std::string> env_with(std::vector<std::string> env, const std::vecto
   }
   std::string msg = "strata: " + child_command_name() + ": exec " + prog + ": " + strerror(err) + "\n";
   (void)!write(2, msg.data(), msg.size());
-  _exit(err == ENOENT ? 127 : 126);
+  _exit(err == ENOENT ? cmd.not_found_status : 126);
 }
 
 }  // namespace strata

@@ -17,6 +17,7 @@ struct ContainerCommand {
   std::string user;              // USER[:GROUP] from the container's /etc/passwd; "" is root
   std::string workdir;           // "" is "/"
   bool create_workdir = true;    // run makes a missing WorkingDir as Docker does; exec wants it there
+  int not_found_status = 127;    // a command not found: 127 as docker run, 126 as docker exec (runc's)
   std::string hostname;
 };
 

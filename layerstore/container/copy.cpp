@@ -164,7 +164,13 @@ Placement place(const std::string& dest, const std::string& first, bool first_is
   return {parent, top, top_name(dest)};
 }
 
-enum class Owner { Caller, Root, FromTar };
+// Who owns what a copy creates: the caller (the host side, as docker cp out), the ids the tar
+// says (docker cp in), or one user (docker cp -a into a container with a User).
+struct Owner {
+  enum Kind { Caller, FromTar, Fixed } kind = Caller;
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
 
 // Extracts the tar on `r` to `dest` by docker cp's rules. `secure_symlinks`: refuse to write
 // through any symlink below DEST (the host's side; the container's side is chrooted instead,
@@ -180,7 +186,7 @@ void extract_to(archive* r, const std::string& dest, bool stream, Owner owner, b
   WriteArchive disk(archive_write_disk_new());
   int flags = ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
               ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS;
-  if (owner != Owner::Caller) flags |= ARCHIVE_EXTRACT_OWNER;
+  if (owner.kind != Owner::Caller) flags |= ARCHIVE_EXTRACT_OWNER;
   if (secure_symlinks) flags |= ARCHIVE_EXTRACT_SECURE_SYMLINKS;
   archive_write_disk_set_options(disk.get(), flags);
   std::vector<char> buf(1 << 16);
@@ -191,9 +197,9 @@ void extract_to(archive* r, const std::string& dest, bool stream, Owner owner, b
     archive_entry_set_pathname(e, name.c_str());
     if (const char* link = archive_entry_hardlink(e))
       archive_entry_set_hardlink(e, rename_top(link, p.from, p.to).c_str());
-    if (owner == Owner::Root) {
-      archive_entry_set_uid(e, 0);
-      archive_entry_set_gid(e, 0);
+    if (owner.kind == Owner::Fixed) {
+      archive_entry_set_uid(e, owner.uid);
+      archive_entry_set_gid(e, owner.gid);
     }
     archive_entry_set_uname(e, nullptr);  // numeric ids only (no NSS lookup in a container root)
     archive_entry_set_gname(e, nullptr);
@@ -410,7 +416,7 @@ void copy_from_container(const StoreLayout& l, const Container& c, const std::st
       char cwd[4096];
       if (!getcwd(cwd, sizeof cwd)) throw_errno("getcwd");
       try {
-        extract_to(r.get(), dest, false, Owner::Caller, true);
+        extract_to(r.get(), dest, false, Owner{}, true);
       } catch (...) {
         (void)!chdir(cwd);
         throw;
@@ -439,10 +445,18 @@ void copy_into_container(const StoreLayout& l, const Container& c, const std::st
   IgnorePipe ignore;
   Pipe data;
   int rd = data.rd.get();
-  Owner owner = o.archive ? Owner::FromTar : Owner::Root;
+  // As dockerd 20.10 (not as its documentation says): the tar's ids are kept; -a gives
+  // everything to the container's User when it has one.
+  std::string user = c.cfg.contains("Config") ? c.cfg["Config"].value("User", std::string()) : "";
+  bool to_user = o.archive && !user.empty();
   ContainerSide side(
       l, c,
       [&] {
+        Owner owner{Owner::FromTar};
+        if (to_user) {
+          ExecUser u = resolve_exec_user(user, "/etc/passwd", "/etc/group");  // the container's files
+          owner = Owner{Owner::Fixed, u.uid, u.gid};
+        }
         ReadArchive r = tar_reader(rd);
         extract_to(r.get(), path, stream, owner, false);
       },

@@ -13,7 +13,9 @@ namespace strata {
 
 struct CopyOptions {
   bool follow_link = false;  // -L: copy what a symlink SRC points to, not the link
-  bool archive = false;      // -a: files copied in keep the tar's/host's uid and gid (else root)
+  // Files copied in keep the uid and gid of the host's files (or of the `-` tar), as dockerd
+  // 20.10 does; -a gives them to the container's User instead, when it has one.
+  bool archive = false;
 };
 
 // CONTAINER:SRC to host DEST; DEST "-" writes a tar of SRC to stdout.

@@ -100,6 +100,7 @@ int exec_in_container(const Container& c, const ExecRequest& r) {
   if (!r.user.empty()) cmd.user = r.user;
   if (!r.workdir.empty()) cmd.workdir = r.workdir;
   cmd.create_workdir = false;  // as docker exec: a missing -w is an error, not made
+  cmd.not_found_status = 126;   // docker exec answers a missing command with runc's 126
   if (r.tty) cmd.env = env_with({"TERM=xterm"}, cmd.env);  // as docker exec -t, unless the env has one
   int tty[2] = {-1, -1};
   if (r.tty && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, tty) != 0) throw_errno("socketpair");
