@@ -15,6 +15,7 @@ import sys
 import termios
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cli_habits import docker_archive  # noqa: E402
 from strata_test_lib import STRATA, strata, workdir  # noqa: E402
