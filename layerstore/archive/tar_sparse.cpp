@@ -101,7 +101,8 @@ std::optional<SparseFile> sparse_from_pax(const std::map<std::string, std::strin
   return f;
 }
 
-size_t parse_sparse_map_1x0(std::string_view head, std::vector<SparseRegion>& regions, std::string& error) {
+size_t parse_sparse_map_1x0(std::string_view head, std::vector<SparseRegion>& regions, std::string& error,
+                            int64_t* newlines_needed) {
   // Go reads whole blocks until they hold enough newlines: one for the count, then two per
   // region; the tokens are the text between newlines.
   size_t blocks = head.size() / kBlock;
@@ -115,12 +116,14 @@ size_t parse_sparse_map_1x0(std::string_view head, std::vector<SparseRegion>& re
     at = nl + 1;
     return true;
   };
+  if (newlines_needed) *newlines_needed = 1;
   if (!next_token()) return 0;
   auto count = parse_number(tokens[0]);
   if (!count || *count < 0 || *count > INT64_MAX / 2) {
     error = "invalid sparse map (region count)";
     return 0;
   }
+  if (newlines_needed) *newlines_needed = 1 + 2 * *count;
   for (int64_t i = 0; i < 2 * *count; i++)
     if (!next_token()) return 0;
   regions.clear();

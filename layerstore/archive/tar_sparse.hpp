@@ -37,8 +37,11 @@ std::optional<SparseFile> sparse_from_pax(const std::map<std::string, std::strin
 
 // Format 1.0: the map at the start of the data, read in whole blocks as Go reads it. Returns
 // the bytes it takes (a multiple of 512) once `head` holds all of it, 0 while more is needed;
-// `error` set where Go returns ErrHeader.
-size_t parse_sparse_map_1x0(std::string_view head, std::vector<SparseRegion>& regions, std::string& error);
+// `error` set where Go returns ErrHeader. While more is needed, `*newlines_needed` (if given)
+// is how many newlines the whole blocks must hold before another call can succeed, so a
+// caller fed in small pieces need not parse again before then.
+size_t parse_sparse_map_1x0(std::string_view head, std::vector<SparseRegion>& regions, std::string& error,
+                            int64_t* newlines_needed = nullptr);
 
 // Go's validateSparseEntries: regions within `size`, in order, not overlapping.
 bool sparse_regions_valid(const std::vector<SparseRegion>& regions, int64_t size);

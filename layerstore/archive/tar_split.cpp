@@ -187,6 +187,9 @@ void TarSplitRecorder::on_header_block() {
     // is the expanded one, from which the packed form cannot be read back.
     emit_file(cur_name_, 0, false);
     sparse_head_.clear();
+    sparse_scanned_ = 0;
+    sparse_newlines_ = 0;
+    sparse_newlines_needed_ = 1;
     sparse_map_bytes_ = sparse_->map_in_data ? -1 : 0;
     if (data_size_ == 0) on_sparse_data_end();
   }
@@ -210,8 +213,16 @@ void TarSplitRecorder::on_sparse_data(const uint8_t* p, size_t k) {
   if (raw_.size() >= (1 << 20)) emit_segment();
   if (sparse_map_bytes_ >= 0) return;
   sparse_head_.append(reinterpret_cast<const char*>(p), k);
+  size_t whole = sparse_head_.size() / kTarBlock * kTarBlock;
+  sparse_newlines_ += std::count(sparse_head_.begin() + sparse_scanned_, sparse_head_.begin() + whole, '\n');
+  sparse_scanned_ = whole;
+  if (sparse_newlines_ < sparse_newlines_needed_) {
+    if (sparse_head_.size() > limits_.max_meta_bytes)
+      refuse_entry(go_entries_, "sparse map larger than " + std::to_string(limits_.max_meta_bytes) + " bytes");
+    return;
+  }
   std::string error;
-  size_t used = parse_sparse_map_1x0(sparse_head_, sparse_->regions, error);
+  size_t used = parse_sparse_map_1x0(sparse_head_, sparse_->regions, error, &sparse_newlines_needed_);
   if (!error.empty()) refuse_entry(go_entries_, "invalid tar header (" + error + ")");
   if (used) {
     sparse_map_bytes_ = int64_t(used);
