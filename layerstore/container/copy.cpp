@@ -298,12 +298,13 @@ struct Pipe {
   }
 };
 
-// The container's side of a copy: a child in the container's root running `op` with `fd` (its
-// end of the data pipe). Its one-line error comes back on a pipe and is thrown here by finish().
+// The container's side of a copy: a child in the container's root running `op` (which reads or
+// writes its end of the data pipe). Its one-line error comes back on a pipe; finish() throws it.
 class ContainerSide {
  public:
-  ContainerSide(const StoreLayout& l, const Container& c, const std::function<void()>& op, int child_fd,
-                int parent_fd) {
+  // `parent_fd` is this process's end of the data pipe: the child closes its copy, so each end
+  // sees the other's close.
+  ContainerSide(const StoreLayout& l, const Container& c, const std::function<void()>& op, int parent_fd) {
     std::optional<ContainerNamespaces> ns;
     if (c.status() == "Up") ns = open_container_namespaces(c);
     std::optional<Pipe> ask, answer;  // a stopped container's user namespace, mapped from here
@@ -322,7 +323,6 @@ class ContainerSide {
       if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(125);
       if (dup2(errp[1], 2) != 2) _exit(125);
       close(parent_fd);
-      (void)child_fd;
       if (ns) {
         join_container_namespaces(*ns, false);
         run_op(op);
@@ -405,7 +405,7 @@ void copy_from_container(const StoreLayout& l, const Container& c, const std::st
         write_tree(w.get(), path, top_name(path), o.follow_link);
         if (archive_write_close(w.get()) != ARCHIVE_OK) throw Error(why(w.get()));
       },
-      wr, data.rd.get());
+      data.rd.get());
   data.wr.reset();
   std::string host_error;
   try {
@@ -460,7 +460,7 @@ void copy_into_container(const StoreLayout& l, const Container& c, const std::st
         ReadArchive r = tar_reader(rd);
         extract_to(r.get(), path, stream, owner, false);
       },
-      rd, data.wr.get());
+      data.wr.get());
   data.rd.reset();
   std::string host_error;
   try {
