@@ -6,8 +6,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <fstream>
 #include <sstream>
+#include <thread>
 #include <vector>
 
 #include "layerstore/container/child_exit.hpp"
@@ -82,19 +84,46 @@ ProcessRef recorded_container_init(const Container& c) {
   return p;
 }
 
+// The init's first child, the container's command (forked before anything in the container
+// runs, so an orphan the init adopted later is never taken for it); -1 when there is none.
+pid_t container_command_of(pid_t init) {
+  pid_t first = -1;
+  std::uint64_t first_start = 0;
+  for (pid_t child : children_of(init)) {
+    auto start = process_start_time(child);
+    if (!start) continue;
+    if (first < 0 || *start < first_start || (*start == first_start && child < first)) {
+      first = child;
+      first_start = *start;
+    }
+  }
+  return first;
+}
+
 ContainerNamespaces open_container_namespaces(const Container& c) {
   ProcessRef init = recorded_container_init(c);
   if (c.status() != "Up" || !process_running(init)) throw Error("container " + c.name + " is not running");
   auto ns = open_all(init.pid);
   int err = errno;
-  if (!ns) {
-    for (pid_t child : children_of(init.pid)) {
-      auto start = process_start_time(child);
-      if (!start) continue;
+  // Rootless: the command until its execve is a copy of the init (not dumpable, host memory)
+  // and cannot be read either; right after `run -d` or `start` it may not have got there yet.
+  // It is waited for, up to 10 s (a command stuck before its exec would hold exec forever).
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!ns && err == EACCES && process_running(init)) {
+    pid_t child = container_command_of(init.pid);
+    auto start = child > 0 ? process_start_time(child) : std::nullopt;
+    if (start) {
       ns = open_all(child);
+      err = errno;
       if (ns && process_start_time(child) == start && parent_of(child) == init.pid) break;
       ns.reset();
+      if (err != EACCES) break;
     }
+    if (std::chrono::steady_clock::now() > deadline) {
+      if (!process_running(init)) break;
+      throw Error("container " + c.name + ": its command has not started (still not executed after 10 s)");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   if (!process_running(init)) throw Error("container " + c.name + " is not running");
   if (!ns) throw SysError("open the namespaces of container " + c.name + " (init pid " + std::to_string(init.pid) + ")", err);

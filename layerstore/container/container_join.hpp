@@ -19,8 +19,9 @@ struct ContainerNamespaces {
 ProcessRef recorded_container_init(const Container& c);
 
 // Opens the namespaces of the container's init. A rootless init cannot be read by its own user
-// (it is not dumpable and its memory belongs to the host's user namespace), so then those of a
-// process in the container (a child of the init: they share every namespace) are taken. The init
+// (it is not dumpable and its memory belongs to the host's user namespace), so then those of the
+// container's command (the init's first child) are taken, once it has executed (before, it is a
+// copy of the init and as unreadable: right after `run -d` it is waited for, up to 10 s). The init
 // is checked to be the recorded one (start time) after the opens, so a reused pid never lends
 // its namespaces. Throws Error "container NAME is not running".
 ContainerNamespaces open_container_namespaces(const Container& c);
