@@ -57,7 +57,7 @@ bool same_file(int fd, const char* path) {
   return fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
-// All of one process's namespaces and root, or nothing (errno set) when one cannot be opened.
+// All of one process's namespaces, or nothing (errno set) when one cannot be opened.
 std::optional<ContainerNamespaces> open_all(pid_t pid) {
   ContainerNamespaces ns;
   ns.user = open_ns(pid, "user");
@@ -66,9 +66,7 @@ std::optional<ContainerNamespaces> open_all(pid_t pid) {
   ns.ipc = open_ns(pid, "ipc");
   ns.pid = open_ns(pid, "pid_for_children");
   if (!ns.pid) ns.pid = open_ns(pid, "pid");
-  std::string root = "/proc/" + std::to_string(pid) + "/root";
-  ns.root = UniqueFd(open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!ns.user || !ns.mnt || !ns.uts || !ns.ipc || !ns.pid || !ns.root) return std::nullopt;
+  if (!ns.user || !ns.mnt || !ns.uts || !ns.ipc || !ns.pid) return std::nullopt;
   if (same_file(ns.user.get(), "/proc/self/ns/user")) ns.user.reset();  // no user namespace of its own
   return ns;
 }
@@ -139,7 +137,10 @@ void join_container_namespaces(const ContainerNamespaces& ns, bool pid_ns) {
   if (setns(ns.uts.get(), CLONE_NEWUTS) != 0) die_errno("join the container's uts namespace");
   if (setns(ns.ipc.get(), CLONE_NEWIPC) != 0) die_errno("join the container's ipc namespace");
   if (pid_ns && setns(ns.pid.get(), CLONE_NEWPID) != 0) die_errno("join the container's pid namespace");
-  if (fchdir(ns.root.get()) != 0 || chroot(".") != 0 || chdir("/") != 0) die_errno("enter the container's root");
+  // setns put our root and cwd at the mount namespace's root, the container's / as its init
+  // pivoted to. Not /proc/PID/root: that is where PID chrooted itself (rootless, PID is the
+  // command, and `chroot /jail cmd` would have exec and cp work inside /jail).
+  if (chdir("/") != 0) die_errno("enter the container's root");
 }
 
 }  // namespace strata

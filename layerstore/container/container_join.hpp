@@ -1,6 +1,6 @@
 #pragma once
 // Entering a running container from outside (exec, cp): its user (rootless), mount, uts, ipc
-// and pid namespaces and its root, taken from its init as recorded in config.v2.json.
+// and pid namespaces, taken from its init as recorded in config.v2.json.
 #include <string>
 
 #include "layerstore/archive/unique_fd.hpp"
@@ -11,8 +11,7 @@ namespace strata {
 
 struct ContainerNamespaces {
   UniqueFd user;  // empty when the container has no user namespace of its own (run as root)
-  UniqueFd mnt, uts, ipc, pid;
-  UniqueFd root;  // the container's / (O_PATH), in its mount namespace
+  UniqueFd mnt, uts, ipc, pid;  // joining mnt puts us at the container's / (its init's pivot_root)
 };
 
 // The init recorded in config.v2.json's State (pid and start time); pid 0 when none.
@@ -28,7 +27,7 @@ ContainerNamespaces open_container_namespaces(const Container& c);
 
 // For a forked child (never throws; dies with one line on failure): joins the user namespace
 // first (then becomes its root), the mount, uts and ipc namespaces and, when `pid_ns`, the pid
-// namespace (for the children it forks after this), then chroots into the container's root.
+// namespace (for the children it forks after this); it is then at the container's root.
 void join_container_namespaces(const ContainerNamespaces& ns, bool pid_ns);
 
 }  // namespace strata
