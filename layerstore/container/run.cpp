@@ -1,6 +1,7 @@
 #include "layerstore/container/run.hpp"
 
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <poll.h>
 #include <pwd.h>
 #include <sched.h>
@@ -24,6 +25,7 @@
 
 #include "layerstore/archive/fs_util.hpp"
 #include "layerstore/archive/unique_fd.hpp"
+#include "layerstore/container/capabilities.hpp"
 #include "layerstore/container/child_exit.hpp"
 #include "layerstore/container/command_exec.hpp"
 #include "layerstore/container/fuse_mount.hpp"
@@ -31,6 +33,7 @@
 #include "layerstore/container/pty_relay.hpp"
 #include "layerstore/container/rootfs_setup.hpp"
 #include "layerstore/container/run_user.hpp"
+#include "layerstore/container/seccomp_profile.hpp"
 #include "layerstore/container/security_options.hpp"
 #include "layerstore/error.hpp"
 
@@ -119,6 +122,24 @@ std::string now_rfc3339() {
   return buf;
 }
 
+// B, once the command is forked, keeps no more than the container's own confinement: it lives
+// in the container's pid namespace, and a container given CAP_SYS_PTRACE (--cap-add SYS_PTRACE,
+// a debugger's habit) may ptrace it despite PR_SET_DUMPABLE; with every capability and no
+// seccomp filter it would lend the container all of them (load a module, mount the host's disk).
+// Docker's pid 1 is the command itself. B keeps CAP_KILL to pass signals on to a non-root command.
+void confine_container_init(const Confinement& conf) {
+  if (conf.privileged) return;
+  CapabilityMask keep = conf.capabilities | (CapabilityMask(1) << CAP_KILL);
+  try {
+    if (conf.no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) throw_errno("PR_SET_NO_NEW_PRIVS");
+    if (conf.seccomp) load_docker_seccomp_profile(keep);
+    drop_bounding_set(keep);
+    set_process_capabilities(keep);
+  } catch (const Error& e) {
+    die(std::string("confine the container's init: ") + e.what());
+  }
+}
+
 // B: pid 1 of the container's pid namespace. Gets its own mount namespace (so pivot_root
 // leaves A's alone), builds the rootfs and waits for the command like an init. When A dies
 // (strata run killed), B is killed, and with it, by the kernel, everything in the container.
@@ -151,6 +172,7 @@ std::string now_rfc3339() {
     exec_container_command(container_command(c.cfg), conf);
   }
   if (tty_slave >= 0) close(tty_slave);  // the pty ends when the container's processes close it
+  confine_container_init(conf);
   install_forwarding(cmd);
   for (int s = 1; s < 32; ++s) {
     if (!init_forwards(s)) continue;
