@@ -24,13 +24,13 @@ def main():
     store = os.path.join(work, "store")
     failures = []
     S = Strata(store, user)
+    names = [f"x{i}" for i in range(TRIES)]
     try:
         layout = os.path.join(work, "img")
         build_busybox_image(layout)
         if user:
             run("chown", "-R", user, work)
         S("load", "-q", "-i", layout, "--tag", IMG)
-        names = [f"x{i}" for i in range(TRIES)]
         for name in names:
             S("run", "-d", "--name", name, "--hostname", f"h-{name}", IMG, "sleep", "1000")
             r = S("exec", name, "sh", "-c", "hostname; cat /data/keep.txt", check=False)
@@ -42,9 +42,9 @@ def main():
             r = S("exec", name, "hostname", check=False)
             if r.returncode != 0 or r.stdout.strip() != f"h-{name}":
                 failures.append(f"exec {name} right after start: {r.returncode} {r.stdout!r} {r.stderr.strip()!r}")
-        for name in names:
-            S("rm", "-f", name, check=False)
     finally:
+        if os.path.isdir(store):  # a failed check leaves no container running
+            S("rm", "-f", *names, check=False)
         unmount_all_under(work)
         run("rm", "-rf", work, check=False)
     return report(failures, "exec_after_start", rootless)
