@@ -306,7 +306,9 @@ void remove_container(const StoreLayout& l, const Container& c, bool force) {
     // left strata-fs to unmount a deleted mount point ("fuse: failed to unmount").
     wait_exit_recorded(l, c);
   }
-  RangeLock store = lock_store(l.lock_file(), true);
+  // A container dockerd created may be the first thing strata writes on its root: the lock
+  // file is created then, as for the other writing commands.
+  RangeLock store = write_lock_store(l, true);
   std::string merged = c.merged(l);
   if (!c.mount_id.empty() && mount_state(merged) != MountState::NotMounted) {
     if (!force && mount_state(merged) == MountState::Mounted) {

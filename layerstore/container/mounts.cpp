@@ -96,7 +96,7 @@ std::string umount_image(const StoreLayout& l, const std::string& arg) {
 }
 
 std::string mount_container(const StoreLayout& l, const Container& c, const NoteFn& note) {
-  RangeLock store = lock_store(l.lock_file(), false);
+  RangeLock store = write_lock_store(l, false);  // writes merged/ and work/; creates a Docker root's lock
   std::string target = c.merged(l);
   mkdirs(target, 0755);
   if (check_existing(target, note)) return target;

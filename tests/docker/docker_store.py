@@ -103,6 +103,8 @@ def docker_writes_strata_reads(s, work):
     os.makedirs(exported)
     d("export", "-o", exported + ".tar", "ex")
     d("rm", "ex")
+    for name in ("dkept", "dgone"):  # left for strata's container mount and rm
+        d("create", "--name", name, "dtest:1", "true")
     run("tar", "-xpf", exported + ".tar", "-C", exported, "--numeric-owner")
     d.stop()
     expect(oracle["probe"] == PROBE_OUT, f"docker run printed {oracle['probe']!r}, the test expects {PROBE_OUT!r}")
@@ -141,6 +143,24 @@ def docker_writes_strata_reads(s, work):
     s.check("read-only commands leave the root as it was",
             lambda: expect(not tree_changes(before, tree_state(root)),
                            "\n".join(tree_changes(before, tree_state(root))[:20])))
+
+    def docker_containers_before_any_lock():
+        # Each the first strata command that writes on this root: it must create strata's lock,
+        # not fail for want of it ("open .../strata.lock").
+        lock = os.path.join(root, "strata.lock")
+        expect(not os.path.exists(lock), "strata.lock exists already")
+        strata("rm", "dgone")
+        expect("dgone" not in strata("ps", "-a").stdout, "dgone still listed after strata rm")
+        os.unlink(lock)  # nothing holds it: as if rm had not run
+        merged = strata("container", "mount", "dkept").stdout.strip()
+        try:
+            expect(open(os.path.join(merged, "low/keep/k.txt")).read() == "keep\n", "container mount: wrong tree")
+        finally:
+            strata("container", "umount", "dkept")
+        strata("rm", "dkept")
+        expect("dkept" not in strata("ps", "-a").stdout, "dkept still listed after strata rm")
+    s.check("container mount and rm of a container dockerd created, before strata's lock exists",
+            docker_containers_before_any_lock)
 
     def run_probe():
         r = strata("run", "--rm", "dtest:1", "sh", "-c", PROBE, check=False)
