@@ -1,9 +1,11 @@
-// Removing things: rmi (untag, delete images, then their layers when nothing else uses
-// them), prune (unreferenced layers, orphan overlay2 dirs and links, stale staging), tag.
+// Removing things: rmi (untag, delete images and the untagged parents they leave, as dockerd,
+// then their layers when nothing else uses them; never an image others name as parent), prune
+// (unreferenced layers, orphan overlay2 dirs and links, stale staging), tag.
 #include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <set>
 
 #include "layerstore/archive/digest.hpp"
@@ -111,6 +113,26 @@ PruneReport prune_store(const StoreLayout& l) {
   return rep;
 }
 
+// Images whose imagedb metadata names `id` as parent: build steps and commits made from it.
+static bool has_children(const ImageDb& idb, const std::string& id, const std::set<std::string>& ignore) {
+  for (const auto& other : idb.ids())
+    if (!ignore.count(other) && idb.parent(other) == id) return true;
+  return false;
+}
+
+// Docker's rmi then removes the parents the image leaves behind: each untagged, childless
+// image no container uses, down the parent chain (the intermediate images of a build).
+static void remove_orphaned_parents(const ImageDb& idb, const Repositories& repos, const std::vector<Container>& cs,
+                                    std::string parent, std::vector<std::string>& out) {
+  while (!parent.empty() && idb.has(parent) && repos.refs_of(parent).empty() && !has_children(idb, parent, {})) {
+    if (std::any_of(cs.begin(), cs.end(), [&](const Container& c) { return c.image_id == parent; })) return;
+    std::string next = idb.parent(parent);
+    idb.remove(parent);
+    out.push_back("Deleted: " + parent);
+    parent = next;
+  }
+}
+
 RmiReport remove_images(const StoreLayout& l, const std::vector<std::string>& images, bool force) {
   RmiReport rep;
   if (!store_exists(l)) throw Error("no such image: " + images.at(0));
@@ -121,8 +143,19 @@ RmiReport remove_images(const StoreLayout& l, const std::vector<std::string>& im
   // Resolve everything first: one bad name removes nothing.
   std::vector<std::pair<std::string, std::string>> targets;
   for (const auto& img : images) targets.emplace_back(img, idb.resolve(img, repos));
+  std::set<std::string> by_id;  // deleted whatever their tags; their children do not block each other
+  for (const auto& [arg, id] : targets) {
+    auto ref = stored_reference(arg, repos);
+    if (!ref || repos.lookup(*ref) != id) by_id.insert(id);
+  }
+  // As dockerd: an image other images were built or committed on cannot be deleted, not even
+  // with -f (their layers sit on its chain); naming it by a tag only untags it (below).
+  for (const auto& id : by_id)
+    if (has_children(idb, id, by_id))
+      throw Error("conflict: unable to delete " + id.substr(7, 12) + " (cannot be forced) - image has dependent child images");
+  const std::vector<Container> containers = list_containers(l);
   if (!force) {
-    for (const auto& c : list_containers(l))
+    for (const auto& c : containers)
       for (const auto& [arg, id] : targets)
         if (c.image_id == id && !(parse_reference(arg) && repos.refs_of(id).size() > 1))
           throw Error("image " + arg + " is used by container " + c.name + " (" + c.id.substr(0, 12) +
@@ -141,10 +174,17 @@ RmiReport remove_images(const StoreLayout& l, const std::vector<std::string>& im
     if (!by_ref && refs.size() > 1 && !force)
       throw Error("image " + id.substr(7, 12) + " is referenced by " + std::to_string(refs.size()) +
                   " tags; use -f or remove the tags");
+    if (by_ref && has_children(idb, id, by_id)) {
+      repos.erase(*ref);
+      rep.lines.push_back("Untagged: " + ref->str());
+      continue;
+    }
     for (const auto& r : refs) rep.lines.push_back("Untagged: " + r);
+    std::string parent = idb.parent(id);
     repos.erase_image(id);
     idb.remove(id);
     rep.lines.push_back("Deleted: " + id);
+    remove_orphaned_parents(idb, repos, containers, parent, rep.lines);
   }
   repos.save(l);
   remove_unreferenced_layers(l, rep.lines);

@@ -5,8 +5,10 @@ Docker writes, strata reads: dockerd builds an image (hardlinks, a whiteout, an 
 set-uid file, ENV, WORKDIR) on a tiny busybox base it imported, commits a dangling image, and is
 stopped; then strata lists (intermediate images hidden as `docker images` hides them), inspects,
 verifies, saves (layers byte for byte as `docker save`), mounts (the tree `docker export` gives)
-and runs the image — the read-only commands leaving the root exactly as it was — then tags,
-runs, diffs, commits and removes, and dockerd still reads the root afterwards.
+and runs the image — the read-only commands leaving the root exactly as it was — then mounts
+and removes a container dockerd created (the first write: strata's lock is made then), tags,
+runs, diffs, commits and removes, dockerd still reads the root afterwards, and rmi of images
+with children refuses, untags or prunes parents as dockerd 20.10 does on the same history.
 
 strata writes, Docker reads: strata loads Docker's archive, runs and commits a container; dockerd
 on that store lists both images under the same ids, runs them, `docker save` gives strata's
@@ -92,6 +94,7 @@ def docker_writes_strata_reads(s, work):
     d("rm", "c1")
     oracle = {
         "id": d("inspect", "--format", "{{.Id}}", "dtest:1").stdout.strip(),
+        "base": d("inspect", "--format", "{{.Id}}", "tbase:1").stdout.strip(),
         "images": ids_of(d("images", "-q", "--no-trunc").stdout),
         "images_all": ids_of(d("images", "-a", "-q", "--no-trunc").stdout),
         "probe": d("run", "--rm", "--network", "none", "dtest:1", "sh", "-c", PROBE).stdout,
@@ -194,8 +197,33 @@ def docker_writes_strata_reads(s, work):
         finally:
             d.stop()
     s.check("dockerd reads the root strata wrote to", docker_reads_it_after)
-    s.check("rmi of strata's commit on Docker's root, then verify",
-            lambda: [strata("rmi", "dtest:strata"), strata("verify")])
+
+    def rmi_as_docker():
+        # dockerd 20.10 on this same history (dtest:1 has two children: the dangling commit and
+        # dtest:strata): an image with children cannot be deleted by id, not even with -f; by its
+        # tag it is only untagged; deleting a child also deletes the untagged, childless parents
+        # it leaves (here dtest:1 and the build's intermediate images), down to tbase:1.
+        meta = os.path.join(root, "image", "overlay2", "imagedb", "metadata", "sha256")
+        build_step = open(os.path.join(meta, oracle["id"].split(":")[1], "parent")).read()
+        state = tree_state(root)
+        for args in (("rmi", build_step), ("rmi", "-f", build_step), ("rmi", oracle["id"])):
+            r = strata(*args, check=False)
+            want = f"conflict: unable to delete {build_step[7:19] if args[-1] == build_step else oracle['id'][7:19]}" \
+                   " (cannot be forced) - image has dependent child images"
+            expect(r.returncode != 0 and want in r.stderr, f"strata {' '.join(args)}: exit {r.returncode}, "
+                                                           f"{r.stdout!r} {r.stderr!r}; docker says {want!r}")
+            expect(not tree_changes(state, tree_state(root)), f"strata {' '.join(args)} changed the root")
+        r = strata("rmi", "dtest:1")
+        expect(r.stdout == "Untagged: dtest:1\n", f"rmi dtest:1 printed {r.stdout!r}; docker only untags")
+        expect(oracle["id"] in strata_ids(strata, "-a"), "rmi dtest:1 deleted an image with children")
+        strata("rmi", "dtest:strata")
+        expect(oracle["id"] in strata_ids(strata, "-a"), "dtest:1's other child (the dangling commit) is gone")
+        strata("rmi", dangling)
+        expect(strata_ids(strata, "-a") == [oracle["base"]],
+               f"after rmi of both children: {strata_ids(strata, '-a')}, docker leaves only tbase:1")
+        strata("verify")
+    s.check("rmi refuses or only untags an image with children, removes orphaned parents (as dockerd)",
+            rmi_as_docker)
     return saved
 
 
