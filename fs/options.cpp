@@ -1,7 +1,7 @@
 // strata-fs command-line parsing: fuse-overlayfs's options plus the usual FUSE/mount options.
 #include "fs/options.hpp"
 
-#include "fs/core/blob_layer_source.hpp"
+#include "fs/core/lazy_layer_file.hpp"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -605,7 +605,7 @@ std::optional<Options> parse_options(int argc, char** argv, std::string& error) 
 std::string validate_options(const Options& opts) {
   if (opts.lowerdirs.empty()) return "no lowerdir given";
   for (const auto& d : opts.lowerdirs) {
-    if (is_lazy_layer_file(d)) continue;  // a layer served from its blob (blob_layer_source.hpp)
+    if (is_lazy_layer_file(d)) continue;  // a layer served from its blob (lazy_layer_file.hpp)
     if (auto e = check_dir("lowerdir", d, false, nullptr); !e.empty()) return e;
   }
 

@@ -12,7 +12,13 @@ targets=${*:-tar manifest reference fs_options}
 command -v clang++ >/dev/null || { echo "SKIP: clang++ not installed"; exit 77; }
 [ -f "$build/CMakeCache.txt" ] || cmake -S "$src" -B "$build" -G Ninja -DCMAKE_C_COMPILER=clang \
   -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j2 >/dev/null
+# Quiet when it builds; the whole log when it does not (a target that stops linking is a failure
+# to read, not an exit status alone).
+if ! cmake --build "$build" -j2 >"$build/build.log" 2>&1; then
+  grep -E "error|undefined reference" "$build/build.log" | head -20 | cut -c1-300
+  echo "FAIL: the fuzz targets do not build (log: $build/build.log)"
+  exit 1
+fi
 for t in $targets; do
   scratch=$(mktemp -d)
   echo "fuzz_$t: $runs runs"

@@ -7,13 +7,8 @@
 // Reading: open() returns a sealed memfd holding the whole file, so the engine's fd-based
 // read path (pread, splice, copy_file_range, the kernel's page cache across opens) works as
 // for a directory layer. All-zero runs are left as holes (no memory); recently opened files
-// stay materialized in a bounded cache, so reopening one reads nothing from the blob.
-//
-// A lower that strata-fs is given as a regular file is a lazy layer descriptor:
-//   strata-lazy-layer 1
-//   index=/abs/path/of/the/index
-//   blob=/abs/path/of/a/file/holding/the/blob
-//   offset=BYTE-OFFSET-OF-THE-BLOB-IN-THAT-FILE
+// stay materialized in a bounded cache, so reopening one reads nothing from the blob. Lowers
+// name it through a descriptor file (fs/core/lazy_layer_file.hpp).
 #pragma once
 
 #include <sys/types.h>
@@ -27,20 +22,9 @@
 #include "common/lazy/blob_index.hpp"
 #include "common/lazy/blob_reader.hpp"
 #include "fs/core/layer_source.hpp"
+#include "fs/core/lazy_layer_file.hpp"
 
 namespace strata::fs {
-
-inline constexpr std::string_view kLazyLayerHeader = "strata-lazy-layer 1";
-
-struct LazyLayerDescriptor {
-  std::string index, blob;
-  uint64_t offset = 0;
-};
-
-// True if `path` is a regular file that starts like a lazy layer descriptor.
-bool is_lazy_layer_file(const std::string& path);
-// Parses the descriptor; nullopt with `error` set.
-std::optional<LazyLayerDescriptor> read_lazy_layer_file(const std::string& path, std::string& error);
 
 class BlobLayerSource final : public LayerSource {
  public:

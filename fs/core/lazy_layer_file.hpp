@@ -1,0 +1,31 @@
+// A lazy layer descriptor: how a lower that is a regular file names the blob and index it is
+// served from (fs/core/blob_layer_source.hpp). Apart from the layer source so that option
+// parsing (and its fuzzer) can tell such a lower from a directory without linking the reader.
+//
+// A lower that strata-fs is given as a regular file is a lazy layer descriptor:
+//   strata-lazy-layer 1
+//   index=/abs/path/of/the/index
+//   blob=/abs/path/of/a/file/holding/the/blob
+//   offset=BYTE-OFFSET-OF-THE-BLOB-IN-THAT-FILE
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace strata::fs {
+
+inline constexpr std::string_view kLazyLayerHeader = "strata-lazy-layer 1";
+
+struct LazyLayerDescriptor {
+  std::string index, blob;
+  uint64_t offset = 0;
+};
+
+// True if `path` is a regular file that starts like a lazy layer descriptor.
+bool is_lazy_layer_file(const std::string& path);
+// Parses the descriptor; nullopt with `error` set.
+std::optional<LazyLayerDescriptor> read_lazy_layer_file(const std::string& path, std::string& error);
+
+}  // namespace strata::fs
