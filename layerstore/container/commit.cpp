@@ -20,19 +20,13 @@
 #include "layerstore/store/image_db.hpp"
 #include "layerstore/store/layer_db.hpp"
 #include "layerstore/store/store_lock.hpp"
+#include "layerstore/timestamp.hpp"
 
 namespace strata {
 
 using nlohmann::json;
 
 namespace {
-
-std::string now_rfc3339() {
-  std::time_t t = std::time(nullptr);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
 
 // Removes the temp tar and, unless committed, the layer's staging.
 struct CommitStaging {
@@ -126,7 +120,7 @@ CommitResult commit_container(const StoreLayout& l, const Container& c, const st
   }
 
   json cfg = json::parse(base_cfg_bytes);
-  std::string created = now_rfc3339();
+  std::string created = rfc3339_now();
   cfg["created"] = created;
   cfg["container"] = c.id;
   json& ic = cfg["config"];

@@ -19,6 +19,7 @@
 #include "layerstore/store/image_db.hpp"
 #include "layerstore/store/layer_db.hpp"
 #include "layerstore/store/store_lock.hpp"
+#include "layerstore/timestamp.hpp"
 
 namespace strata {
 
@@ -33,16 +34,6 @@ std::vector<std::string> list_names(const std::string& path) {
   while (auto* e = readdir(d))
     if (e->d_name[0] != '.') out.push_back(e->d_name);
   closedir(d);
-  return out;
-}
-
-std::string now_rfc3339() {
-  auto now = std::chrono::system_clock::now();
-  std::time_t t = std::chrono::system_clock::to_time_t(now);
-  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count() % 1000000000;
-  char buf[64], out[96];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", std::gmtime(&t));
-  std::snprintf(out, sizeof out, "%s.%09lldZ", buf, static_cast<long long>(ns));
   return out;
 }
 
@@ -211,7 +202,7 @@ Container create_container(const StoreLayout& l, const ContainerSpec& spec) {
     write_file_at(cfd.get(), "hosts", hosts_file(hostname), 0644);
     write_file_at(cfd.get(), "resolv.conf", host_resolv_conf(), 0644);
     c.cfg = {{"ID", c.id},
-             {"Created", now_rfc3339()},
+             {"Created", rfc3339_now()},
              {"Path", argv[0]},
              {"Args", string_array({argv.begin() + 1, argv.end()})},
              {"Config",

@@ -13,23 +13,13 @@
 #include <thread>
 
 #include "layerstore/error.hpp"
+#include "layerstore/timestamp.hpp"
 
 namespace strata {
 
 namespace {
 
 constexpr std::size_t kMaxEntry = 16 * 1024;  // Docker's split of a long line
-
-std::string now_rfc3339_nano() {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  struct tm tm;
-  gmtime_r(&ts.tv_sec, &tm);
-  char buf[64], out[96];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(out, sizeof out, "%s.%09ldZ", buf, ts.tv_nsec);
-  return out;
-}
 
 void write_all(int fd, const std::string& s) {
   const char* p = s.data();
@@ -51,7 +41,7 @@ struct Stream {
   std::string pending;  // bytes after the last newline
 
   void entry(int log_fd, const std::string& text) {
-    nlohmann::json j = {{"log", text}, {"stream", name}, {"time", now_rfc3339_nano()}};
+    nlohmann::json j = {{"log", text}, {"stream", name}, {"time", rfc3339_now()}};
     // Invalid UTF-8 is replaced (U+FFFD), as Go's encoder does for Docker.
     write_all(log_fd, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   }

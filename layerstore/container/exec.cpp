@@ -13,36 +13,12 @@
 #include "layerstore/container/command_exec.hpp"
 #include "layerstore/container/container_join.hpp"
 #include "layerstore/container/pty_relay.hpp"
+#include "layerstore/container/signal_forwarding.hpp"
 #include "layerstore/error.hpp"
 
 namespace strata {
 
 namespace {
-
-volatile sig_atomic_t g_forward_pid = 0;
-constexpr int kForwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
-
-void forward_signal(int sig) {
-  if (g_forward_pid > 0) kill(g_forward_pid, sig);
-}
-
-// Each hop (strata exec -> the joining child -> the command) holds the forwarded signals
-// blocked from before its fork until its handler knows the child: one sent meanwhile waits.
-void block_forwarded(bool block) {
-  sigset_t set;
-  sigemptyset(&set);
-  for (int s : kForwarded) sigaddset(&set, s);
-  sigprocmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, nullptr);
-}
-
-void forward_to(pid_t pid) {
-  g_forward_pid = pid;
-  struct sigaction sa {};
-  sa.sa_handler = forward_signal;
-  sigemptyset(&sa.sa_mask);
-  for (int s : kForwarded) sigaction(s, &sa, nullptr);
-  block_forwarded(false);
-}
 
 int wait_status(pid_t pid) {
   int st = 0;
@@ -84,7 +60,8 @@ void die_with_parent(pid_t parent) {
     exec_container_command(cmd, conf);
   }
   if (tty_sock >= 0) close(tty_sock);  // the command alone holds it: strata exec sees its end
-  forward_to(child);
+  forward_signals_to(child);
+  block_forwarded_signals(false);
   _exit(wait_status(child));
 }
 
@@ -112,11 +89,11 @@ int exec_in_container(const Container& c, const ExecRequest& r) {
   }
   child_command_name() = "exec";
   pid_t parent = getpid();
-  block_forwarded(true);
+  block_forwarded_signals(true);
   pid_t pid = fork();
   if (pid < 0) {
     int err = errno;
-    block_forwarded(false);
+    block_forwarded_signals(false);
     throw SysError("fork", err);
   }
   if (pid == 0) {
@@ -124,7 +101,8 @@ int exec_in_container(const Container& c, const ExecRequest& r) {
     joiner(ns, cmd, conf, parent, tty_child.get());
   }
   tty_child.reset();
-  forward_to(pid);
+  forward_signals_to(pid);
+  block_forwarded_signals(false);
   // -t: the command opens the pty once in the container and waits for the window size.
   std::optional<RawTerminal> raw;
   std::optional<PtyRelay> relay;
@@ -139,7 +117,7 @@ int exec_in_container(const Container& c, const ExecRequest& r) {
     tty_sock.reset();
   }
   int status = wait_status(pid);
-  g_forward_pid = 0;
+  forward_signals_to(0);
   if (relay) relay->join();  // the rest of the pty's output
   return status;
 }

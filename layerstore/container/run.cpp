@@ -35,37 +35,13 @@
 #include "layerstore/container/run_user.hpp"
 #include "layerstore/container/seccomp_profile.hpp"
 #include "layerstore/container/security_options.hpp"
+#include "layerstore/container/signal_forwarding.hpp"
 #include "layerstore/error.hpp"
+#include "layerstore/timestamp.hpp"
 
 namespace strata {
 
 namespace {
-
-volatile sig_atomic_t g_forward_pid = 0;
-
-constexpr int kForwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
-
-void forward_signal(int sig) {
-  if (g_forward_pid > 0) kill(g_forward_pid, sig);
-}
-
-// strata run -> A -> B -> the command: each hop holds the forwarded signals blocked from
-// before its fork until its handler knows the child, so a signal sent meanwhile waits (and is
-// passed on once) instead of being lost or killing a half-made container.
-void block_forwarded(bool block) {
-  sigset_t set;
-  sigemptyset(&set);
-  for (int s : kForwarded) sigaddset(&set, s);
-  sigprocmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, nullptr);
-}
-
-void install_forwarding(pid_t pid) {
-  g_forward_pid = pid;
-  struct sigaction sa {};
-  sa.sa_handler = forward_signal;
-  sigemptyset(&sa.sa_mask);
-  for (int s : kForwarded) sigaction(s, &sa, nullptr);
-}
 
 // Exit status of a child as a shell reports it.
 int wait_status(pid_t pid) {
@@ -113,13 +89,6 @@ bool init_forwards(int sig) {
     default:
       return true;
   }
-}
-
-std::string now_rfc3339() {
-  std::time_t t = std::time(nullptr);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
 }
 
 // B, once the command is forked, keeps no more than the container's own confinement: it lives
@@ -173,15 +142,10 @@ void confine_container_init(const Confinement& conf) {
   }
   if (tty_slave >= 0) close(tty_slave);  // the pty ends when the container's processes close it
   confine_container_init(conf);
-  install_forwarding(cmd);
-  for (int s = 1; s < 32; ++s) {
-    if (!init_forwards(s)) continue;
-    struct sigaction sa {};
-    sa.sa_handler = forward_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(s, &sa, nullptr);
-  }
-  block_forwarded(false);
+  forward_signals_to(cmd);
+  for (int s = 1; s < 32; ++s)
+    if (init_forwards(s)) forward_also(s);
+  block_forwarded_signals(false);
   for (;;) {  // reap orphans too; stop when the command exits
     int st = 0;
     pid_t p = waitpid(-1, &st, 0);
@@ -232,7 +196,7 @@ void confine_container_init(const Confinement& conf) {
     dup2(null, 0);
     dup2(null, 1);
     close_inherited_fds();
-    block_forwarded(false);  // strata-fs must see its SIGTERM
+    block_forwarded_signals(false);  // strata-fs must see its SIGTERM
     if (chdir(l.overlay2().c_str()) != 0) _exit(125);
     auto argv = strata_fs_argv(strata_fs, spec);
     std::vector<char*> a;
@@ -259,14 +223,14 @@ void confine_container_init(const Confinement& conf) {
   }
   close(alive[0]);  // alive[1] stays open until A exits
   if (tty_sock >= 0) close(tty_sock);  // B alone holds it: the monitor sees B's death as EOF
-  install_forwarding(init);
-  block_forwarded(false);
+  forward_signals_to(init);
+  block_forwarded_signals(false);
   // B cannot be reaped before A waits, so its start time is there to read.
   ProcessRef ref{init, process_start_time(init).value_or(0)};
   (void)!write(report_wr, &ref, sizeof ref);
   close(report_wr);
   int status = wait_status(init);
-  g_forward_pid = 0;
+  forward_signals_to(0);
   kill(fs, SIGTERM);  // strata-fs unmounts and exits
   int st;
   while (waitpid(fs, &st, 0) < 0 && errno == EINTR) {
@@ -314,7 +278,7 @@ int run_container(const StoreLayout& l, Container& c, const NoteFn& note, const 
   if (opt.tty && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, tty) != 0) throw_errno("socketpair");
   pid_t monitor = getpid();
   // Signals that arrive before the forwarding is in place must not kill us half-way.
-  block_forwarded(true);
+  block_forwarded_signals(true);
   pid_t a = fork();
   if (a < 0) throw_errno("fork");
   if (a == 0) {
@@ -330,8 +294,8 @@ int run_container(const StoreLayout& l, Container& c, const NoteFn& note, const 
   close(report[1]);
   UniqueFd tty_sock(tty[0]);
   if (tty[1] >= 0) close(tty[1]);
-  install_forwarding(a);
-  block_forwarded(false);
+  forward_signals_to(a);
+  block_forwarded_signals(false);
   if (userns) {
     char b = 0;
     if (read(to_parent[0], &b, 1) == 1) {
@@ -376,24 +340,24 @@ int run_container(const StoreLayout& l, Container& c, const NoteFn& note, const 
                       {"MonitorPid", getpid()},
                       {"MonitorStartTime", process_start_time(getpid()).value_or(0)},
                       {"ExitCode", 0},
-                      {"StartedAt", now_rfc3339()},
+                      {"StartedAt", rfc3339_now()},
                       {"FinishedAt", ""}};
     save_container(l, c);
     if (opt.on_started) opt.on_started();
   }
   int status = wait_status(a);
-  g_forward_pid = 0;
+  forward_signals_to(0);
   if (relay) relay->join();  // the rest of the pty's output
   raw.reset();
   if (opt.on_exited) opt.on_exited();
-  if (!c.cfg["State"].value("Running", false)) c.cfg["State"]["StartedAt"] = now_rfc3339();
+  if (!c.cfg["State"].value("Running", false)) c.cfg["State"]["StartedAt"] = rfc3339_now();
   c.cfg["State"]["Running"] = false;
   c.cfg["State"]["Pid"] = 0;
   c.cfg["State"]["PidStartTime"] = 0;
   c.cfg["State"]["MonitorPid"] = 0;
   c.cfg["State"]["MonitorStartTime"] = 0;
   c.cfg["State"]["ExitCode"] = status;
-  c.cfg["State"]["FinishedAt"] = now_rfc3339();
+  c.cfg["State"]["FinishedAt"] = rfc3339_now();
   try {
     save_container(l, c);
   } catch (const Error&) {

@@ -14,20 +14,11 @@
 #include "layerstore/archive/digest.hpp"
 #include "layerstore/error.hpp"
 #include "layerstore/loader.hpp"
+#include "layerstore/timestamp.hpp"
 
 namespace strata {
 
 namespace {
-
-std::string now_rfc3339() {
-  auto now = std::chrono::system_clock::now();
-  std::time_t t = std::chrono::system_clock::to_time_t(now);
-  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count() % 1000000000;
-  char buf[64], out[96];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", std::gmtime(&t));
-  std::snprintf(out, sizeof out, "%s.%09lldZ", buf, static_cast<long long>(ns));
-  return out;
-}
 
 // GOARCH of this machine, as docker import records it.
 std::string host_arch() {
@@ -110,7 +101,7 @@ std::string import_rootfs(const StoreLayout& l, const ImportOptions& o, Progress
   } catch (const Error& e) {
     throw Error(std::string(e.what()) + "; nothing was imported");
   }
-  std::string created = now_rfc3339();
+  std::string created = rfc3339_now();
   std::string comment = o.message.empty() ? "Imported from " + o.input : o.message;
   nlohmann::json cfg = {{"architecture", host_arch()},
                         {"os", "linux"},

@@ -10,6 +10,7 @@
 #include "layerstore/archive/fs_util.hpp"
 #include "layerstore/error.hpp"
 #include "layerstore/store/short_names.hpp"
+#include "layerstore/timestamp.hpp"
 
 namespace strata {
 
@@ -92,23 +93,11 @@ std::string ImageDb::config(const std::string& id) const {
   return bytes;
 }
 
-static std::string now_rfc3339() {
-  auto now = std::chrono::system_clock::now();
-  auto secs = std::chrono::system_clock::to_time_t(now);
-  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count() % 1000000000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09lldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<long long>(ns));
-  return buf;
-}
-
 void ImageDb::put(const std::string& id, const std::string& config_bytes) const {
   std::string hex = digest_hex(id);
   if (!has(id)) write_file_atomic(l_.imagedb_content() + "/" + hex, config_bytes, 0600);
   mkdirs(l_.imagedb_metadata() + "/" + hex, 0700);
-  write_file_atomic(l_.imagedb_metadata() + "/" + hex + "/lastUpdated", now_rfc3339(), 0600);
+  write_file_atomic(l_.imagedb_metadata() + "/" + hex + "/lastUpdated", rfc3339_now(), 0600);
 }
 
 void ImageDb::remove(const std::string& id) const {
