@@ -20,31 +20,13 @@
 #include "layerstore/store/image_db.hpp"
 #include "tools/lifecycle_commands.hpp"
 #include "tools/cli_rules.hpp"
+#include "tools/command_runner.hpp"
 
 namespace strata::cli {
 
 using nlohmann::json;
 
 namespace {
-
-void note(const std::string& s) { std::fprintf(stderr, "strata: %s\n", s.c_str()); }
-
-// Runs a command body, turning an exception into "strata: <what>: <reason>" and exit 1.
-void run_command(const std::string& what, const std::function<int()>& body) {
-  int code;
-  try {
-    code = body();
-  } catch (const std::exception& e) {
-    std::fflush(stdout);
-    std::fprintf(stderr, "strata: %s: %s\n", what.c_str(), e.what());
-    code = 1;
-  }
-  std::fflush(stdout);
-  std::fflush(stderr);
-  std::exit(code);
-}
-
-StoreLayout layout(const std::string& root) { return StoreLayout{root.empty() ? default_store_root() : root}; }
 
 struct Args {
   std::string image, dir, name, format, output, tag, comment, hostname, workdir, user, entrypoint, network, platform;
@@ -129,7 +111,7 @@ void add_container_commands(CLI::App& app, const std::string& root) {
         std::printf("%s\n", mount_lazy(o, note).c_str());
         return 0;
       }
-      std::printf("%s\n", mount_image(layout(root), args->image, args->dir, note).c_str());
+      std::printf("%s\n", mount_image(store_layout(root), args->image, args->dir, note).c_str());
       return 0;
     });
   });
@@ -138,7 +120,7 @@ void add_container_commands(CLI::App& app, const std::string& root) {
   umount->add_option("target", a.dir, "DIR|IMAGE")->required();
   umount->callback([&root, args] {
     run_command("umount " + args->dir, [&] {
-      umount_image(layout(root), args->dir);
+      umount_image(store_layout(root), args->dir);
       return 0;
     });
   });
@@ -149,9 +131,9 @@ void add_container_commands(CLI::App& app, const std::string& root) {
   create->callback([&root, args, create] {
     collect_cmd(create, *args);
     run_command("create " + args->image, [&] {
-      check_platform(layout(root), args->image, args->platform);
-      Container c = create_container(layout(root), spec_of(*args));
-      record_run_mode(layout(root), c, args->mode);
+      check_platform(store_layout(root), args->image, args->platform);
+      Container c = create_container(store_layout(root), spec_of(*args));
+      record_run_mode(store_layout(root), c, args->mode);
       std::printf("%s\n", c.id.c_str());
       return 0;
     });
@@ -163,7 +145,7 @@ void add_container_commands(CLI::App& app, const std::string& root) {
   add_create_options(run, a);
   run->callback([&root, args, run] {
     collect_cmd(run, *args);
-    StoreLayout l = layout(root);
+    StoreLayout l = store_layout(root);
     std::optional<Container> c;
     int code = 125;
     try {
@@ -191,7 +173,7 @@ void add_container_commands(CLI::App& app, const std::string& root) {
   ps->callback([&root, args] {
     run_command("ps", [&] {
       if (!args->format.empty() && args->format != "json") throw Error("unknown --format \"" + args->format + "\" (only json)");
-      StoreLayout l = layout(root);
+      StoreLayout l = store_layout(root);
       Repositories repos = Repositories::load(l);
       json rows = json::array();
       for (const auto& c : list_containers(l)) {
@@ -226,7 +208,7 @@ void add_container_commands(CLI::App& app, const std::string& root) {
   cmount->add_option("container", a.name, "CONTAINER")->required();
   cmount->callback([&root, args] {
     run_command("container mount " + args->name, [&] {
-      StoreLayout l = layout(root);
+      StoreLayout l = store_layout(root);
       std::printf("%s\n", mount_container(l, find_container(l, args->name), note).c_str());
       return 0;
     });
@@ -235,7 +217,7 @@ void add_container_commands(CLI::App& app, const std::string& root) {
   cumount->add_option("container", a.name, "CONTAINER")->required();
   cumount->callback([&root, args] {
     run_command("container umount " + args->name, [&] {
-      StoreLayout l = layout(root);
+      StoreLayout l = store_layout(root);
       umount_container(l, find_container(l, args->name));
       return 0;
     });
@@ -245,7 +227,7 @@ void add_container_commands(CLI::App& app, const std::string& root) {
   diff->add_option("container", a.name, "CONTAINER")->required();
   diff->callback([&root, args] {
     run_command("diff " + args->name, [&] {
-      StoreLayout l = layout(root);
+      StoreLayout l = store_layout(root);
       Container c = find_container(l, args->name);
       for (const auto& ch : layer_changes(c.rw_dir(l) + "/diff", container_lower_dirs(l, c)))
         std::printf("%c %s\n", ch.kind, ch.path.c_str());
@@ -264,7 +246,7 @@ void add_container_commands(CLI::App& app, const std::string& root) {
   commit->add_flag("-q,--quiet", a.quiet, "no progress output (only the image ID)");
   commit->callback([&root, args] {
     run_command("commit " + args->name, [&] {
-      StoreLayout l = layout(root);
+      StoreLayout l = store_layout(root);
       Progress progress(Progress::detect(args->quiet));
       CommitResult r = commit_container(l, find_container(l, args->name), args->tag, args->comment, args->changes,
                                         &progress);
@@ -283,7 +265,7 @@ void add_container_commands(CLI::App& app, const std::string& root) {
   save->callback([&root, args] {
     run_command("save " + args->output, [&] {
       Progress progress(Progress::detect(args->quiet));
-      SaveResult r = save_images(layout(root), args->refs, args->output, parse_save_format(args->format), &progress);
+      SaveResult r = save_images(store_layout(root), args->refs, args->output, parse_save_format(args->format), &progress);
       progress.message(std::to_string(r.images) + " image(s), " + std::to_string(r.layers) + " layer(s) written to " +
                        args->output);
       return 0;
@@ -294,7 +276,7 @@ void add_container_commands(CLI::App& app, const std::string& root) {
   rm->add_flag("-f,--force", a.force, "also running or busy containers");
   rm->add_option("containers", a.refs, "CONTAINER...")->required();
   rm->callback([&root, args] {
-    StoreLayout l = layout(root);
+    StoreLayout l = store_layout(root);
     int code = 0;
     for (const auto& ref : args->refs) {
       try {

@@ -17,27 +17,11 @@
 #include "layerstore/error.hpp"
 #include "layerstore/sources/rootfs_import.hpp"
 #include "tools/cli_rules.hpp"
+#include "tools/command_runner.hpp"
 
 namespace strata::cli {
 
 namespace {
-
-StoreLayout layout_of(const std::string& root) { return StoreLayout{root.empty() ? default_store_root() : root}; }
-
-// Runs a command body; an exception becomes "strata: <what>: <reason>" and exit `fail_code`.
-[[noreturn]] void finish(const std::string& what, int fail_code, const std::function<int()>& body) {
-  int code;
-  try {
-    code = body();
-  } catch (const std::exception& e) {
-    std::fflush(stdout);
-    std::fprintf(stderr, "strata: %s: %s\n", what.c_str(), e.what());
-    code = fail_code;
-  }
-  std::fflush(stdout);
-  std::fflush(stderr);
-  std::exit(code);
-}
 
 // "NAME:PATH" names a path in container NAME; a local path with a colon is written ./a:b, as
 // docker cp reads it (a colon after a slash is part of a local path).
@@ -87,8 +71,8 @@ void add_exec_commands(CLI::App& app, const std::string& root) {
       std::exit(125);
     }
     std::string name = rest[0];
-    finish("exec " + name, 1, [&] {  // an unknown or stopped container: 1, as docker exec
-      StoreLayout l = layout_of(root);
+    run_command("exec " + name, [&] {  // an unknown or stopped container: 1, as docker exec
+      StoreLayout l = store_layout(root);
       Container c = find_container(l, name);
       ExecRequest r;
       r.argv.assign(rest.begin() + 1, rest.end());
@@ -108,11 +92,11 @@ void add_exec_commands(CLI::App& app, const std::string& root) {
   cp->add_option("src", ca->src, "CONTAINER:SRC_PATH, or a host path (- : a tar on stdin)")->required();
   cp->add_option("dest", ca->dest, "a host path (- : a tar on stdout), or CONTAINER:DEST_PATH")->required();
   cp->callback([&root, ca] {
-    finish("cp " + ca->src + " " + ca->dest, 1, [&] {
+    run_command("cp " + ca->src + " " + ca->dest, [&] {
       auto from = container_path(ca->src), to = container_path(ca->dest);
       if (from && to) throw Error("copying between containers is not supported");
       if (!from && !to) throw Error("one of SRC and DEST must be CONTAINER:PATH");
-      StoreLayout l = layout_of(root);
+      StoreLayout l = store_layout(root);
       CopyOptions o;
       o.archive = ca->archive;
       o.follow_link = ca->follow;
@@ -135,7 +119,7 @@ void add_exec_commands(CLI::App& app, const std::string& root) {
                      "the tar may decompress to N x its compressed size + 64 MiB (default 100; 0: no ratio cap)");
   import->add_flag("-q,--quiet", ia->quiet, "no progress output");
   import->callback([&root, ia] {
-    finish("import " + ia->input, 1, [&] {
+    run_command("import " + ia->input, [&] {
       ImportOptions o;
       o.input = ia->input;
       o.message = ia->message;
@@ -147,7 +131,7 @@ void add_exec_commands(CLI::App& app, const std::string& root) {
         o.tag = *r;
       }
       Progress progress(Progress::detect(ia->quiet));
-      std::printf("%s\n", import_rootfs(layout_of(root), o, progress).c_str());
+      std::printf("%s\n", import_rootfs(store_layout(root), o, progress).c_str());
       return 0;
     });
   });

@@ -16,14 +16,11 @@
 #include "layerstore/container/lifecycle.hpp"
 #include "layerstore/container/run.hpp"
 #include "layerstore/error.hpp"
+#include "tools/command_runner.hpp"
 
 namespace strata::cli {
 
 namespace {
-
-void note(const std::string& s) { std::fprintf(stderr, "strata: %s\n", s.c_str()); }
-
-StoreLayout layout(const std::string& root) { return StoreLayout{root.empty() ? default_store_root() : root}; }
 
 struct LifecycleArgs {
   std::vector<std::string> refs;
@@ -37,7 +34,7 @@ struct LifecycleArgs {
 [[noreturn]] void for_each_container(const std::string& command, const std::string& root,
                                      const std::vector<std::string>& refs,
                                      const std::function<void(const StoreLayout&, const Container&)>& body) {
-  StoreLayout l = layout(root);
+  StoreLayout l = store_layout(root);
   int code = 0;
   for (const auto& ref : refs) {
     try {
@@ -113,7 +110,7 @@ void add_lifecycle_commands(CLI::App& app, const std::string& root) {
         std::fprintf(stderr, "strata: start: -a takes one container\n");
         std::exit(2);
       }
-      StoreLayout l = layout(root);
+      StoreLayout l = store_layout(root);
       int code = 125;
       try {
         code = start_attached(l, find_container(l, args->refs[0]), args->interactive);

@@ -11,6 +11,7 @@
 #include "layerstore/sources/pull.hpp"
 #include "layerstore/sources/push.hpp"
 #include "layerstore/store/store_layout.hpp"
+#include "tools/command_runner.hpp"
 
 namespace strata::cli {
 namespace {
@@ -37,8 +38,6 @@ RegistryOptions registry_options(const RegistryArgs& a) {
   if (!a.creds.empty()) o.creds = parse_creds(a.creds, "--creds");
   return o;
 }
-
-StoreLayout layout_of(const std::string& root) { return StoreLayout{root.empty() ? default_store_root() : root}; }
 
 // Runs a command: prints its one-line error and ends the parse with its exit code.
 template <typename F>
@@ -95,7 +94,7 @@ void add_registry_commands(CLI::App& app, const std::string& root) {
       if (!pull->max_expansion.empty()) o.max_expansion = parse_max_expansion(pull->max_expansion);
       o.registry = registry_options(*pull);
       Progress progress(Progress::detect(pull->quiet));
-      PullSummary s = pull_image(layout_of(root), o, progress);
+      PullSummary s = pull_image(store_layout(root), o, progress);
       const LoadSummary& l = s.load;
       if (!pull->quiet) {
         std::fprintf(stderr, "Digest: %s\n", s.manifest_digest.c_str());
@@ -125,7 +124,7 @@ void add_registry_commands(CLI::App& app, const std::string& root) {
       o.ref = push->ref.empty() ? push->image : push->ref;
       o.registry = registry_options(*push);
       Progress progress(Progress::detect(push->quiet));
-      PushSummary s = push_image(layout_of(root), o, progress);
+      PushSummary s = push_image(store_layout(root), o, progress);
       if (!push->quiet)
         std::fprintf(stderr, "%d layer(s) uploaded (%s), %d already there, %d mounted, in %.2fs\n", s.uploaded,
                      human_bytes(s.bytes_uploaded).c_str(), s.existing, s.mounted, s.seconds);
