@@ -115,6 +115,16 @@ def build_busybox_image(layout, tag="1"):
         "--config.env", "PATH=/usr/sbin:/usr/bin:/sbin:/bin")
 
 
+def load_busybox(S, work, user, tag):
+    """Builds the busybox image in WORK/img, hands WORK to the test user (rootless) and loads
+    the image into S's store as TAG."""
+    layout = os.path.join(work, "img")
+    build_busybox_image(layout)
+    if user:
+        run("chown", "-R", user, work)
+    S("load", "-q", "-i", layout, "--tag", tag)
+
+
 def listing(root, owners=True):
     out = {}
     for dirpath, dirnames, filenames in os.walk(root):

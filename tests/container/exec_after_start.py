@@ -12,7 +12,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from container_test_lib import (Strata, build_busybox_image, report, run, start_test,  # noqa: E402
+from container_test_lib import (load_busybox, Strata, report, run, start_test,  # noqa: E402
                                 unmount_all_under)
 
 IMG = "t/bb:1"
@@ -26,11 +26,7 @@ def main():
     S = Strata(store, user)
     names = [f"x{i}" for i in range(TRIES)]
     try:
-        layout = os.path.join(work, "img")
-        build_busybox_image(layout)
-        if user:
-            run("chown", "-R", user, work)
-        S("load", "-q", "-i", layout, "--tag", IMG)
+        load_busybox(S, work, user, IMG)
         for name in names:
             S("run", "-d", "--name", name, "--hostname", f"h-{name}", IMG, "sleep", "1000")
             r = S("exec", name, "sh", "-c", "hostname; cat /data/keep.txt", check=False)

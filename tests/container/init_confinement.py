@@ -13,7 +13,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from container_test_lib import (Strata, build_busybox_image, container_state, report, run, start_test,  # noqa: E402
+from container_test_lib import (load_busybox, Strata, container_state, report, run, start_test,  # noqa: E402
                                 unmount_all_under)
 
 IMG = "t/bb:1"
@@ -36,11 +36,7 @@ def main():
     failures = []
     S = Strata(store, user)
     try:
-        layout = os.path.join(work, "img")
-        build_busybox_image(layout)
-        if user:
-            run("chown", "-R", user, work)
-        S("load", "-q", "-i", layout, "--tag", IMG)
+        load_busybox(S, work, user, IMG)
         for name, flags in (("ptr", ["--cap-add", "SYS_PTRACE"]),
                             ("nnp", ["--cap-drop", "KILL", "--security-opt", "no-new-privileges", "-u", "1000"])):
             S("run", "-d", "--name", name, *flags, IMG, "sleep", "1000")

@@ -20,7 +20,7 @@ import sys
 import termios
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from container_test_lib import (STRATA, Strata, as_user, build_busybox_image, container_state,  # noqa: E402
+from container_test_lib import (load_busybox, STRATA, Strata, as_user, container_state,  # noqa: E402
                                 find_daemon, proc_stat, report, run, start_test, unmount_all_under,
                                 wait_for)
 
@@ -55,12 +55,8 @@ def main():
         return r.stdout, r.stderr
 
     try:
-        layout = os.path.join(work, "img")
-        build_busybox_image(layout)
-        if user:
-            run("chown", "-R", user, work)
         S = Strata(store, user)
-        S("load", "-q", "-i", layout, "--tag", IMG)
+        load_busybox(S, work, user, IMG)
 
         # run -d: returns with the id while the container runs on; capture_output would hang
         # if the monitor kept the caller's stdout or stderr open.

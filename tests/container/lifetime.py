@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from container_test_lib import (STRATA, Strata, as_user, build_busybox_image, container_state,  # noqa: E402
+from container_test_lib import (load_busybox, STRATA, Strata, as_user, container_state,  # noqa: E402
                                 find_daemon, proc_stat, report, run, start_test, unmount_all_under,
                                 wait_for)
 
@@ -47,12 +47,8 @@ def main():
         return next((r["Status"] for r in rows if r["Names"] == name), None)
 
     try:
-        layout = os.path.join(work, "img")
-        build_busybox_image(layout)
-        if user:
-            run("chown", "-R", user, work)
         S = Strata(store, user)
-        S("load", "-q", "-i", layout, "--tag", IMG)
+        load_busybox(S, work, user, IMG)
 
         # strata run SIGKILLed: the command, strata-fs and the mount go; ps says Exited.
         p = subprocess.Popen(strata_cmd("run", "--name", "k1", IMG, "sleep", "1000"),
