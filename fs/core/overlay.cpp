@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -29,6 +30,21 @@ Overlay::~Overlay() {
   for (auto& [id, node] : all_) delete node;
 }
 
+namespace {
+
+// flock(LOCK_EX) on `fd` without blocking, retried for up to two seconds. 0 or an errno
+// (EWOULDBLOCK: still held by another process).
+Status lock_workdir(int fd) {
+  for (int tries = 0;; ++tries) {
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return 0;
+    if (errno == EINTR) continue;
+    if (errno != EWOULDBLOCK || tries == 40) return errno;
+    ::usleep(50 * 1000);
+  }
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Overlay>> Overlay::create(const EngineConfig& config, std::string& error) {
   auto layers = LayerStack::open(config.lowerdirs, config.upperdir, error);
   if (!layers) return Errno{layers.error()};
@@ -41,11 +57,21 @@ Result<std::unique_ptr<Overlay>> Overlay::create(const EngineConfig& config, std
       error = "workdir " + config.workdir + ": cannot create work/: " + std::strerror(err);
       return Errno{err};
     }
-    ov->work_fd_ = UniqueFd(::open(work.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    // Readable (not O_PATH) so that it can hold the workdir's lock for the mount's lifetime.
+    ov->work_fd_ = UniqueFd(::open(work.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!ov->work_fd_) {
       int err = errno;
       error = "workdir " + work + ": " + std::strerror(err);
       return Errno{err};
+    }
+    // One daemon per upper: a second one would clean work/ below the first one's copy-ups in
+    // flight and both would answer for the same files. An exiting daemon (just unmounted) may
+    // still hold the lock for a moment: wait a little before calling it busy.
+    if (Status st = lock_workdir(ov->work_fd_.get()); st != 0) {
+      error = "workdir " + config.workdir + ": " +
+              (st == EWOULDBLOCK ? std::string("in use by another strata-fs mount of this upper dir")
+                                 : std::string("cannot lock: ") + std::strerror(st));
+      return Errno{st == EWOULDBLOCK ? EBUSY : st};
     }
     // Anything in work/ is a copy-up or rename that a killed daemon never finished: the
     // upper still holds the old state, so the staged copy is garbage.

@@ -14,7 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from container_test_lib import (load_busybox, Strata, container_state, report, run, start_test,  # noqa: E402
-                                unmount_all_under)
+                                unmount_all_under, wait_for)
 
 IMG = "t/bb:1"
 CAP_KILL = 5
@@ -40,6 +40,9 @@ def main():
         for name, flags in (("ptr", ["--cap-add", "SYS_PTRACE"]),
                             ("nnp", ["--cap-drop", "KILL", "--security-opt", "no-new-privileges", "-u", "1000"])):
             S("run", "-d", "--name", name, *flags, IMG, "sleep", "1000")
+            # run -d returns once the init runs; the command (pid 2) may not have exec'd yet.
+            wait_for(f"{name}: the command to run", lambda: S("exec", name, "cat", "/proc/2/comm",
+                                                            check=False).stdout.strip() == "sleep")
             r = S("exec", name, "grep", "-E", "^(Cap(Prm|Eff|Bnd|Inh)|Seccomp|NoNewPrivs):",
                   "/proc/1/status", "/proc/2/status", check=False)
             init, cmd = status_fields(r.stdout, 1), status_fields(r.stdout, 2)

@@ -189,6 +189,29 @@ def interrupted_open(ctx):
     ctx.check(m.wait_exit() == 0, f"the daemon exited {m.exit_code} after unmount")
 
 
+@case("upper-in-use", "lifecycle", ("root", "rootless"))
+def upper_in_use(ctx):
+    """fs only: a second mount of an upper dir and workdir another daemon serves fails with one
+    line and mounts nothing (it used to mount, and cleaned work/ below the first daemon's
+    copy-ups in flight); after the first unmounts, the same command mounts."""
+    base, (lowers, up, work) = _stack(ctx, "inuse")
+    m = ctx.mount_fs(lowers, up, work, os.path.join(base, "mnt"))
+    with open(os.path.join(m.path, "a"), "a") as f:
+        f.write("x")
+    # Stands for a copy-up the first daemon has staged and not yet published.
+    staged = os.path.join(work, "work", "staged-by-the-first-daemon")
+    with open(staged, "w") as f:
+        f.write("s")
+    second = os.path.join(base, "mnt2")
+    os.makedirs(second)
+    args = ["-o", fuse_optstring(lowers, up, work), second]
+    _cli(ctx, args, base, up, work, "second mount of a served upper")
+    if ctx.check(os.path.exists(staged), "the second daemon cleaned the first one's work/"):
+        os.unlink(staged)
+    ctx.unmount(m)
+    _cli(ctx, args, base, up, work, "mount after the first unmounted", expect_ok=True)
+
+
 @case("uring-off", "lifecycle", ("root", "rootless", "userns"))
 def uring_off(ctx):
     """-o uring=off serves through /dev/fuse whatever the kernel offers (run.py --uring turns
