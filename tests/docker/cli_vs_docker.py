@@ -14,8 +14,8 @@ import tempfile
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from docker_lib import DOCKER, DOCKERD, Dockerd, Steps, busybox_rootfs_tar, expect, log  # noqa: E402
-from container_test_lib import STRATA, run, skip  # noqa: E402
+from docker_lib import Dockerd, need_dockerd, Steps, busybox_rootfs_tar, expect, log  # noqa: E402
+from container_test_lib import STRATA, run  # noqa: E402
 
 FIELDS = ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "ExposedPorts", "Labels", "Volumes", "OnBuild",
           "Healthcheck")
@@ -39,15 +39,6 @@ ENTRYPOINTS = [(None, []), ("", ["true"]), ("", ["echo", "x"]), ("/bin/echo", []
                (None, ["ls", "-l"])]
 
 
-def need_env():
-    if os.geteuid() != 0:
-        skip("needs root (dockerd)")
-    if not DOCKERD or not os.path.exists(DOCKER):
-        skip("dockerd not installed (scripts/deps.sh installs docker.io)")
-    if shutil.which("busybox") is None:
-        skip("busybox not installed")
-
-
 def empty_is_none(v):
     return None if v in (None, [], {}, "") else v
 
@@ -57,7 +48,7 @@ def fields(cfg):
 
 
 def main():
-    need_env()
+    need_dockerd()
     work = tempfile.mkdtemp(prefix="strata-clidocker-", dir="/var/tmp")
     try:
         s = Steps()

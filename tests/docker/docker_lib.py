@@ -171,3 +171,14 @@ def tree_changes(before, after):
     return ([f"new: {p}" for p in sorted(set(after) - set(before))] +
             [f"gone: {p}" for p in sorted(set(before) - set(after))] +
             [f"changed: {p}" for p in sorted(set(before) & set(after)) if before[p] != after[p]])
+
+
+def need_dockerd(tools=("busybox",)):
+    """Skips (77) unless running as root with dockerd, docker and `tools` installed."""
+    if os.geteuid() != 0:
+        skip("needs root (dockerd)")
+    if not DOCKERD or not os.path.exists(DOCKER):
+        skip("dockerd not installed (scripts/deps.sh installs docker.io)")
+    for t in tools:
+        if shutil.which(t) is None:
+            skip(f"{t} not installed")

@@ -17,8 +17,8 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from docker_lib import DOCKER, DOCKERD, Dockerd, Steps, busybox_rootfs_tar, expect, log  # noqa: E402
-from container_test_lib import STRATA, run, skip  # noqa: E402
+from docker_lib import DOCKER, Dockerd, need_dockerd, Steps, busybox_rootfs_tar, expect, log  # noqa: E402
+from container_test_lib import STRATA, run  # noqa: E402
 
 SETUP = ("mkdir -p /d/sub && echo a > /d/a.txt && echo b > /d/sub/b.txt && ln -s a.txt /d/link && "
          "ln /d/a.txt /d/hard && echo f > /f.txt && chmod 0600 /d/sub/b.txt")
@@ -47,15 +47,6 @@ CP_IN = [  # (flags, host path under hin/, container path)
     ([], "hdir/.", "/tmp/contents"),
 ]
 LIST = "cd /tmp && find . | sort | while read p; do stat -c '%n %u %g %a %F' \"$p\"; done; cat /tmp/hdir/x.txt"
-
-
-def need_env():
-    if os.geteuid() != 0:
-        skip("needs root (dockerd)")
-    if not DOCKERD or not os.path.exists(DOCKER):
-        skip("dockerd not installed (scripts/deps.sh installs docker.io)")
-    if shutil.which("busybox") is None:
-        skip("busybox not installed")
 
 
 def tree(root):
@@ -117,7 +108,7 @@ def exercise(tool, cname, work):
 
 
 def main():
-    need_env()
+    need_dockerd()
     work = tempfile.mkdtemp(prefix="strata-execcp-docker-", dir="/var/tmp")
     d = None
     try:
