@@ -133,3 +133,20 @@ case("diffids-count", "diff_ids", mutate=lambda c: c["config"]["rootfs"]["diff_i
 case("size-mismatch", "size mismatch", mutate=lambda c: c["layers"][0].__setitem__("size", 3))
 case("not-a-tar", "tar", [b"this is not a tar archive at all" * 40])
 case("truncated-tar", "ends early", [make_tar([("big", "file", b"y" * 5000)])[:1536]])
+
+
+def refusal_problems(r, names_input, reason):
+    """What is wrong with `r` (a finished strata run) as the refusal of a hostile input: it must
+    fail with exactly one stderr line for which names_input(line) holds and that carries
+    `reason`, and nothing may be written outside the layer. [] when it is right."""
+    err = r.stderr.strip().splitlines()
+    problems = []
+    if r.returncode == 0:
+        problems.append("exit 0")
+    if len(err) != 1:
+        problems.append(f"{len(err)} stderr lines: {err}")
+    elif not names_input(err[0]) or reason.lower() not in err[0].lower():
+        problems.append(f"error does not name the input and {reason!r}: {err[0]}")
+    if os.path.exists("/evil") or os.path.exists("/tmp/evil"):
+        problems.append("file written outside the layer")
+    return problems
