@@ -22,6 +22,7 @@ import os
 import platform
 import random
 import shlex
+import shutil
 import signal
 import stat
 import statistics
@@ -31,8 +32,19 @@ import tarfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STRATA_FS = os.path.join(ROOT, "build", "fs", "strata-fs")
+STRATA_FS = os.environ.get("STRATA_FS") or os.path.join(ROOT, "build", "fs", "strata-fs")
 IMPLS = ["kernel", "fuse-overlayfs", "strata-fs"]
+# --variant NAME=OPTS (repeatable) adds column NAME: the same strata-fs mounted with OPTS after its
+# defaults (passthrough=off, uring=off, writeback=1, copyup_sync=off, ...); columns NAME/s and
+# NAME/k are its ratios to strata-fs with its defaults and to the kernel. --features adds one
+# variant per performance feature, each turning that feature off.
+VARIANTS = {}
+FEATURES_OFF = {"nopt": "passthrough=off", "nouring": "uring=off"}
+# --rootless: every mount is made by an unprivileged user inside `unshare -rm --map-auto` (as rootless
+# podman mounts fuse-overlayfs), the workloads run there too; the root parent only drops caches
+# for it (DROP_PIPE) and turns the io_uring switch.
+ROOTLESS = False
+DROP_PIPE = None  # (read fd, write fd) to the root parent, in a rootless worker
 # --baseline BIN adds "strata-base": another strata-fs build (say, the previous commit's) timed in
 # the same run, so a change is judged by same-run ratios (s/b column).
 STRATA_BASE = None
@@ -41,6 +53,7 @@ STRATA_BASE = None
 # uring=off, so the two columns are the two transports). Column u/s = strata-uring / strata-fs.
 URING_SWITCH = "/sys/module/fuse/parameters/enable_uring"
 URING_LOCK = "/run/lock/strata-fuse-uring.lock"  # tests/mount/run.py --uring takes it too
+URING_LOCK_FILE = None  # open (and flock-ed) while this run holds the switch
 CACHE = "/var/tmp/strata-bench-cache"
 MiB = 1 << 20
 
@@ -70,6 +83,11 @@ def sh(cmd, cwd=None, check=True):
 
 def drop_caches():
     os.sync()
+    if DROP_PIPE:  # a rootless worker cannot write drop_caches: the root parent does it
+        os.write(DROP_PIPE[1], b"d")
+        if os.read(DROP_PIPE[0], 1) != b"k":
+            raise RuntimeError("the root parent did not drop the caches")
+        return
     with open("/proc/sys/vm/drop_caches", "w") as f:
         f.write("3\n")
 
@@ -284,8 +302,8 @@ def walk_manifest(top):
 # ------------------------------------------------------------------------------ mounts
 
 class Mount:
-    def __init__(self, impl, tree, base, extra_opts):
-        self.impl, self.tree = impl, tree
+    def __init__(self, impl, tree, base, extra_opts, want_uring=False):
+        self.impl, self.tree, self.want_uring = impl, tree, want_uring
         self.upper = os.path.join(base, "upper")
         self.work = os.path.join(base, "work")
         self.mnt = os.path.join(base, "mnt")
@@ -304,9 +322,7 @@ class Mount:
             cmd = ["fuse-overlayfs", "-o", opts, self.mnt]
         elif self.impl == "strata-base":
             cmd = [STRATA_BASE, "-o", opts, self.mnt]
-        elif self.impl == "strata-uring":
-            cmd = [STRATA_FS, "-o", opts + ",uring=auto", self.mnt]
-        else:
+        else:  # strata-fs, strata-uring and the variants: their options are in self.extra
             cmd = [STRATA_FS, "-o", opts, self.mnt]
         t0 = time.perf_counter()
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -315,10 +331,10 @@ class Mount:
             raise RuntimeError(f"{self.impl}: mount failed: {p.stderr.strip()}")
         if self.impl != "kernel":
             self.pid = find_daemon(self.impl, self.mnt)
-        if self.impl == "strata-uring":
+        if self.want_uring:
             os.stat(self.mnt)  # answered after INIT: the daemon holds its rings only if it uses them
             if not uring_fds(self.pid):
-                raise RuntimeError("strata-uring: the daemon serves /dev/fuse, not io_uring "
+                raise RuntimeError(f"{self.impl}: the daemon serves /dev/fuse, not io_uring "
                                    "(mount with -o debug to see why)")
         return t
 
@@ -337,7 +353,7 @@ class Mount:
     def umount(self):
         if not os.path.ismount(self.mnt):
             return
-        if self.impl == "kernel":
+        if self.impl == "kernel" or ROOTLESS:  # in its own mount namespace: no fusermount3
             r = subprocess.run(["umount", self.mnt], stderr=subprocess.PIPE)
         else:
             r = subprocess.run(["fusermount3", "-u", self.mnt], stderr=subprocess.PIPE)
@@ -361,8 +377,8 @@ def uring_fds(pid):
 
 def find_daemon(impl, mnt):
     """The pid of the FUSE daemon serving mnt: its argv names the binary and the mountpoint."""
-    name = {"strata-fs": "strata-fs", "strata-uring": "strata-fs",
-            "strata-base": os.path.basename(STRATA_BASE or "")}.get(impl, "fuse-overlayfs")
+    name = {"fuse-overlayfs": "fuse-overlayfs",
+            "strata-base": os.path.basename(STRATA_BASE or "")}.get(impl, os.path.basename(STRATA_FS))
     for _ in range(100):
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
@@ -634,6 +650,30 @@ def workloads():
 
 # -------------------------------------------------------------------------------- driver
 
+def needs_uring_switch(args):
+    return args.uring or args.features
+
+
+def uring_switch_on():
+    """Turns the kernel's FUSE io_uring switch on; returns what it was. The lock is held until the
+    process exits, so two runs (or a test run) cannot restore it under each other."""
+    global URING_LOCK_FILE
+    URING_LOCK_FILE = open(URING_LOCK, "a")
+    fcntl.flock(URING_LOCK_FILE, fcntl.LOCK_EX)
+    with open(URING_SWITCH) as f:
+        old = f.read().strip()
+    with open(URING_SWITCH, "w") as f:
+        f.write("Y")
+    log(f"{URING_SWITCH}: Y for this run (was {old})")
+    return old
+
+
+def uring_switch_restore(old):
+    with open(URING_SWITCH, "w") as f:
+        f.write(old)
+    log(f"{URING_SWITCH}: back to {old}")
+
+
 class Bench:
     def __init__(self, args):
         self.args = args
@@ -641,13 +681,22 @@ class Bench:
         if args.reps:
             self.sz["reps"] = args.reps
         self.impls = args.impls.split(",")
-        self.opts = {"kernel": os.environ.get("KERNEL_OVERLAY_OPTS", "redirect_dir=on,index=on,metacopy=on"),
+        # rootless kernel overlayfs needs userxattr and refuses redirect_dir, index and metacopy
+        kernel = "userxattr" if ROOTLESS else "redirect_dir=on,index=on,metacopy=on"
+        strata = os.environ.get("STRATA_FS_OPTS", "")
+        join = lambda *o: ",".join(x for x in o if x)
+        self.opts = {"kernel": os.environ.get("KERNEL_OVERLAY_OPTS", kernel),
                      "fuse-overlayfs": os.environ.get("FUSE_OVERLAYFS_OPTS", ""),
-                     "strata-fs": os.environ.get("STRATA_FS_OPTS", ""),
-                     "strata-base": os.environ.get("STRATA_FS_OPTS", ""),
-                     "strata-uring": os.environ.get("STRATA_FS_OPTS", "")}
+                     "strata-fs": strata, "strata-base": strata, "strata-uring": join(strata, "uring=auto")}
         if "strata-uring" in self.impls:
-            self.opts["strata-fs"] = ",".join(o for o in (self.opts["strata-fs"], "uring=off") if o)
+            self.opts["strata-fs"] = join(strata, "uring=off")
+        for name, vopts in VARIANTS.items():
+            self.opts[name] = join(strata, vopts)
+        self.variants = [i for i in self.impls if i in VARIANTS]
+        # with --features the kernel's switch is on, so strata-fs with its defaults must serve io_uring
+        self.on_uring = {"strata-uring"} | ({"strata-fs"} if args.features else set()) | \
+            {v for v in self.variants if args.features and "uring=off" not in VARIANTS[v]}
+        self.na = {}  # impl -> why it has no column in this run (rootless kernel overlayfs)
         self.uring_old = None
         self.run = None
         self.mounts = []
@@ -658,7 +707,7 @@ class Bench:
     def try_once(self, w, impl, rep):
         self.seq += 1
         base = os.path.join(self.run, "tries", f"{self.seq:04d}-{w.key}-{impl}")
-        m = Mount(impl, self.tree, base, self.opts[impl])
+        m = Mount(impl, self.tree, base, self.opts[impl], impl in self.on_uring)
         self.mounts.append(m)
         rec = {"rep": rep}
         t_try = time.perf_counter()
@@ -699,6 +748,19 @@ class Bench:
             self.mounts.remove(m)
         return rec
 
+    def probe_kernel(self):
+        """Rootless kernel overlayfs needs a kernel that lets a user namespace mount it (5.11+,
+        userxattr): without it the kernel column is n/a, not a column of failures."""
+        m = Mount("kernel", self.tree, os.path.join(self.run, "tries", "kernel-probe"), self.opts["kernel"])
+        try:
+            m.mount()
+        except RuntimeError as e:
+            self.impls.remove("kernel")
+            self.na["kernel"] = str(e).splitlines()[0]
+            log(f"kernel overlayfs: n/a rootless here ({self.na['kernel']})")
+        finally:
+            m.umount()
+
     def start_perf(self, m, w, rep):
         if not self.args.perf or not m.pid:
             return None
@@ -715,16 +777,12 @@ class Bench:
         os.makedirs(self.run)
         log(f"run dir: {self.run}")
         try:
-            if "strata-uring" in self.impls:
-                self.uring_lock = open(URING_LOCK, "a")  # held until the process exits
-                fcntl.flock(self.uring_lock, fcntl.LOCK_EX)
-                with open(URING_SWITCH) as f:
-                    self.uring_old = f.read().strip()
-                with open(URING_SWITCH, "w") as f:
-                    f.write("Y")
-                log(f"{URING_SWITCH}: Y for this run (was {self.uring_old})")
+            if needs_uring_switch(self.args) and not self.args.worker:
+                self.uring_old = uring_switch_on()
             self.tree = Tree(self.run, self.sz)
             self.tree.generate()
+            if ROOTLESS and "kernel" in self.impls:
+                self.probe_kernel()
             ws = workloads()
             if self.args.only:
                 keep = self.args.only.split(",")
@@ -743,9 +801,7 @@ class Bench:
             for m in list(self.mounts):
                 m.umount()
             if self.uring_old is not None:
-                with open(URING_SWITCH, "w") as f:
-                    f.write(self.uring_old)
-                log(f"{URING_SWITCH}: back to {self.uring_old}")
+                uring_switch_restore(self.uring_old)
             if not self.args.keep:
                 # mass deletes on this ext4 (no journal) take a minute: leave them to a
                 # detached, idle-priority rm after the table is out
@@ -781,8 +837,12 @@ class Bench:
         head = self.header(elapsed)
         print(head + "\n" + table)
         if self.args.json:
-            with open(self.args.json, "w") as f:
+            # a rootless worker writes to the file its root parent opened for it
+            with (os.fdopen(self.args.json_fd, "w") if self.args.json_fd is not None
+                  else open(self.args.json, "w")) as f:
                 json.dump({"header": head, "table": table, "sizes": self.sz, "options": self.opts,
+                           "columns": self.impls, "variants": {v: VARIANTS[v] for v in self.variants},
+                           "rootless": ROOTLESS, "not_available": self.na,
                            "machine": machine(), "rows": rows, "samples": self.samples,
                            "mount_samples": mounts}, f, indent=1)
             log(f"wrote {self.args.json}")
@@ -794,7 +854,12 @@ class Bench:
         r = {"key": key, "label": label, "unit": unit, "median": med,
              "s/k": s / k if s and k else None, "s/f": s / f if s and f else None,
              "s/b": s / b if s and b else None, "u/s": u / s if u and s else None, "verdicts": []}
-        if target and target[0] == "kernel":
+        r["variant_ratios"] = {}
+        for v in self.variants:
+            x = med.get(v)
+            r["variant_ratios"][f"{v}/s"] = x / s if x and s else None
+            r["variant_ratios"][f"{v}/k"] = x / k if x and k else None
+        if target and target[0] == "kernel" and not ROOTLESS:  # the kernel targets are for root mounts
             t = target[1]
             txt = f"{'>=' if higher_better else '<='}{t}x kernel"
             ok = r["s/k"] is not None and (r["s/k"] >= t if higher_better else r["s/k"] <= t)
@@ -814,11 +879,12 @@ class Bench:
             return f"{v:.0f}" if unit == "MB/s" else (f"{v:.1f}" if unit == "MiB" else f"{v:.3f}")
 
         names = {"kernel": "kernel", "fuse-overlayfs": "fuse-ovl", "strata-fs": "strata", "strata-base": "base",
-                 "strata-uring": "uring"}
+                 "strata-uring": "uring", **{v: v for v in self.variants}}
+        vcols = [f"{v}/{d}" for v in self.variants for d in "sk"]
         base = "strata-base" in self.impls
         ring = "strata-uring" in self.impls
         hdr = ["workload", "unit"] + [names[i] for i in self.impls] + ["s/k", "s/f"] + (["s/b"] if base else []) \
-            + (["u/s"] if ring else []) + ["targets"]
+            + (["u/s"] if ring else []) + vcols + ["targets"]
         lines = []
         for r in rows:
             wrong = [i for i in self.impls for x in self.samples.get(r["key"], {}).get(i, []) if not x.get("ok")]
@@ -831,6 +897,7 @@ class Bench:
                 cells.append(f"{r['s/b']:.2f}x" if r["s/b"] else "-")
             if ring:
                 cells.append(f"{r['u/s']:.2f}x" if r["u/s"] else "-")
+            cells += [f"{r['variant_ratios'][c]:.2f}x" if r["variant_ratios"][c] else "-" for c in vcols]
             cells.append("; ".join(f"{t} {v}" for t, v in r["verdicts"]))
             lines.append(cells)
         widths = [max(len(str(x[j])) for x in lines + [hdr]) for j in range(len(hdr))]
@@ -851,8 +918,13 @@ class Bench:
                 f"{sz['many']}-entry dir, {sz['big_mib']} MiB file; rootfs tar ~{sz['rootfs_mib']} MiB "
                 f"of Debian /usr files; median of {sz['reps']}\n"
                 f"options: kernel: {self.opts['kernel'] or 'defaults'}; fuse-overlayfs: "
-                f"{self.opts['fuse-overlayfs'] or 'defaults'}; strata-fs: {self.opts['strata-fs'] or 'defaults'}\n"
-                f"s/k = strata-fs/kernel, s/f = strata-fs/fuse-overlayfs (of time in s, of throughput in MB/s)\n")
+                f"{self.opts['fuse-overlayfs'] or 'defaults'}; strata-fs: {self.opts['strata-fs'] or 'defaults'}"
+                + "".join(f"; {v}: strata-fs with {self.opts[v]}" for v in self.variants) + "\n"
+                + (f"rootless: every mount made by {self.args.rootless_user} inside unshare -rm --map-auto "
+                   "(no passthrough); the kernel targets are for root mounts and not checked\n" if ROOTLESS else "")
+                + "".join(f"{i}: n/a ({why})\n" for i, why in self.na.items())
+                + "s/k = strata-fs/kernel, s/f = strata-fs/fuse-overlayfs (of time in s, of throughput in MB/s)"
+                + (f"; V/s, V/k = variant V / strata-fs defaults, / kernel" if self.variants else "") + "\n")
 
 
 def machine():
@@ -865,10 +937,67 @@ def machine():
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30)
     fs = sh("findmnt -no FSTYPE,OPTIONS -T /var/tmp", check=False).strip().split(" ")[0]
     fo = sh("fuse-overlayfs --version 2>&1 | grep -m1 '^fuse-overlayfs'", check=False).strip()
-    strata = sh(f"git -C {q(ROOT)} rev-parse --short HEAD", check=False).strip()
+    strata = sh(f"git -c safe.directory='*' -C {q(ROOT)} rev-parse --short HEAD", check=False).strip()
     return {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "cpu": cpu,
             "cores": os.cpu_count(), "mem_gib": round(mem), "kernel": platform.release(),
             "fs": fs, "fuse_overlayfs": fo, "strata": strata}
+
+
+def rootless_parent(args):
+    """--rootless, the root side: checks the user, makes /dev/fuse usable (as the tests do), builds
+    the cached rootfs tarball the user cannot write, turns the io_uring switch, then runs this script
+    again as the user inside `unshare -rm --map-auto` (the user is root of a namespace mapping its
+    /etc/subuid range, as for rootless podman: tar can restore the archive's owners) and drops the
+    caches whenever that worker asks through a pipe. Returns the worker's exit status."""
+    import pwd
+    user = args.rootless_user
+    why = []
+    if os.geteuid() != 0:
+        why.append("needs root (it runs the benchmark as --rootless-user and drops caches for it)")
+    try:
+        pw = pwd.getpwnam(user)
+        with open("/etc/subuid") as f:
+            if not any(l.split(":")[0] in (user, str(pw.pw_uid)) for l in f):
+                why.append(f"{user} has no range in /etc/subuid (usermod --add-subuids 100000-165535 {user})")
+    except KeyError:
+        why.append(f"no user {user} (useradd -m {user}, or --rootless-user USER)")
+    except OSError as e:
+        why.append(f"/etc/subuid: {e.strerror}")
+    for tool in ("unshare", "newuidmap", "runuser"):
+        if not shutil.which(tool):
+            why.append(f"{tool} is not installed")
+    if why:
+        log("overlay_bench.py --rootless: cannot run: " + "; ".join(why))
+        return 2
+    if os.stat("/dev/fuse").st_mode & 0o006 != 0o006:
+        os.chmod("/dev/fuse", 0o666)
+        log("/dev/fuse: mode 666 (a user's FUSE mounts need it)")
+    sz = SIZES["quick" if args.quick else "full"]
+    if not args.only or "untar" in args.only.split(","):
+        rootfs_tar(sz["rootfs_mib"])
+    old = uring_switch_on() if needs_uring_switch(args) else None
+    up_r, up_w = os.pipe()      # worker -> parent: "d" = drop the caches now
+    down_r, down_w = os.pipe()  # parent -> worker: "k" = dropped
+    fds = [down_r, up_w]
+    extra = ["--worker", f"{down_r},{up_w}"]
+    if args.json:
+        fd = os.open(args.json, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fds.append(fd)
+        extra += ["--json-fd", str(fd)]
+    env = dict(os.environ, STRATA_FS=os.path.abspath(STRATA_FS))
+    try:
+        p = subprocess.Popen(["runuser", "-u", user, "--", "unshare", "-rm", "--map-auto", "/usr/bin/python3",
+                              os.path.abspath(__file__)] + sys.argv[1:] + extra,
+                             pass_fds=fds, cwd="/", env=env)
+        for fd in fds:
+            os.close(fd)
+        while os.read(up_r, 1):
+            drop_caches()
+            os.write(down_w, b"k")
+        return p.wait()
+    finally:
+        if old is not None:
+            uring_switch_restore(old)
 
 
 def main():
@@ -886,12 +1015,40 @@ def main():
     ap.add_argument("--uring", action="store_true", help="also time strata-fs over FUSE io_uring (impl "
                     "strata-uring; turns the kernel's enable_uring switch on for the run and restores it; "
                     "strata-fs then runs with uring=off; column u/s = strata-uring / strata-fs)")
-    ap.add_argument("--list", action="store_true", help="list workload keys and exit")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=OPTS",
+                    help="also time strata-fs mounted with OPTS after its defaults, as column NAME "
+                    "(repeatable; e.g. nopt=passthrough=off, wb=writeback=1, cs=copyup_sync=off); columns "
+                    "NAME/s and NAME/k = it / strata-fs defaults, / kernel")
+    ap.add_argument("--features", action="store_true", help="strata-fs with every performance feature on "
+                    "(the kernel's enable_uring switch on for the run, as --uring) and one column per feature "
+                    "off: " + ", ".join(f"{k}={v}" for k, v in FEATURES_OFF.items()) + " (rootless: no passthrough, "
+                    "so only nouring)")
+    ap.add_argument("--rootless", action="store_true", help="mount everything as an unprivileged user inside "
+                    "unshare -rm --map-auto (as rootless podman does) and run the workloads there; kernel "
+                    "overlayfs with userxattr, n/a if the kernel refuses it")
+    ap.add_argument("--rootless-user", default="strata-test", metavar="USER",
+                    help="the user of --rootless (needs a /etc/subuid range; default strata-test, the tests' user)")
+    ap.add_argument("--list", action="store_true", help="list workload keys and the columns of a run with "
+                    "these options, and exit")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)  # "R,W": the rootless worker's pipe to its parent
+    ap.add_argument("--json-fd", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.list:
-        for w in workloads():
-            print(f"{w.key:16} {w.label}")
-        return
+    if args.features and args.uring:
+        ap.error("--features already runs strata-fs over io_uring (column nouring = /dev/fuse); drop --uring")
+    global ROOTLESS
+    ROOTLESS = args.rootless
+    if args.features:
+        args.variant += [f"{name}={opts}" for name, opts in FEATURES_OFF.items()
+                         if not (ROOTLESS and opts.startswith("passthrough="))]
+    for v in args.variant:
+        name, eq, opts = v.partition("=")
+        if not eq or not name or not opts:
+            ap.error(f"--variant {v}: want NAME=OPTS")
+        if name in IMPLS + ["strata-base", "strata-uring"] or name in VARIANTS or "/" in name:
+            ap.error(f"--variant {v}: the name {name} is taken")
+        VARIANTS[name] = opts
+        if name not in args.impls.split(","):
+            args.impls += "," + name
     if args.baseline:
         global STRATA_BASE
         STRATA_BASE = os.path.abspath(args.baseline)
@@ -900,8 +1057,19 @@ def main():
     if args.uring and "strata-uring" not in args.impls.split(","):
         args.impls += ",strata-uring"
     for i in args.impls.split(","):
-        if i not in IMPLS + (["strata-base"] if args.baseline else []) + (["strata-uring"] if args.uring else []):
+        if i not in IMPLS + list(VARIANTS) + (["strata-base"] if args.baseline else []) \
+                + (["strata-uring"] if args.uring else []):
             ap.error(f"unknown implementation {i}")
+    if args.list:
+        for w in workloads():
+            print(f"{w.key:16} {w.label}")
+        print("columns: " + " ".join(args.impls.split(",")))
+        return
+    if ROOTLESS and args.worker is None:
+        sys.exit(rootless_parent(args))
+    if args.worker:
+        global DROP_PIPE
+        DROP_PIPE = tuple(int(x) for x in args.worker.split(","))
     Bench(args).main()
 
 

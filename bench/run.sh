@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of kernel overlayfs, fuse-overlayfs and strata-fs on the same
 # layered tree: bench/run.sh [--quick] [--json FILE] [--reps N] [--only KEYS] [--perf DIR]
-# (bench/run.sh --help lists every option; --list lists the workloads). Needs root.
+# [--features] [--variant NAME=OPTS]... [--rootless] (bench/run.sh --help lists every option;
+# --list lists the workloads and the columns). Needs root, also for --rootless (which runs the
+# mounts and workloads as an unprivileged user and drops the caches for it).
 # Builds strata first (scripts/build.sh), then runs bench/overlay_bench.py.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
