@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "fs/fuse/kill_suidgid.hpp"
+#include "fs/fuse/request_counts.hpp"
 #include "fs/fuse/uring.hpp"
 
 namespace strata::fs::fuse {
@@ -52,7 +53,10 @@ std::atomic<bool> init_pending{true};
 
 ssize_t read_request(int fd, void* buf, size_t len, void*) {
   ssize_t n = ::read(fd, buf, len);
-  if (n > 0) note_request(buf, size_t(n));
+  if (n > 0) {
+    note_request(buf, size_t(n));
+    count_request(buf, size_t(n));
+  }
   // INIT is the first request and nothing else arrives until it is answered.
   if (init_pending.load(std::memory_order_relaxed) && n >= ssize_t(sizeof(fuse_in_header))) {
     fuse_in_header in;

@@ -18,6 +18,7 @@
 
 #include "fs/fuse/context.hpp"
 #include "fs/fuse/init_flags.hpp"
+#include "fs/fuse/request_counts.hpp"
 #include "fs/fuse/uring.hpp"
 
 namespace strata::fs::fuse {
@@ -174,8 +175,10 @@ int run_filesystem(const Options& opts) {
         unsigned threads = opts.threads > 1 ? unsigned(opts.threads)
                                             : std::max(2u, std::thread::hardware_concurrency());
         fuse_loop_cfg_set_max_threads(cfg, threads);
+        install_request_count_signal();
         int r = fuse_session_loop_mt(se, cfg);
         fuse_loop_cfg_destroy(cfg);
+        if (opts.debug) write_request_counts(STDERR_FILENO);
         if (rings) rings->stop();
         // libfuse returns the number of the signal that ended the loop: a clean shutdown too.
         status = (r == 0 || r == SIGTERM || r == SIGINT || r == SIGHUP) ? 0 : 1;

@@ -26,6 +26,7 @@
 #include <spdlog/spdlog.h>
 
 #include "fs/fuse/kill_suidgid.hpp"
+#include "fs/fuse/request_counts.hpp"
 
 namespace strata::fs::fuse::uring {
 
@@ -246,6 +247,7 @@ void Transport::Impl::serve(Queue& q, Entry& e) {
     buf.mem = start;
     t_entry = &e;
     note_request(start, in.len);  // its kill flags (kill_suidgid.hpp), which libfuse drops
+    count_request(start, in.len);
     fuse_session_process_buf(se, &buf);
     t_entry = nullptr;
   } else {
