@@ -4,9 +4,8 @@ podman users run fuse-overlayfs: a non-root user (--user 65534) reading the imag
 and Python temp files with TMPDIR on the overlay, apt-get update && apt-get install python3
 (apt's downloads run as _apt), commit, python3 in the committed image.
 
-podman here needs runc and explicit ulimits (crun refuses this machine's cgroups; the hard
-nofile limit is 20000): its own containers.conf, storage.conf, --root and --runroot, all in a
-temp dir that is unmounted and removed at the end."""
+podman runs with its own configuration and storage (distro_lib.Podman) in a temp dir that is
+unmounted and removed at the end."""
 import os
 import shutil
 import sys
@@ -14,8 +13,8 @@ import tempfile
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from distro_lib import (APT_INSTALL, APT_TIMEOUT, HEREDOC, TEMPFILE, Steps, expect_apt, expect_ok,  # noqa: E402
-                        expect_output, heredoc_expect, log, need_tools, prepare_image, run, skip,
+from distro_lib import (APT_INSTALL, APT_TIMEOUT, HEREDOC, TEMPFILE, Podman, Steps, expect_apt,  # noqa: E402
+                        expect_ok, expect_output, heredoc_expect, log, need_tools, prepare_image, skip,
                         unmount_all_under)
 
 if os.geteuid() != 0:
@@ -31,26 +30,8 @@ if not os.path.exists("/dev/fuse"):
 
 work = tempfile.mkdtemp(prefix="strata-distro-podman-")
 IMG, IMG2 = "localhost/strata-test/debian:12", "localhost/strata-test/debian-python:12"
-conf = os.path.join(work, "containers.conf")
-storage_conf = os.path.join(work, "storage.conf")
-with open(conf, "w") as f:
-    f.write('[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]\n'
-            '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n'
-            f'tmp_dir = "{work}/tmp"\n')
-with open(storage_conf, "w") as f:
-    f.write(f'[storage]\ndriver = "overlay"\ngraphroot = "{work}/root"\nrunroot = "{work}/runroot"\n'
-            f'[storage.options.overlay]\nmount_program = "{FS}"\n')
-ENV = dict(os.environ, CONTAINERS_CONF=conf, CONTAINERS_STORAGE_CONF=storage_conf)
-PODMAN = ["podman", "--root", f"{work}/root", "--runroot", f"{work}/runroot", "--storage-driver", "overlay",
-          "--storage-opt", f"overlay.mount_program={FS}"]
-
-
-def podman(*args, timeout=180):
-    return run(*PODMAN, *args, check=False, env=ENV, timeout=timeout)
-
-
-def prun(*args, timeout=180):
-    return podman("run", "--network", "host", "--pull", "never", *args, timeout=timeout)
+podman = Podman(work, mount_program=FS)
+prun = podman.run
 
 
 def expect_lines(r, want, what):
@@ -94,7 +75,6 @@ try:
     s.finish()
 finally:
     log("cleanup")
-    run(*PODMAN, "rm", "-a", "-f", check=False, env=ENV, timeout=120)
-    run(*PODMAN, "rmi", "-a", "-f", check=False, env=ENV, timeout=120)
+    podman.remove_all()
     unmount_all_under(work)
     shutil.rmtree(work, ignore_errors=True)
