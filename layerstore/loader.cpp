@@ -14,9 +14,11 @@
 #include "layerstore/archive/layer_unpack.hpp"
 #include "layerstore/archive/tar_split.hpp"
 #include "layerstore/error.hpp"
+#include "layerstore/lazy_layer_stage.hpp"
 #include "layerstore/local_layer_source.hpp"
 #include "layerstore/store/image_db.hpp"
 #include "layerstore/store/layer_db.hpp"
+#include "layerstore/store/lazy_layer.hpp"
 #include "layerstore/store/store_lock.hpp"
 
 namespace strata {
@@ -27,6 +29,7 @@ struct StagedLayer {
   std::string link;
   std::string lower;  // this layer's "lower" file content
   bool is_new = false;
+  bool lazy = false;  // kept as blob + index (no diff/)
   std::vector<LocalLayerSource> local;  // same content under another chain: rebuilt, not fetched
 };
 
@@ -104,7 +107,7 @@ void prepare_staging(const LayerDb& db, StagedLayer& out, const StagedLayer* par
   // cache-id first: it lets a later run find an overlay2 dir a crashed commit left behind.
   write_file_at(tfd.get(), "cache-id", out.rec.cache_id, 0600);
   if (mkdir(odir.c_str(), 0700) != 0) throw_errno("mkdir " + odir);
-  if (mkdir((odir + "/diff").c_str(), 0755) != 0) throw_errno("mkdir " + odir + "/diff");
+  if (!out.lazy && mkdir((odir + "/diff").c_str(), 0755) != 0) throw_errno("mkdir " + odir + "/diff");
   UniqueFd ofd = open_dir(odir);
   write_file_at(ofd.get(), "link", out.link, 0644);
   if (!out.lower.empty()) write_file_at(ofd.get(), "lower", out.lower, 0644);
@@ -115,7 +118,56 @@ struct SharedState {
   LoadSummary& sum;
   std::atomic<bool> stop{false};
   uint64_t max_expansion = kDefaultMaxExpansion;
+  const StoreLayout* layout = nullptr;
 };
+
+// A lazy layer: the blob copied (or downloaded) into the staging dir and indexed in the pass
+// that verifies it; no diff/ and no tar-split (save and push send the blob itself).
+void stage_lazy(const LayerDb& db, const ImageToLoad& img, size_t i, StagedLayer& out, const std::string& parent_chain,
+                Progress& progress, SharedState& st) {
+  const LayerToLoad& layer = img.layers[i];
+  std::string what = layer_what(img, i);
+  int bar = progress.begin_layer(layer_label(i, img.layers.size()) + " (lazy)", layer_length(layer),
+                                 layer.fetch ? "downloading" : "indexing");
+  LazyStageResult r;
+  try {
+    auto warn = [&](const std::string& w) { progress.message("warning: " + what + ": " + w); };
+    auto prog = [&](uint64_t done) { progress.update(bar, done); };
+    UnpackLimits limits;
+    limits.max_expansion = st.max_expansion;
+    limits.compressed_size = layer.size;
+    auto poll = [&] {
+      if (st.stop) throw Error("stopped: another layer failed");
+    };
+    r = stage_lazy_layer(db.overlay_staging(out.rec.chain_id), st.layout->overlay2() + "/" + out.rec.cache_id, layer, warn,
+                         prog, limits, poll);
+  } catch (const Error& e) {
+    progress.end_layer(bar, "failed");
+    throw Error(what + ": " + e.what());
+  }
+  auto fail = [&](const std::string& why) {
+    progress.end_layer(bar, "failed");
+    throw Error(what + ": " + why);
+  };
+  if (!layer.digest.empty() && r.digest != layer.digest) fail("digest mismatch (want " + layer.digest + ", got " + r.digest + ")");
+  if (layer.size >= 0 && r.compressed_bytes != static_cast<uint64_t>(layer.size))
+    fail("size mismatch (manifest says " + std::to_string(layer.size) + " bytes, got " + std::to_string(r.compressed_bytes) + ")");
+  if (r.diff_id != out.rec.diff_id) fail("diff_id mismatch (want " + out.rec.diff_id + ", got " + r.diff_id + ")");
+  out.rec.size = r.content_bytes;
+  UniqueFd tfd = open_dir(db.layerdb_staging(out.rec.chain_id));
+  write_file_at(tfd.get(), "diff", out.rec.diff_id, 0600);
+  if (!parent_chain.empty()) write_file_at(tfd.get(), "parent", parent_chain, 0600);
+  write_file_at(tfd.get(), "size", std::to_string(out.rec.size), 0600);
+  out.is_new = true;
+  {
+    std::lock_guard lk(st.mu);
+    st.sum.layers_new++;
+    st.sum.layers_lazy++;
+    st.sum.bytes_read += r.compressed_bytes;
+  }
+  progress.end_layer(bar, "done: " + human_bytes(r.compressed_bytes) + " " + r.compression + " kept lazy (" +
+                              human_bytes(r.uncompressed_bytes) + " tar), " + r.diff_id.substr(0, 19));
+}
 
 // `local`: rebuild the tar from that existing layer instead of fetching the blob. The
 // rebuilt tar is uncompressed, so only its diff_id (from the verified config) is checked.
@@ -195,6 +247,19 @@ void stage_layer(const LayerDb& db, const ImageToLoad& img, size_t i, std::vecto
     db.clear_stale(staged[i].rec.chain_id);
     prepare_staging(db, staged[i], i ? &staged[i - 1] : nullptr);
   };
+  if (staged[i].lazy) {
+    int attempts = img.layers[i].fetch ? 2 : 1;
+    for (int a = 1;; a++) {
+      try {
+        stage_lazy(db, img, i, staged[i], parent_chain, progress, st);
+        return;
+      } catch (const Error& e) {
+        if (a >= attempts || st.stop) throw;
+        progress.message(std::string(e.what()) + "; discarded, retrying once");
+        restage();
+      }
+    }
+  }
   for (const auto& local : std::vector<LocalLayerSource>(staged[i].local)) {
     try {
       unpack_staged(db, img, i, staged[i], parent_chain, style, progress, st, &local);
@@ -219,7 +284,7 @@ void stage_layer(const LayerDb& db, const ImageToLoad& img, size_t i, std::vecto
 }
 
 void load_one(const StoreLayout& l, const ImageToLoad& img, Progress& progress, LoadSummary& sum, int jobs,
-              uint64_t max_expansion) {
+              uint64_t max_expansion, bool lazy) {
   LayerDb db(l);
   ImageDb idb(l);
   std::vector<std::string> chains = chain_ids(img.diff_ids);
@@ -237,28 +302,34 @@ void load_one(const StoreLayout& l, const ImageToLoad& img, Progress& progress, 
     StagedLayer& s = staged[i];
     s.rec.chain_id = chains[i];
     s.rec.diff_id = img.diff_ids[i];
-    if (auto existing = db.get(chains[i]); existing && db.unpacked(*existing)) {
+    // A layer present unpacked or lazy is reused as it is (`strata unpack` turns a lazy one
+    // into an unpacked one).
+    if (auto existing = db.get(chains[i]); existing && (db.unpacked(*existing) || lazy_layer(l, existing->cache_id))) {
       if (!img.layers[i].fetch) check_reused_blob(img, i, progress);
       s.rec = *existing;
       s.link = db.link_id(existing->cache_id);
       std::string lower_path = l.overlay2() + "/" + existing->cache_id + "/lower";
       s.lower = path_exists(lower_path) ? read_file(lower_path) : "";
       sum.layers_reused++;
-      progress.message(layer_label(i, img.layers.size()) + ": already present (" + chains[i].substr(0, 19) + ")");
+      progress.message(layer_label(i, img.layers.size()) + ": already present" +
+                       (db.unpacked(*existing) ? "" : " (lazy)") + " (" + chains[i].substr(0, 19) + ")");
       continue;
     }
     db.clear_stale(chains[i]);
     guard.add(chains[i]);
+    s.lazy = lazy;
     prepare_staging(db, s, i ? &staged[i - 1] : nullptr);
-    if (img.layers[i].fetch) {
+    if (img.layers[i].fetch && !lazy) {
       if (!local_index) local_index.emplace(l);
       s.local = local_index->find(s.rec.diff_id, s.rec.chain_id);
     }
-    if (!style) style = detect_whiteout_style(open_dir(db.overlay_staging(chains[i])).get());
+    if (!style && !lazy) style = detect_whiteout_style(open_dir(db.overlay_staging(chains[i])).get());
     todo.push_back(i);
   }
+  if (!style) style = WhiteoutStyle{};  // unused by lazy layers
   SharedState st{{}, sum};
   st.max_expansion = max_expansion;
+  st.layout = &l;
   if (jobs <= 1 || todo.size() <= 1) {
     for (size_t i : todo) stage_layer(db, img, i, staged, *style, progress, st);
   } else {
@@ -319,7 +390,7 @@ LoadSummary load_images(const StoreLayout& l, const LoadOptions& opts, Progress&
   RangeLock store = lock_store(l.lock_file(), false);
   for (const auto& img : images) {
     try {
-      load_one(l, img, progress, sum, 1, opts.max_expansion);
+      load_one(l, img, progress, sum, 1, opts.max_expansion, opts.lazy);
     } catch (const Error& e) {
       if (sum.images == 0) throw Error(std::string(e.what()) + "; nothing was imported");
       throw Error(std::string(e.what()) + "; " + std::to_string(sum.images) + " earlier image(s) were imported");
@@ -330,11 +401,11 @@ LoadSummary load_images(const StoreLayout& l, const LoadOptions& opts, Progress&
 }
 
 void store_image(const StoreLayout& l, const ImageToLoad& img, Progress& progress, LoadSummary& sum, int jobs,
-                 uint64_t max_expansion) {
+                 uint64_t max_expansion, bool lazy) {
   l.ensure_skeleton();
   RangeLock store = lock_store(l.lock_file(), false);
   try {
-    load_one(l, img, progress, sum, jobs, max_expansion);
+    load_one(l, img, progress, sum, jobs, max_expansion, lazy);
   } catch (const Error& e) {
     throw Error(std::string(e.what()) + "; nothing was imported");
   }

@@ -23,6 +23,7 @@ struct LoadOptions {
   std::optional<Reference> tag;     // --tag
   Platform platform;
   uint64_t max_expansion = kDefaultMaxExpansion;  // --max-expansion (layer_unpack.hpp)
+  bool lazy = false;  // --lazy: keep each new layer as blob + index (store/lazy_layer.hpp)
 };
 
 struct LoadSummary {
@@ -30,6 +31,7 @@ struct LoadSummary {
   int layers_new = 0;
   int layers_reused = 0;
   int layers_local = 0;  // pull: rebuilt from a local layer with the same diff_id, not downloaded
+  int layers_lazy = 0;   // of layers_new: kept as blob + index, not unpacked
   uint64_t bytes_read = 0;
   uint64_t bytes_unpacked = 0;
   uint64_t skipped_devices = 0;
@@ -42,8 +44,9 @@ LoadSummary load_images(const StoreLayout& layout, const LoadOptions& opts, Prog
 // Stores one image that is already described (pull builds it from a registry): the same
 // staging, unpack and commit as load, with up to `jobs` layers unpacked at once. A layer
 // with `fetch` that fails (download or verification) is discarded and tried once more.
+// `lazy`: new layers are kept as blob + index instead (store/lazy_layer.hpp).
 // Throws strata::Error ending in "; nothing was imported" when the image was not stored.
 void store_image(const StoreLayout& layout, const ImageToLoad& img, Progress& progress, LoadSummary& sum, int jobs,
-                 uint64_t max_expansion = kDefaultMaxExpansion);
+                 uint64_t max_expansion = kDefaultMaxExpansion, bool lazy = false);
 
 }  // namespace strata

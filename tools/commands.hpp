@@ -17,6 +17,7 @@ struct LoadArgs {
   std::string max_expansion;  // "" or N (--max-expansion)
   std::string max_stdin_size;  // "", or N[K|M|G|T]
   bool quiet = false;
+  bool lazy = false;  // --lazy
 };
 
 int cmd_load(const StoreLayout& l, const LoadArgs& a);

@@ -11,6 +11,7 @@
 #include "layerstore/progress.hpp"
 #include "layerstore/store/image_db.hpp"
 #include "layerstore/store/layer_db.hpp"
+#include "layerstore/store/lazy_layer.hpp"
 #include "layerstore/container/mounts.hpp"
 #include "layerstore/store/maintenance.hpp"
 #include "layerstore/store/reference.hpp"
@@ -28,6 +29,14 @@ uint64_t image_size(const LayerDb& db, const std::vector<std::string>& diffs) {
   for (const auto& c : chain_ids(diffs))
     if (auto r = db.get(c)) total += r->size;
   return total;
+}
+
+// How many of the image's layers are lazy (blob + index, no diff/: dockerd cannot use them).
+int lazy_layer_count(const StoreLayout& l, const LayerDb& db, const std::vector<std::string>& diffs) {
+  int n = 0;
+  for (const auto& c : chain_ids(diffs))
+    if (auto r = db.get(c); r && lazy_layer(l, r->cache_id)) n++;
+  return n;
 }
 
 // The blob digests that produced a diff_id (distribution/diffid-by-digest), for inspect.
@@ -59,33 +68,45 @@ int cmd_images(const StoreLayout& l, const std::string& format, bool all) {
   for (const auto& id : ids)
     if (std::string p = idb.parent(id); !p.empty()) parents.insert(p);
   json rows = json::array();
+  bool any_lazy = false;
   for (const auto& id : ids) {
     auto refs = repos.refs_of(id);
     if (refs.empty() && !all && parents.count(id)) continue;
     std::string cfg_bytes = idb.config(id);
     auto cfg = json::parse(cfg_bytes, nullptr, false);
     std::string created = cfg.is_object() ? cfg.value("created", "") : "";
-    uint64_t size = image_size(db, config_diff_ids(cfg_bytes));
+    std::vector<std::string> diffs = config_diff_ids(cfg_bytes);
+    uint64_t size = image_size(db, diffs);
+    int lazy = lazy_layer_count(l, db, diffs);
+    any_lazy = any_lazy || lazy;
     bool tagged = false;
     for (const auto& r : refs) {
       auto ref = parse_reference(r);
       if (!ref || !ref->digest.empty()) continue;
       tagged = true;
-      rows.push_back({{"Repository", ref->name}, {"Tag", ref->tag}, {"ID", id}, {"Created", created}, {"Size", size}});
+      rows.push_back({{"Repository", ref->name}, {"Tag", ref->tag}, {"ID", id}, {"Created", created}, {"Size", size},
+                      {"LazyLayers", lazy}, {"Layers", diffs.size()}});
     }
     if (!tagged)
-      rows.push_back({{"Repository", "<none>"}, {"Tag", "<none>"}, {"ID", id}, {"Created", created}, {"Size", size}});
+      rows.push_back({{"Repository", "<none>"}, {"Tag", "<none>"}, {"ID", id}, {"Created", created}, {"Size", size},
+                      {"LazyLayers", lazy}, {"Layers", diffs.size()}});
   }
   if (format == "json") {
     std::printf("%s\n", rows.dump(2).c_str());
     return 0;
   }
-  std::printf("%-30s %-16s %-14s %-22s %s\n", "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE");
-  for (const auto& r : rows)
-    std::printf("%-30s %-16s %-14s %-22s %s\n", r["Repository"].get<std::string>().c_str(),
-                r["Tag"].get<std::string>().c_str(), r["ID"].get<std::string>().substr(7, 12).c_str(),
-                r["Created"].get<std::string>().substr(0, 19).c_str(),
-                human_bytes(static_cast<double>(r["Size"].get<uint64_t>())).c_str());
+  // LAZY: how many of the image's layers are kept as blob + index ("-": none).
+  const char* row_format = any_lazy ? "%-30s %-16s %-14s %-22s %-10s %s\n" : "%-30s %-16s %-14s %-22s %s%s\n";
+  std::printf(row_format, "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", any_lazy ? "LAZY" : "");
+  for (const auto& r : rows) {
+    int lazy = r["LazyLayers"].get<int>();
+    std::string mark = !any_lazy ? "" : lazy ? std::to_string(lazy) + "/" + std::to_string(r["Layers"].get<size_t>()) + " layers" : "-";
+    std::printf(row_format, r["Repository"].get<std::string>().c_str(), r["Tag"].get<std::string>().c_str(),
+                r["ID"].get<std::string>().substr(7, 12).c_str(), r["Created"].get<std::string>().substr(0, 19).c_str(),
+                human_bytes(static_cast<double>(r["Size"].get<uint64_t>())).c_str(), mark.c_str());
+  }
+  if (any_lazy)
+    std::fprintf(stderr, "note: images with lazy layers (LAZY) are not usable by dockerd until `strata unpack IMAGE`\n");
   return 0;
 }
 

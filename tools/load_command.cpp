@@ -32,6 +32,7 @@ int cmd_load(const StoreLayout& l, const LoadArgs& a) {
   o.input = a.input;
   if (!a.max_stdin_size.empty()) o.max_stdin_bytes = parse_size(a.max_stdin_size, "--max-stdin-size");
   o.platform = parse_platform(a.platform);
+  o.lazy = a.lazy;
   if (!a.max_expansion.empty()) o.max_expansion = parse_max_expansion(a.max_expansion);
   if (!a.tag.empty()) {
     auto r = parse_reference(a.tag);
@@ -54,6 +55,7 @@ int cmd_load(const StoreLayout& l, const LoadArgs& a) {
     std::fprintf(stderr, "%d image(s): %d layer(s) new, %d reused; %s read, %s unpacked in %.2fs", s.images,
                  s.layers_new, s.layers_reused, human_bytes(s.bytes_read).c_str(),
                  human_bytes(s.bytes_unpacked).c_str(), s.seconds);
+    if (s.layers_lazy) std::fprintf(stderr, "; %d layer(s) kept lazy (blob + index)", s.layers_lazy);
     if (s.skipped_devices) std::fprintf(stderr, "; %llu device node(s) skipped", static_cast<unsigned long long>(s.skipped_devices));
     std::fprintf(stderr, "\n");
   }

@@ -77,6 +77,7 @@ std::string read_password_stdin() {
 void add_registry_commands(CLI::App& app, const std::string& root) {
   struct PullArgs : RegistryArgs {
     std::string platform = "linux/amd64", ref, max_expansion;
+    bool lazy = false;
   };
   auto pull = std::make_shared<PullArgs>();
   auto* c_pull = app.add_subcommand("pull", "pull an image from a registry ([registry/]name[:tag|@digest])");
@@ -85,6 +86,7 @@ void add_registry_commands(CLI::App& app, const std::string& root) {
   c_pull->add_option("--max-expansion", pull->max_expansion,
                      "a layer may decompress to N x its compressed size + 64 MiB (default 100; 0: no ratio cap)");
   c_pull->add_flag("-q,--quiet", pull->quiet, "no progress output");
+  c_pull->add_flag("--lazy", pull->lazy, "keep new layers as their blob + an index instead of unpacking");
   c_pull->add_option("reference", pull->ref, "REF")->required();
   c_pull->callback([pull, &root] {
     run_command("pull " + pull->ref, [&] {
@@ -92,6 +94,7 @@ void add_registry_commands(CLI::App& app, const std::string& root) {
       o.ref = pull->ref;
       o.platform = parse_platform(pull->platform);
       if (!pull->max_expansion.empty()) o.max_expansion = parse_max_expansion(pull->max_expansion);
+      o.lazy = pull->lazy;
       o.registry = registry_options(*pull);
       Progress progress(Progress::detect(pull->quiet));
       PullSummary s = pull_image(store_layout(root), o, progress);
@@ -99,8 +102,9 @@ void add_registry_commands(CLI::App& app, const std::string& root) {
       if (!pull->quiet) {
         std::fprintf(stderr, "Digest: %s\n", s.manifest_digest.c_str());
         std::string local = l.layers_local ? ", " + std::to_string(l.layers_local) + " rebuilt from local layers" : "";
-        std::fprintf(stderr, "%d layer(s) downloaded (%s, %s unpacked)%s, %d already present, in %.2fs\n", l.layers_new,
-                     human_bytes(l.bytes_read).c_str(), human_bytes(l.bytes_unpacked).c_str(), local.c_str(),
+        std::string kept = l.layers_lazy ? ", " + std::to_string(l.layers_lazy) + " kept lazy" : "";
+        std::fprintf(stderr, "%d layer(s) downloaded (%s, %s unpacked%s)%s, %d already present, in %.2fs\n", l.layers_new,
+                     human_bytes(l.bytes_read).c_str(), human_bytes(l.bytes_unpacked).c_str(), kept.c_str(), local.c_str(),
                      l.layers_reused, l.seconds);
       }
       std::printf("%s\n", s.local_ref.c_str());

@@ -11,6 +11,7 @@
 #include "tools/lifecycle_commands.hpp"
 #include "tools/exec_commands.hpp"
 #include "tools/registry_commands.hpp"
+#include "tools/unpack_command.hpp"
 
 using namespace strata;
 
@@ -37,6 +38,7 @@ int main(int argc, char** argv) {
   c_load->add_option("--max-expansion", load.max_expansion,
                     "a layer may decompress to N x its compressed size + 64 MiB (default 100; 0: no ratio cap)");
   c_load->add_flag("-q,--quiet", load.quiet, "no progress output");
+  c_load->add_flag("--lazy", load.lazy, "keep new layers as their blob + an index instead of unpacking (strata unpack undoes it)");
   c_load->add_option("--max-stdin-size", load.max_stdin_size, "most bytes of (decompressed) stdin to spool, N[K|M|G|T] (default 32G)");
 
   std::string format;
@@ -71,6 +73,7 @@ int main(int argc, char** argv) {
   c_verify->add_option("image", verify_image, "IMAGE (default: all)");
 
   cli::add_registry_commands(app, root);
+  cli::add_unpack_command(app, root);
 
   try {
     app.parse(argc, argv);

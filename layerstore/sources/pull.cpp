@@ -89,7 +89,7 @@ PullSummary pull_image(const StoreLayout& layout, const PullOptions& opts, Progr
   sum.local_ref = ref.str();
   sum.manifest_digest = top.digest;
   sum.image_id = img.image_id;
-  store_image(layout, img, progress, sum.load, opts.jobs, opts.max_expansion);
+  store_image(layout, img, progress, sum.load, opts.jobs, opts.max_expansion, opts.lazy);
   sum.load.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return sum;
 }

@@ -18,6 +18,7 @@ struct PullOptions {
   RegistryOptions registry;
   int jobs = 3;
   uint64_t max_expansion = kDefaultMaxExpansion;  // --max-expansion (layer_unpack.hpp)
+  bool lazy = false;  // --lazy: keep new layers as blob + index (store/lazy_layer.hpp)
 };
 
 struct PullSummary {

@@ -14,6 +14,7 @@
 #include "layerstore/error.hpp"
 #include "layerstore/store/image_db.hpp"
 #include "layerstore/store/layer_db.hpp"
+#include "layerstore/store/lazy_layer.hpp"
 #include "layerstore/store/maintenance.hpp"
 #include "layerstore/store/short_names.hpp"
 #include "layerstore/store/store_lock.hpp"
@@ -71,6 +72,16 @@ static void remove_unreferenced_layers(const StoreLayout& l, std::vector<std::st
   }
 }
 
+// `link` is overlay2/l/<short> -> ../<cache-id>/diff of a lazy layer.
+static bool links_to_lazy_layer(const StoreLayout& l, const std::string& link) {
+  char target[4096];
+  ssize_t n = readlink(link.c_str(), target, sizeof target - 1);
+  if (n < 0) return false;
+  std::string t(target, size_t(n));
+  if (!t.starts_with("../") || !t.ends_with("/diff")) return false;
+  return lazy_layer(l, t.substr(3, t.size() - 3 - 5)).has_value();
+}
+
 PruneReport prune_store(const StoreLayout& l) {
   PruneReport rep;
   if (!store_exists(l)) return rep;
@@ -105,7 +116,8 @@ PruneReport prune_store(const StoreLayout& l) {
   for (const auto& n : list_dir(l.links())) {
     std::string p = l.links() + "/" + n;
     struct stat st;
-    if (stat(p.c_str(), &st) != 0) {  // dangling
+    // A lazy layer's link dangles by design (its diff/ does not exist until `strata unpack`).
+    if (stat(p.c_str(), &st) != 0 && !links_to_lazy_layer(l, p)) {  // dangling
       unlink(p.c_str());
       rep.removed.push_back("Deleted dangling link: overlay2/l/" + n);
     }

@@ -1,20 +1,51 @@
 // `strata verify`: for each image, the config still hashes to its id, every layer's chain is
 // indexed, its overlay2 dir, link and lower files agree with the layerdb, and the layer tar
-// rebuilt from tar-split + diff dir hashes to the diff_id (so any changed byte is found).
+// rebuilt from tar-split + diff dir hashes to the diff_id (so any changed byte is found). A
+// lazy layer's blob is hashed instead: its sha256 must be the digest it was stored under and
+// its decompressed stream must hash to the diff_id; its index must describe that blob.
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include <set>
 
 #include "layerstore/archive/digest.hpp"
+#include "common/lazy/blob_index.hpp"
 #include "layerstore/archive/fs_util.hpp"
+#include "layerstore/archive/layer_unpack.hpp"
 #include "layerstore/archive/tar_split.hpp"
 #include "layerstore/error.hpp"
 #include "layerstore/store/image_db.hpp"
 #include "layerstore/store/layer_db.hpp"
+#include "layerstore/store/lazy_layer.hpp"
 #include "layerstore/store/maintenance.hpp"
 #include "layerstore/store/store_lock.hpp"
 
 namespace strata {
+
+// The blob (digest, diff_id), the index and the descriptor of a lazy layer.
+static void check_lazy_content(const LazyLayerPaths& p, const std::string& diff_id, const std::string& tag,
+                               VerifyReport& rep) {
+  try {
+    LazyBlobInfo info = read_lazy_blob_info(p);
+    auto file = std::make_shared<UniqueFd>(::open(p.blob.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!*file) throw_errno("open " + p.blob);
+    struct stat st;
+    if (fstat(file->get(), &st) != 0) throw_errno("stat " + p.blob);
+    BlobRef blob{file, 0, uint64_t(st.st_size), p.blob};
+    BlobHashes h = hash_layer_blob(blob, {});
+    if (h.digest != info.digest) rep.problems.push_back(tag + ": lazy-blob hashes to " + h.digest + ", want " + info.digest);
+    if (h.diff_id != diff_id) rep.problems.push_back(tag + ": lazy-blob content hashes to " + h.diff_id + ", want " + diff_id);
+    std::string err;
+    auto ix = lazy::load_index_file(p.index, err);
+    if (!ix) rep.problems.push_back(tag + ": lazy-index: " + err);
+    else if (ix->digest != info.digest || ix->diff_id != diff_id || ix->compressed_size != blob.length)
+      rep.problems.push_back(tag + ": lazy-index describes another blob (" + ix->digest + ")");
+    std::string want_desc = "strata-lazy-layer 1\nindex=" + p.index + "\nblob=" + p.blob + "\noffset=0\n";
+    if (read_file(p.descriptor) != want_desc) rep.problems.push_back(tag + ": " + p.descriptor + " does not name its lazy-blob and lazy-index");
+  } catch (const Error& e) {
+    rep.problems.push_back(tag + ": " + e.what());
+  }
+}
 
 static void check_layer(const StoreLayout& l, const LayerDb& db, const std::string& chain, const std::string& diff_id,
                         const std::string& parent_chain, VerifyReport& rep) {
@@ -29,7 +60,8 @@ static void check_layer(const StoreLayout& l, const LayerDb& db, const std::stri
   if (rec->parent != parent_chain) rep.problems.push_back(tag + ": layerdb parent is \"" + rec->parent + "\"");
   std::string odir = l.overlay2() + "/" + rec->cache_id;
   // Not `committed`: Docker writes that only into a layer something was created on.
-  if (!db.unpacked(*rec)) {
+  auto lazy = lazy_layer(l, rec->cache_id);
+  if (!lazy && !db.unpacked(*rec)) {
     rep.problems.push_back(tag + ": overlay2/" + rec->cache_id + "/diff is missing");
     return;
   }
@@ -49,6 +81,10 @@ static void check_layer(const StoreLayout& l, const LayerDb& db, const std::stri
   }
   std::string lower = path_exists(odir + "/lower") ? read_file(odir + "/lower") : "";
   if (lower != want_lower) rep.problems.push_back(tag + ": overlay2/" + rec->cache_id + "/lower is \"" + lower + "\", want \"" + want_lower + "\"");
+  if (lazy) {
+    check_lazy_content(*lazy, diff_id, tag, rep);
+    return;
+  }
   Sha256 h;
   uint64_t bytes = 0;
   try {
