@@ -13,6 +13,9 @@ Driven by bench/podman_dpkg.sh. One run:
      container (podman run --rm, no network) doing `dpkg -i` of the whole set, checked by
      running python3 in it afterwards; timed as the whole `podman run` and as dpkg inside;
   4. median and spread (min-max) per configuration, ratios of the medians to native.
+--variant NAME=OPTS adds a configuration: strata-fs with OPTS (containers/storage's overlay.mountopt,
+which it passes to the mount program); --uring turns the kernel's FUSE io_uring switch on for the
+run. Each strata-fs try records the transport its daemon served (io_uring or /dev/fuse).
 Skips (exit 77) without podman, runc, mmdebstrap, fuse-overlayfs or the mirror."""
 import argparse
 import datetime
@@ -32,7 +35,9 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "distro"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from distro_lib import Podman, expect_ok, log, need_tools, prepare_image, skip, unmount_all_under  # noqa: E402
+from overlay_bench import uring_fds, uring_switch_on, uring_switch_restore  # noqa: E402
 
 CACHE = "/var/tmp/strata-bench-cache"
 IMG = "localhost/strata-bench/debian:12"
@@ -115,72 +120,116 @@ def fetch_debs(podman, image_id):
         return out
 
 
-def one_try(podman, debs, stages):
-    """One container doing dpkg -i of the set: (podman run seconds, dpkg seconds)."""
+def strata_daemons(podman_dir):
+    """pids of the strata-fs daemons serving mounts of the podman in podman_dir."""
+    pids = []
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if argv and os.path.basename(argv[0]) == b"strata-fs" and any(podman_dir.encode() in a for a in argv):
+            pids.append(int(pid))
+    return pids
+
+
+def one_try(podman, debs, stages, watch):
+    """One container doing dpkg -i of the set: (podman run seconds, dpkg seconds, transport).
+    With watch, looks at the strata-fs daemon every 0.2 s while it runs: "io_uring" once it holds
+    its rings, else "/dev/fuse" (None when not watched)."""
     os.sync()  # earlier tries' dirty data written out before the clock starts
     t0 = time.perf_counter()
-    r = podman("run", "--rm", "--network", "none", "--pull", "never", "-v", f"{debs}:/debs:ro",
-               "-e", "STAGES=" + "\n".join(" ".join(s) for s in stages), IMG, "bash", "-c", DPKG, timeout=900)
+    p = subprocess.Popen(podman.cmd + ["run", "--rm", "--network", "none", "--pull", "never", "-v", f"{debs}:/debs:ro",
+                                       "-e", "STAGES=" + "\n".join(" ".join(s) for s in stages), IMG, "bash", "-c",
+                                       DPKG], env=podman.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    transport = "/dev/fuse" if watch else None
+    while watch and p.poll() is None and transport != "io_uring":
+        if any(uring_fds(pid) for pid in strata_daemons(podman.dir)):
+            transport = "io_uring"
+        time.sleep(0.2)
+    try:
+        out, err = p.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        raise
     wall = time.perf_counter() - t0
-    lines = r.stdout.split()
-    if r.returncode != 0 or len(lines) < 2 or lines[-2] != "42":
-        raise RuntimeError(f"exit {r.returncode}: {r.stderr.strip()[-1500:]} {r.stdout[-300:]}")
-    return wall, int(lines[-1]) / 1e9
+    lines = out.split()
+    if p.returncode != 0 or len(lines) < 2 or lines[-2] != "42":
+        raise RuntimeError(f"exit {p.returncode}: {err.strip()[-1500:]} {out[-300:]}")
+    return wall, int(lines[-1]) / 1e9, transport
 
 
 def stats(vals):
     return {"median": statistics.median(vals), "min": min(vals), "max": max(vals)} if vals else None
 
 
-def report(args, samples, ndebs, elapsed, fs):
+def report(args, configs, samples, ndebs, elapsed, fs):
     head = (f"podman dpkg -i benchmark, {datetime.datetime.now():%Y-%m-%d %H:%M} ({elapsed:.0f} s)\n"
             f"machine: {os.cpu_count()} cores, kernel {platform.release()}; podman "
             f"{subprocess.run(['podman', '--version'], capture_output=True, text=True).stdout.split()[-1]}; "
-            f"strata-fs {fs}\n"
+            f"strata-fs {fs}; FUSE io_uring switch {'on' if args.uring else 'as it was'}\n"
             f"workload: podman run --rm (Debian 12 minbase) dpkg -i of {' '.join(PACKAGES)} and its dependencies "
-            f"({ndebs} .debs, in calls ordered by Pre-Depends), then python3; {args.reps} reps, order rotated; median [min-max]; "
-            f"ratios of the medians to native\n")
-    hdr = ["storage", "podman run (s)", "dpkg -i (s)", "run / native", "dpkg / native"]
+            f"({ndebs} .debs, in calls ordered by Pre-Depends), then python3; {args.reps} reps, order rotated; "
+            f"median [min-max]; ratios of the medians to native\n"
+            + "".join(f"{c}: strata-fs with {o}\n" for c, o in configs.items() if c not in CONFIGS))
+    hdr = ["storage", "podman run (s)", "dpkg -i (s)", "run / native", "dpkg / native", "strata-fs transport"]
     rows = []
-    nat = samples.get("native", {})
-    for c in CONFIGS:
+    nw, nd = stats(samples["native"]["run"]), stats(samples["native"]["dpkg"])
+    for c in configs:
         w, d = stats(samples[c]["run"]), stats(samples[c]["dpkg"])
         fails = samples[c]["failed"]
         ok = w and not fails
         cell = lambda s: f"{s['median']:.2f} [{s['min']:.2f}-{s['max']:.2f}]" if s else "-"
         ratio = lambda s, n: f"{s['median'] / n['median']:.2f}x" if s and n and ok else "-"
-        nw, nd = stats(nat.get("run", [])), stats(nat.get("dpkg", []))
-        rows.append([c + (f" ({fails} failed)" if fails else ""), cell(w), cell(d), ratio(w, nw), ratio(d, nd)])
+        ts = sorted(set(t for t in samples[c]["transport"] if t))
+        rows.append([c + (f" ({fails} failed)" if fails else ""), cell(w), cell(d), ratio(w, nw), ratio(d, nd),
+                     ", ".join(ts) or "-"])
     widths = [max(len(r[j]) for r in rows + [hdr]) for j in range(len(hdr))]
-    fmt = lambda cs: "  ".join(c.ljust(widths[0]) if j == 0 else c.rjust(widths[j]) for j, c in enumerate(cs))
+    fmt = lambda cs: "  ".join(c.ljust(widths[j]) if j in (0, len(cs) - 1) else c.rjust(widths[j])
+                               for j, c in enumerate(cs)).rstrip()
     table = "\n".join([fmt(hdr), "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows])
     print(head + "\n" + table)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"header": head, "table": table, "packages": PACKAGES, "debs": ndebs,
+            json.dump({"header": head, "table": table, "packages": PACKAGES, "debs": ndebs, "configs": configs,
                        "samples": samples, "stats": {c: {k: stats(samples[c][k]) for k in ("run", "dpkg")}
-                                                     for c in CONFIGS}}, f, indent=1)
+                                                     for c in configs}}, f, indent=1)
         log(f"wrote {args.json}")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=5, help="containers per storage configuration (default 5)")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=OPTS",
+                    help="also run strata-fs with OPTS (overlay.mountopt), as configuration NAME (repeatable; "
+                    "e.g. nopt=passthrough=off, nouring=uring=off, wb=writeback=1)")
+    ap.add_argument("--uring", action="store_true", help="turn the kernel's FUSE io_uring switch on for the run "
+                    "(and back after): strata-fs then serves io_uring, and a strata-fs try on /dev/fuse without "
+                    "uring=off is an error")
     ap.add_argument("--json", metavar="FILE", help="write the samples and statistics to FILE")
     ap.add_argument("--keep", action="store_true", help="keep the podman roots in /var/tmp")
     args = ap.parse_args()
+    fs = os.environ.get("STRATA_FS") or os.path.join(ROOT, "build", "fs", "strata-fs")
+    # configuration -> (mount program, mount options)
+    configs = {"native": (None, None), "fuse-overlayfs": (shutil.which("fuse-overlayfs"), None),
+               "strata-fs": (os.path.abspath(fs), None)}
+    for v in args.variant:
+        name, eq, opts = v.partition("=")
+        if not eq or not name or not opts or name in configs:
+            ap.error(f"--variant {v}: want NAME=OPTS with a new NAME")
+        configs[name] = (os.path.abspath(fs), opts)
     if os.geteuid() != 0:
         skip("needs root (podman with kernel overlayfs as the native storage)")
     need_tools("podman", "runc", "conmon", "mmdebstrap", "fuse-overlayfs", "fusermount3", "dpkg-deb")
-    fs = os.environ.get("STRATA_FS") or os.path.join(ROOT, "build", "fs", "strata-fs")
     if not os.access(fs, os.X_OK):
         skip(f"{fs} is not built (STRATA_FS names another)")
-    programs = {"native": None, "fuse-overlayfs": shutil.which("fuse-overlayfs"), "strata-fs": os.path.abspath(fs)}
     t_start = time.perf_counter()
     work = tempfile.mkdtemp(prefix="strata-podman-", dir="/var/tmp")  # ext4, as the other benchmarks
     log(f"run dir: {work}")
     # short dir names: podman refuses a runroot path over 50 characters
-    podmans = {c: Podman(os.path.join(work, str(i)), programs[c]) for i, c in enumerate(CONFIGS)}
+    podmans = {c: Podman(os.path.join(work, str(i)), *configs[c]) for i, c in enumerate(configs)}
+    uring_old = None
     try:
         archive = prepare_image(work, IMG)  # skips when the mirror does not answer
         for c, p in podmans.items():
@@ -190,21 +239,30 @@ def main():
         ndebs = len(glob.glob(os.path.join(debs, "*.deb")))
         stages = pre_depends_stages(debs)
         log(f"dpkg -i in {len(stages)} calls of {', '.join(str(len(s)) for s in stages)} packages (Pre-Depends)")
-        samples = {c: {"run": [], "dpkg": [], "failed": 0} for c in CONFIGS}
+        if args.uring:
+            uring_old = uring_switch_on()
+        names = list(configs)
+        samples = {c: {"run": [], "dpkg": [], "transport": [], "failed": 0} for c in names}
         for rep in range(args.reps):
-            order = CONFIGS[rep % len(CONFIGS):] + CONFIGS[:rep % len(CONFIGS)]
-            for c in order:
+            for c in names[rep % len(names):] + names[:rep % len(names)]:
+                strata = configs[c][0] == os.path.abspath(fs)
                 try:
-                    wall, dpkg = one_try(podmans[c], debs, stages)
+                    wall, dpkg, transport = one_try(podmans[c], debs, stages, watch=strata)
+                    if strata and args.uring and transport != "io_uring" and "uring=off" not in (configs[c][1] or ""):
+                        raise RuntimeError(f"strata-fs served {transport}, not io_uring")
                     samples[c]["run"].append(wall)
                     samples[c]["dpkg"].append(dpkg)
-                    log(f"rep {rep + 1} {c}: podman run {wall:.2f} s, dpkg -i {dpkg:.2f} s")
+                    samples[c]["transport"].append(transport)
+                    log(f"rep {rep + 1} {c}: podman run {wall:.2f} s, dpkg -i {dpkg:.2f} s"
+                        + (f", {transport}" if transport else ""))
                 except Exception as e:  # a failed try is reported, not fatal
                     samples[c]["failed"] += 1
                     log(f"rep {rep + 1} {c}: FAILED: {e}")
-        report(args, samples, ndebs, time.perf_counter() - t_start, fs)
-        return 1 if any(samples[c]["failed"] for c in CONFIGS) else 0
+        report(args, {c: configs[c][1] for c in names}, samples, ndebs, time.perf_counter() - t_start, fs)
+        return 1 if any(samples[c]["failed"] for c in names) else 0
     finally:
+        if uring_old is not None:
+            uring_switch_restore(uring_old)
         for p in podmans.values():
             p.remove_all()
         unmount_all_under(work)

@@ -244,10 +244,11 @@ def prepare_image(work, tag):
 class Podman:
     """A root podman of its own: containers.conf, storage.conf, --root and --runroot under `dir`,
     overlay storage driver with `mount_program` (strata-fs, fuse-overlayfs), or kernel overlayfs
-    when it is None. podman here needs runc and explicit ulimits (crun refuses this machine's
+    when it is None; `mountopt` adds mount options (containers/storage passes them to the mount
+    program too). podman here needs runc and explicit ulimits (crun refuses this machine's
     cgroups; the hard nofile limit is 20000). Used by the distro test and bench/podman_dpkg.py."""
 
-    def __init__(self, dir, mount_program=None):
+    def __init__(self, dir, mount_program=None, mountopt=None):
         os.makedirs(dir, exist_ok=True)
         self.dir = dir
         conf = os.path.join(dir, "containers.conf")
@@ -256,14 +257,17 @@ class Podman:
             f.write('[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]\n'
                     '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n'
                     f'tmp_dir = "{dir}/tmp"\n')
-        program = f'[storage.options.overlay]\nmount_program = "{mount_program}"\n' if mount_program else ""
+        program = (f'mount_program = "{mount_program}"\n' if mount_program else "") + \
+            (f'mountopt = "{mountopt}"\n' if mountopt else "")
         with open(storage_conf, "w") as f:
             f.write(f'[storage]\ndriver = "overlay"\ngraphroot = "{dir}/root"\nrunroot = "{dir}/runroot"\n'
-                    + program)
+                    + (f"[storage.options.overlay]\n{program}" if program else ""))
         self.env = dict(os.environ, CONTAINERS_CONF=conf, CONTAINERS_STORAGE_CONF=storage_conf)
         self.cmd = ["podman", "--root", f"{dir}/root", "--runroot", f"{dir}/runroot", "--storage-driver", "overlay"]
         if mount_program:
             self.cmd += ["--storage-opt", f"overlay.mount_program={mount_program}"]
+        if mountopt:
+            self.cmd += ["--storage-opt", f"overlay.mountopt={mountopt}"]
 
     def __call__(self, *args, timeout=180):
         return run(*self.cmd, *args, check=False, env=self.env, timeout=timeout)
