@@ -49,16 +49,23 @@ std::vector<std::pair<std::string_view, std::string_view>> xattrs_of(const lazy:
   return out;
 }
 
-bool all_zero(const char* p, size_t n) {
-  static const char zeros[4096] = {};
-  while (n) {
-    size_t k = std::min(n, sizeof zeros);
-    if (std::memcmp(p, zeros, k) != 0) return false;
-    p += k;
-    n -= k;
+// A lazy file's bytes: its range of the layer's uncompressed tar.
+class BlobFileData final : public LayerFileData {
+ public:
+  BlobFileData(lazy::BlobReader& reader, uint64_t offset, uint64_t size)
+      : reader_(reader), offset_(offset), size_(size) {}
+  ssize_t read_at(void* buf, size_t len, off_t off) const override {
+    if (off < 0) return -EINVAL;
+    if (uint64_t(off) >= size_) return 0;
+    len = size_t(std::min<uint64_t>(len, size_ - uint64_t(off)));
+    return reader_.read_at(buf, len, offset_ + uint64_t(off));
   }
-  return true;
-}
+  off_t size() const override { return off_t(size_); }
+
+ private:
+  lazy::BlobReader& reader_;
+  uint64_t offset_, size_;
+};
 
 }  // namespace
 
@@ -179,41 +186,7 @@ ssize_t BlobLayerSource::listxattr(const LayerDir& dir, std::string_view name, c
   return ssize_t(all.size());
 }
 
-Result<UniqueFd> BlobLayerSource::materialize(uint32_t inode) const {
-  const auto& ino = index_->inodes[inode];
-  UniqueFd mem(::memfd_create("strata-lazy", MFD_CLOEXEC | MFD_ALLOW_SEALING));
-  if (!mem) return last_errno();
-  if (::ftruncate(mem.get(), off_t(ino.size)) != 0) return last_errno();
-  std::vector<char> buf(1 << 20);
-  for (uint64_t done = 0; done < ino.size;) {
-    size_t want = size_t(std::min<uint64_t>(buf.size(), ino.size - done));
-    ssize_t n = reader_.read_at(buf.data(), want, ino.offset + done);
-    if (n < 0) return Errno{int(-n)};
-    if (size_t(n) != want) return Errno{EIO};
-    // Runs of zeros stay holes: a big sparse-looking file costs no memory for them. Each run
-    // of data is one write.
-    for (size_t off = 0; off < want;) {
-      size_t k = std::min<size_t>(4096, want - off);
-      if (all_zero(buf.data() + off, k)) {
-        off += k;
-        continue;
-      }
-      size_t end = off + k;
-      while (end < want && !all_zero(buf.data() + end, std::min<size_t>(4096, want - end)))
-        end += std::min<size_t>(4096, want - end);
-      if (::pwrite(mem.get(), buf.data() + off, end - off, off_t(done + off)) != ssize_t(end - off))
-        return last_errno();
-      off = end;
-    }
-    done += want;
-  }
-  if (::fcntl(mem.get(), F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0)
-    return last_errno();
-  return mem;
-}
-
-Result<UniqueFd> BlobLayerSource::open(const LayerDir& dir, std::string_view name, int flags) const {
-  (void)flags;
+Result<uint32_t> BlobLayerSource::regular_file(const LayerDir& dir, std::string_view name) const {
   auto n = resolve(dir, name);
   if (!n) return Errno{n.error()};
   uint32_t inode = index_->names[*n].inode;
@@ -221,34 +194,28 @@ Result<UniqueFd> BlobLayerSource::open(const LayerDir& dir, std::string_view nam
   if (S_ISLNK(ino.mode)) return Errno{ELOOP};
   if (S_ISDIR(ino.mode)) return Errno{EISDIR};
   if (!S_ISREG(ino.mode)) return Errno{ENXIO};
-  // Each open gets a file description of its own (its own offset) on the shared memfd.
-  auto reopen = [](int fd) -> Result<UniqueFd> {
-    UniqueFd own(::open(fd_path(fd).c_str(), O_RDONLY | O_CLOEXEC));
-    if (!own) return last_errno();
-    return own;
-  };
-  {
-    std::lock_guard lock(cache_mu_);
-    if (auto it = cached_.find(inode); it != cached_.end()) {
-      cache_.splice(cache_.begin(), cache_, it->second);
-      return reopen(it->second->second.get());
-    }
-  }
-  auto mem = materialize(inode);
-  if (!mem) return mem;
-  auto fd = reopen(mem->get());
-  if (!fd || ino.size > kMaterializedCacheBytes) return fd;
-  std::lock_guard lock(cache_mu_);
-  if (cached_.count(inode)) return fd;
-  while (!cache_.empty() && cached_bytes_ + ino.size > kMaterializedCacheBytes) {
-    cached_bytes_ -= index_->inodes[cache_.back().first].size;
-    cached_.erase(cache_.back().first);
-    cache_.pop_back();
-  }
-  cache_.emplace_front(inode, std::move(*mem));
-  cached_[inode] = cache_.begin();
-  cached_bytes_ += ino.size;
-  return fd;
+  return inode;
+}
+
+Result<UniqueFd> BlobLayerSource::open(const LayerDir& dir, std::string_view name, int flags) const {
+  (void)flags;
+  auto inode = regular_file(dir, name);
+  if (!inode) return Errno{inode.error()};
+  // The stand-in the engine keeps for fstat: the file's size, no pages, and sealed, so nothing
+  // can ever write into it.
+  UniqueFd mem(::memfd_create("strata-lazy", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!mem) return last_errno();
+  if (::ftruncate(mem.get(), off_t(index_->inodes[*inode].size)) != 0) return last_errno();
+  if (::fcntl(mem.get(), F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0)
+    return last_errno();
+  return mem;
+}
+
+std::shared_ptr<const LayerFileData> BlobLayerSource::data(const LayerDir& dir, std::string_view name) const {
+  auto inode = regular_file(dir, name);
+  if (!inode) return nullptr;
+  const auto& ino = index_->inodes[*inode];
+  return std::make_shared<const BlobFileData>(reader_, ino.offset, ino.size);
 }
 
 }  // namespace strata::fs

@@ -4,20 +4,17 @@
 // char 0/0 devices and opaque directories as the trusted.overlay.opaque xattr, the forms the
 // engine reads in any lower layer, so the engine does not know the difference.
 //
-// Reading: open() returns a sealed memfd holding the whole file, so the engine's fd-based
-// read path (pread, splice, copy_file_range, the kernel's page cache across opens) works as
-// for a directory layer. All-zero runs are left as holes (no memory); recently opened files
-// stay materialized in a bounded cache, so reopening one reads nothing from the blob. Lowers
-// name it through a descriptor file (fs/core/lazy_layer_file.hpp).
+// Reading: data() gives a file's bytes at any offset, read from the blob through the reader's
+// bounded cache of decompressed chunks (sequential reads continue a live decoder), so memory
+// does not grow with the file. The engine reads and copies up such files through it; the fd
+// open() returns is a sealed, empty memfd of the file's size (all holes, no memory), there for
+// fstat only. Lowers name such a layer through a descriptor file (fs/core/lazy_layer_file.hpp).
 #pragma once
 
 #include <sys/types.h>
 
-#include <list>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <unordered_map>
 
 #include "common/lazy/blob_index.hpp"
 #include "common/lazy/blob_reader.hpp"
@@ -28,8 +25,6 @@ namespace strata::fs {
 
 class BlobLayerSource final : public LayerSource {
  public:
-  static constexpr size_t kMaterializedCacheBytes = 256 << 20;
-
   // Opens the descriptor's index and blob; nullptr with `error` set (the index unreadable or
   // of another version, the blob shorter than the index says).
   static std::unique_ptr<BlobLayerSource> open(const std::string& descriptor_path, dev_t dev, std::string& error);
@@ -44,6 +39,7 @@ class BlobLayerSource final : public LayerSource {
                    size_t size) const override;
   ssize_t listxattr(const LayerDir& dir, std::string_view name, char* list, size_t size) const override;
   Result<UniqueFd> open(const LayerDir& dir, std::string_view name, int flags) const override;
+  std::shared_ptr<const LayerFileData> data(const LayerDir& dir, std::string_view name) const override;
 
   const lazy::BlobIndex& index() const { return *index_; }
 
@@ -51,18 +47,14 @@ class BlobLayerSource final : public LayerSource {
   BlobLayerSource(std::shared_ptr<const lazy::BlobIndex> index, UniqueFd blob, uint64_t offset, dev_t dev);
   // The name index of `name` below `dir` (of `dir` for an empty name), or an errno.
   Result<uint32_t> resolve(const LayerDir& dir, std::string_view name) const;
-  Result<UniqueFd> materialize(uint32_t inode) const;
+  // The regular file `name` below `dir` names, or an errno as open(2) would give.
+  Result<uint32_t> regular_file(const LayerDir& dir, std::string_view name) const;
 
   std::shared_ptr<const lazy::BlobIndex> index_;
   UniqueFd blob_;
   dev_t dev_;
   LayerDirRef root_;
   mutable lazy::BlobReader reader_;
-  // Materialized files (inode -> sealed memfd), least recently used last.
-  mutable std::mutex cache_mu_;
-  mutable std::list<std::pair<uint32_t, UniqueFd>> cache_;
-  mutable std::unordered_map<uint32_t, decltype(cache_)::iterator> cached_;
-  mutable size_t cached_bytes_ = 0;
 };
 
 }  // namespace strata::fs

@@ -73,7 +73,12 @@ Status Overlay::stage_copy(const Place& src, const struct stat& st, const std::s
       if (!out) return errno;
       if (with_data) {
         UniqueFd in;
-        if (src.orphan) {
+        std::shared_ptr<const LayerFileData> data;
+        if (!src.orphan) data = source(src.layer).data(*src.dir, src.name);
+        if (data) {
+          if (Status s = copy_layer_data(*data, out.get()); s != 0) return s;
+          if (Status s = sync_copied_data(out.get()); s != 0) return s;
+        } else if (src.orphan) {
           in = UniqueFd(::open(path_of(src).c_str(), O_RDONLY | O_CLOEXEC));
           if (!in) return errno;
         } else {
@@ -81,8 +86,10 @@ Status Overlay::stage_copy(const Place& src, const struct stat& st, const std::s
           if (!opened) return opened.error();
           in = std::move(*opened);
         }
-        if (Status s = copy_file_data(in.get(), out.get(), st.st_size); s != 0) return s;
-        if (Status s = sync_copied_data(out.get()); s != 0) return s;
+        if (!data) {
+          if (Status s = copy_file_data(in.get(), out.get(), st.st_size); s != 0) return s;
+          if (Status s = sync_copied_data(out.get()); s != 0) return s;
+        }
       }
       break;
     }

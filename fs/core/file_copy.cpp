@@ -4,7 +4,9 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <memory>
 
 namespace strata::fs {
@@ -74,6 +76,39 @@ Status copy_file_data(int src_fd, int dst_fd, off_t size) {
     if (Status st = copy_range(src_fd, dst_fd, data, std::min(hole, size), use_cfr); st != 0) return st;
     off = hole;
   }
+  return ::ftruncate(dst_fd, size) == 0 ? 0 : errno;
+}
+
+Status copy_layer_data(const LayerFileData& src, int dst_fd) {
+  constexpr size_t kChunk = 1 << 20, kBlock = 4096;
+  static const char zeros[kBlock] = {};
+  std::unique_ptr<char[]> buf(new char[kChunk]);
+  off_t size = src.size();
+  for (off_t off = 0; off < size;) {
+    size_t want = size_t(std::min<off_t>(size - off, off_t(kChunk)));
+    ssize_t n = src.read_at(buf.get(), want, off);
+    if (n < 0) return int(-n);
+    if (size_t(n) != want) return EIO;  // the index promised these bytes
+    for (size_t at = 0; at < want;) {
+      size_t k = std::min(kBlock, want - at);
+      if (std::memcmp(buf.get() + at, zeros, k) == 0) {
+        at += k;
+        continue;
+      }
+      size_t end = at + k;  // one write for each run of blocks with data
+      while (end < want && std::memcmp(buf.get() + end, zeros, std::min(kBlock, want - end)) != 0)
+        end += std::min(kBlock, want - end);
+      for (size_t done = at; done < end;) {
+        ssize_t w = ::pwrite(dst_fd, buf.get() + done, end - done, off + off_t(done));
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return errno;
+        done += size_t(w);
+      }
+      at = end;
+    }
+    off += off_t(want);
+  }
+  // A trailing hole still counts in the size.
   return ::ftruncate(dst_fd, size) == 0 ? 0 : errno;
 }
 

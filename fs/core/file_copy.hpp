@@ -4,10 +4,15 @@
 
 #include <sys/types.h>
 
+#include "fs/core/layer_source.hpp"
 #include "fs/core/result.hpp"
 
 namespace strata::fs {
 
 Status copy_file_data(int src_fd, int dst_fd, off_t size);
+
+// Copies a file whose data is read through its layer source (a blob) into `dst_fd`, 1 MiB at a
+// time (memory stays bounded whatever the size); 4 KiB blocks of zeros stay holes.
+Status copy_layer_data(const LayerFileData& src, int dst_fd);
 
 }  // namespace strata::fs

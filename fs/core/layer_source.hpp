@@ -3,8 +3,8 @@
 // Every layer is read through this interface. Today each one is a directory on a local
 // filesystem (DirLayerSource); the upper is one too, and the engine writes it through the fds
 // of its handles. A layer served straight from a compressed blob (eStargz, zstd:chunked) is
-// another implementation of the same calls, and the engine does not change for it: its
-// handles have no fd, and open() returns an fd of whatever holds the file's bytes.
+// another implementation of the same calls: its handles have no fd, and its files' bytes come
+// from data() (read at any offset) rather than from the fd open() returns.
 #pragma once
 
 #include <sys/stat.h>
@@ -30,6 +30,17 @@ class LayerDir {
 };
 using LayerDirRef = std::shared_ptr<const LayerDir>;
 
+// The bytes of a lower file that is not a file on a local filesystem (one served from a
+// compressed blob): reads and copy-up take them from here, at any offset, instead of from the
+// fd open() gave, which then only answers fstat.
+class LayerFileData {
+ public:
+  virtual ~LayerFileData() = default;
+  // Up to `len` bytes at `off` (short only at the end of the file): the count or -errno.
+  virtual ssize_t read_at(void* buf, size_t len, off_t off) const = 0;
+  virtual off_t size() const = 0;
+};
+
 class LayerSource {
  public:
   virtual ~LayerSource() = default;
@@ -52,6 +63,12 @@ class LayerSource {
   // Opens the file `name` below `dir` for reading (O_RDONLY plus `flags`); the fd serves
   // pread, splice and copy_file_range.
   virtual Result<UniqueFd> open(const LayerDir& dir, std::string_view name, int flags) const = 0;
+  // The data of the regular file `name` below `dir` when it must be read through the source,
+  // not through the fd open() gives; nullptr for files on a local filesystem.
+  virtual std::shared_ptr<const LayerFileData> data(const LayerDir& dir, std::string_view name) const {
+    (void)dir, (void)name;
+    return nullptr;
+  }
 };
 
 // A layer that is a directory tree on a local filesystem.

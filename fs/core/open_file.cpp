@@ -36,6 +36,10 @@ Result<std::unique_ptr<OpenFile>> Overlay::open(Inode* node, int flags, const Ca
     auto fd = open_backing(node, open_flags);
     if (!fd) return Errno{fd.error()};
     file->fd = std::move(*fd);
+    if (layer != 0 || !layers_.has_upper()) {
+      if (auto place = place_of(node, layer); place && !place->orphan)
+        file->lower_data = source(place->layer).data(*place->dir, place->name);
+    }
   }
   if (flags & O_TRUNC) drop_setid_bits_for(file->fd.get(), caller);
   file->from_lower = layer != 0 || !layers_.has_upper();
@@ -61,6 +65,12 @@ int Overlay::io_fd(OpenFile& file) {
   }
   file.copyups_seen = seen;
   return file.current.load();
+}
+
+const LayerFileData* Overlay::streamed(OpenFile& file) {
+  if (!file.lower_data) return nullptr;
+  io_fd(file);  // a copy-up since the open moves the file to the upper copy
+  return file.from_lower.load() ? file.lower_data.get() : nullptr;
 }
 
 Status Overlay::fsync(OpenFile& file, bool datasync) {

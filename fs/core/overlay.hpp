@@ -104,6 +104,7 @@ struct OpenFile {
   std::atomic<bool> from_lower{false};   // written under reopen_mutex; io_fd's fast path reads it without
   std::vector<UniqueFd> retired;         // replaced fds stay open until release: readers may hold them
   std::mutex reopen_mutex;
+  std::shared_ptr<const LayerFileData> lower_data;  // set when the lower's data is not in `fd` (a blob)
   uint8_t kernel_io = 0;                 // the FUSE adapter's bookkeeping (fs/fuse/passthrough.hpp)
 };
 
@@ -148,6 +149,9 @@ class Overlay {
                                                              mode_t mode, int flags, const Caller& caller);
   // The fd to use for I/O on `file`: reopens the upper copy after a copy-up.
   int io_fd(OpenFile& file);
+  // The data to read `file` from while its I/O still goes to a lower layer served from a blob
+  // (its fd then holds no data); nullptr when io_fd is the file.
+  const LayerFileData* streamed(OpenFile& file);
   Status fsync(OpenFile& file, bool datasync);
 
   // Directories: the merged listing, deduplicated, whiteouts and markers removed. `version`

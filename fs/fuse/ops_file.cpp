@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <vector>
 
 #include "fs/fuse/context.hpp"
 #include "fs/fuse/init_flags.hpp"
@@ -120,7 +121,25 @@ bool read_into_ring(fuse_req_t req, int fd, size_t size, off_t off) {
   return true;
 }
 
+// A lower file served from a blob: its bytes come from the layer source, into the ring's
+// reply buffer or a buffer of the worker thread's.
+void read_streamed(fuse_req_t req, const LayerFileData& data, size_t size, off_t off) {
+  thread_local std::vector<char> own;
+  uring::ReplyBuffer out = uring::reply_buffer();
+  if (!out.data || size > out.size) {
+    if (own.size() < size) own.resize(size);
+    out = {own.data(), own.size()};
+  }
+  ssize_t n = data.read_at(out.data, size, off);
+  if (n < 0) fuse_reply_err(req, int(-n));
+  else fuse_reply_buf(req, out.data, size_t(n));
+}
+
 void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  if (const LayerFileData* data = overlay(req).streamed(file_of(fi))) {
+    read_streamed(req, *data, size, off);
+    return;
+  }
   if (read_into_ring(req, overlay(req).io_fd(file_of(fi)), size, off)) return;
   fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
   buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
@@ -159,6 +178,12 @@ void op_fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len, fu
 }
 
 void op_lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
+  if (const LayerFileData* data = overlay(req).streamed(file_of(fi)); data && (whence == SEEK_DATA || whence == SEEK_HOLE)) {
+    // Its fd is all holes; the file is data up to its end, as a filesystem without holes shows.
+    if (off < 0 || off >= data->size()) fuse_reply_err(req, ENXIO);
+    else fuse_reply_lseek(req, whence == SEEK_DATA ? off : data->size());
+    return;
+  }
   off_t r = ::lseek(overlay(req).io_fd(file_of(fi)), off, whence);
   if (r < 0) fuse_reply_err(req, errno);
   else fuse_reply_lseek(req, r);
@@ -167,6 +192,10 @@ void op_lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info*
 void op_copy_file_range(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info* fi_in, fuse_ino_t,
                         off_t off_out, fuse_file_info* fi_out, size_t len, int flags) {
   loff_t in = off_in, out = off_out;
+  if (overlay(req).streamed(file_of(fi_in))) {
+    fuse_reply_err(req, EOPNOTSUPP);  // no fd holds its data: the kernel copies through READ
+    return;
+  }
   int out_fd = overlay(req).io_fd(file_of(fi_out));
   ssize_t n = ::copy_file_range(overlay(req).io_fd(file_of(fi_in)), &in, out_fd, &out, len, unsigned(flags));
   int err = n < 0 ? errno : 0;
