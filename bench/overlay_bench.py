@@ -980,6 +980,8 @@ def rootless_parent(args):
     down_r, down_w = os.pipe()  # parent -> worker: "k" = dropped
     fds = [down_r, up_w]
     extra = ["--worker", f"{down_r},{up_w}"]
+    if args.baseline:  # the worker starts in /: a relative path would not name the same file
+        extra += ["--baseline", os.path.abspath(args.baseline)]
     if args.json:
         fd = os.open(args.json, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         fds.append(fd)

@@ -15,7 +15,7 @@ Driven by bench/podman_dpkg.sh. One run:
   4. median and spread (min-max) per configuration, ratios of the medians to native.
 --variant NAME=OPTS adds a configuration: strata-fs with OPTS (containers/storage's overlay.mountopt,
 which it passes to the mount program); --uring turns the kernel's FUSE io_uring switch on for the
-run. Each strata-fs try records the transport its daemon served (io_uring or /dev/fuse).
+run; --features is both, as bench/run.sh --features. Each strata-fs try records the transport its daemon served (io_uring or /dev/fuse).
 Skips (exit 77) without podman, runc, mmdebstrap, fuse-overlayfs or the mirror."""
 import argparse
 import datetime
@@ -37,7 +37,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "distro"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from distro_lib import Podman, expect_ok, log, need_tools, prepare_image, skip, unmount_all_under  # noqa: E402
-from overlay_bench import uring_fds, uring_switch_on, uring_switch_restore  # noqa: E402
+from overlay_bench import FEATURES_OFF, uring_fds, uring_switch_on, uring_switch_restore  # noqa: E402
 
 CACHE = "/var/tmp/strata-bench-cache"
 IMG = "localhost/strata-bench/debian:12"
@@ -207,9 +207,14 @@ def main():
     ap.add_argument("--uring", action="store_true", help="turn the kernel's FUSE io_uring switch on for the run "
                     "(and back after): strata-fs then serves io_uring, and a strata-fs try on /dev/fuse without "
                     "uring=off is an error")
+    ap.add_argument("--features", action="store_true", help="as bench/run.sh --features: --uring and one "
+                    "configuration per feature off: " + ", ".join(f"{k}={v}" for k, v in FEATURES_OFF.items()))
     ap.add_argument("--json", metavar="FILE", help="write the samples and statistics to FILE")
     ap.add_argument("--keep", action="store_true", help="keep the podman roots in /var/tmp")
     args = ap.parse_args()
+    if args.features:
+        args.uring = True
+        args.variant += [f"{k}={v}" for k, v in FEATURES_OFF.items()]
     fs = os.environ.get("STRATA_FS") or os.path.join(ROOT, "build", "fs", "strata-fs")
     # configuration -> (mount program, mount options)
     configs = {"native": (None, None), "fuse-overlayfs": (shutil.which("fuse-overlayfs"), None),
