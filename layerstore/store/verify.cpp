@@ -32,7 +32,13 @@ static void check_lazy_content(const LazyLayerPaths& p, const std::string& diff_
     struct stat st;
     if (fstat(file->get(), &st) != 0) throw_errno("stat " + p.blob);
     BlobRef blob{file, 0, uint64_t(st.st_size), p.blob};
-    BlobHashes h = hash_layer_blob(blob, {});
+    BlobHashes h;
+    try {
+      h = hash_layer_blob(blob, {});
+    } catch (const Error& e) {
+      rep.problems.push_back(tag + ": lazy-blob: " + e.what());
+      return;
+    }
     if (h.digest != info.digest) rep.problems.push_back(tag + ": lazy-blob hashes to " + h.digest + ", want " + info.digest);
     if (h.diff_id != diff_id) rep.problems.push_back(tag + ": lazy-blob content hashes to " + h.diff_id + ", want " + diff_id);
     std::string err;
