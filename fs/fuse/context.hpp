@@ -22,6 +22,7 @@ struct Context {
   fuse_session* session = nullptr;
   double timeout = 1.0;  // entry and attribute cache validity, seconds
   BackingFiles* backing = nullptr;  // FUSE passthrough, when asked for (used once negotiated)
+  bool writeback = false;  // the kernel's writeback cache is on (set at INIT)
 };
 
 inline Context& context(fuse_req_t req) { return *static_cast<Context*>(fuse_req_userdata(req)); }

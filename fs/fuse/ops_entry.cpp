@@ -1,6 +1,9 @@
 // Names and attributes: lookup, forget, getattr, setattr, readlink, statfs, and the
 // operations that create, remove and move names.
+#include <linux/fs.h>
 #include <sys/stat.h>
+
+#include <optional>
 
 #include "fs/fuse/context.hpp"
 
@@ -69,9 +72,23 @@ struct timespec time_of(const struct stat& attr, int to_set, int set_flag, int n
   return atime ? attr.st_atim : attr.st_mtim;
 }
 
+// Under the writeback cache the kernel keeps a regular file's mtime and ctime itself and
+// writes them back with a SETATTR of both after every change it counts (a name removed or
+// added, a write). One that leaves mtime as it is changes nothing a reader sees, and must not
+// copy a lower file up (nor change a nameless one): kernel overlayfs does neither.
+bool is_unchanged_time_writeback(fuse_req_t req, Inode* node, const struct stat& attr, int to_set) {
+  if (!context(req).writeback || to_set != (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_CTIME)) return false;
+  auto now = overlay(req).getattr(node);
+  return now && now->st_mtim.tv_sec == attr.st_mtim.tv_sec && now->st_mtim.tv_nsec == attr.st_mtim.tv_nsec;
+}
+
 void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
   Overlay& ov = overlay(req);
   Inode* node = node_of(req, ino);
+  if (is_unchanged_time_writeback(req, node, *attr, to_set)) {
+    op_getattr(req, ino, fi);
+    return;
+  }
   AttrChange change;
   if (to_set & FUSE_SET_ATTR_MODE) change.mode = attr->st_mode;
   if (to_set & FUSE_SET_ATTR_UID) change.uid = attr->st_uid;
@@ -140,8 +157,52 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent, const char* 
   reply_entry(req, entry);
 }
 
+// With the writeback cache the kernel counts a removed name down itself (drop_nlink) and
+// then invalidates only the inode's ctime, which it keeps itself for regular files: it goes
+// on showing that count for the attribute timeout (a day for lower files). Where the file's
+// count is not one less than before — a lower file whose last name went shows the lower
+// file's own count, as kernel overlayfs does, and hidden names of a copied-up hardlink count
+// too — the daemon invalidates the inode's attributes. It does so before replying, so the
+// kernel's count-down comes after the invalidation and the next stat asks the daemon.
+class RemovedName {
+ public:
+  // The request is gone once replied to: the context is kept instead.
+  RemovedName(fuse_req_t req, Inode* parent, const char* name) : ctx_(context(req)) {
+    if (!ctx_.writeback) return;
+    auto found = overlay(req).lookup(parent, name);
+    if (!found) return;
+    if (S_ISDIR(found->st.st_mode)) {
+      overlay(req).forget(found->node, 1);
+      return;
+    }
+    victim_ = found->node;
+    nlink_before_ = found->st.st_nlink;
+  }
+  RemovedName(const RemovedName&) = delete;
+  RemovedName& operator=(const RemovedName&) = delete;
+  ~RemovedName() {
+    if (victim_) ctx_.overlay->forget(victim_, 1);
+  }
+
+  // After the name went: tells the kernel when its own count-down would be wrong.
+  void removed() {
+    if (!victim_) return;
+    auto st = ctx_.overlay->getattr(victim_);
+    if (st && st->st_nlink + 1 == nlink_before_) return;
+    fuse_lowlevel_notify_inval_inode(ctx_.session, reinterpret_cast<fuse_ino_t>(victim_), -1, 0);
+  }
+
+ private:
+  Context& ctx_;
+  Inode* victim_ = nullptr;
+  nlink_t nlink_before_ = 0;
+};
+
 void op_unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  fuse_reply_err(req, overlay(req).unlink(node_of(req, parent), name));
+  RemovedName removed(req, node_of(req, parent), name);
+  int err = overlay(req).unlink(node_of(req, parent), name);
+  if (err == 0) removed.removed();
+  fuse_reply_err(req, err);
 }
 
 void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -150,7 +211,12 @@ void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
 
 void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t new_parent,
                const char* new_name, unsigned int flags) {
-  fuse_reply_err(req, overlay(req).rename(node_of(req, parent), name, node_of(req, new_parent), new_name, flags));
+  // RENAME_EXCHANGE removes no name; any other rename removes the name it replaces.
+  std::optional<RemovedName> replaced;
+  if (!(flags & RENAME_EXCHANGE)) replaced.emplace(req, node_of(req, new_parent), new_name);
+  int err = overlay(req).rename(node_of(req, parent), name, node_of(req, new_parent), new_name, flags);
+  if (err == 0 && replaced) replaced->removed();
+  fuse_reply_err(req, err);
 }
 
 }  // namespace

@@ -57,6 +57,7 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_AUTO_INVAL_DATA);
   if (ctx->options->writeback) want(FUSE_CAP_WRITEBACK_CACHE);
   else conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  ctx->writeback = (conn->want & FUSE_CAP_WRITEBACK_CACHE) != 0;
   // Locks are left to the kernel: with one mount per tree, local locking is exact.
   conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
   conn->max_write = 1 << 20;

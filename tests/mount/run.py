@@ -2,7 +2,7 @@
 """Mount-level differential tests of strata-fs against kernel overlayfs.
 
   run.py --list
-  run.py [--binary PATH] [--mode root|rootless|userns] [-v] [--keep] [--uring] CASE|GROUP...
+  run.py [--binary PATH] [--mode root|rootless|userns] [-v] [--keep] [--uring] [--fs-opts O] CASE|GROUP...
 
 The binary defaults to $STRATA_FS. Exit 0: all run cases passed; 1: a case failed;
 77: every case was skipped (no root, /dev/fuse, overlayfs, binary...).
@@ -92,8 +92,12 @@ def main():
     ap.add_argument("--uring", action="store_true",
                     help="turn the kernel's FUSE-over-io_uring switch on for this run (root; "
                     "restored after) and fail any fs mount not served through io_uring")
+    ap.add_argument("--fs-opts", help="options added to every fs mount, e.g. writeback=1 "
+                    "(sets OVERLAYTEST_FS_OPTS)")
     ap.add_argument("--as-user-done", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.fs_opts:
+        os.environ["OVERLAYTEST_FS_OPTS"] = args.fs_opts  # inherited by the rootless re-run
     if args.uring and not args.list:
         os.environ["OVERLAYTEST_URING"] = "1"
         if not args.as_user_done and not env.in_userns():

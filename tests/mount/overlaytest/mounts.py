@@ -128,7 +128,9 @@ class FuseMount:
                  foreground=True, args=None, uring_check=True):
         self.binary, self.mnt = binary, mnt
         self.uring_check = uring_check  # False: a case that chooses the transport itself
-        self.optstr = fuse_optstring(lowers, upper, work, opts)
+        # run.py --fs-opts: options every fs mount of the run gets (e.g. writeback=1).
+        extra = ",".join(o for o in (opts, os.environ.get("OVERLAYTEST_FS_OPTS", "")) if o)
+        self.optstr = fuse_optstring(lowers, upper, work, extra)
         self.env = dict(os.environ, **(env_vars or {}))
         self.log = log or (mnt.rstrip("/") + ".daemon.log")
         self.foreground = foreground

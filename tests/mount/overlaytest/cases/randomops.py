@@ -141,8 +141,9 @@ def _same_failure(want, got):
     return want == got
 
 
-def run_seed(ctx, seed, nops, replay=None, check_every=100, keep_dirs=False, remount=True):
-    """Runs one seed (generated ops, or `replay`'s op list). Returns an Outcome."""
+def run_seed(ctx, seed, nops, replay=None, check_every=100, keep_dirs=False, remount=True, fs_opts=""):
+    """Runs one seed (generated ops, or `replay`'s op list) with `fs_opts` added to the fs's
+    mount options. Returns an Outcome."""
     base = os.path.join(ctx.tmp, f"seed{seed}-{time.monotonic_ns()}")
     # Self-check of the harness (OVERLAYTEST_RANDOM_SELFCHECK=1): the "fs" side is a second
     # kernel overlay mount, so any difference is the generator's or the comparison's fault.
@@ -152,7 +153,7 @@ def run_seed(ctx, seed, nops, replay=None, check_every=100, keep_dirs=False, rem
     def mount_fs():
         if selfcheck:
             return ctx.mount_kernel(*fd, fmnt, opts=KERNEL_OPTS)
-        return ctx.mount_fs(*fd, fmnt)
+        return ctx.mount_fs(*fd, fmnt, opts=fs_opts)
     kmnt, fmnt = os.path.join(base, "k", "mnt"), os.path.join(base, "f", "mnt")
     ops = []
     deliberate = {}
@@ -371,7 +372,7 @@ def random_regressions(ctx):
             ctx.fail(f"seed {e['seed']}: recorded with fixture version {e.get('fixture_version')},"
                      f" generator is {rg.FIXTURE_VERSION}: shrink it again")
             continue
-        o = run_seed(ctx, e["seed"], 0, replay=e["ops"], check_every=1)
+        o = run_seed(ctx, e["seed"], 0, replay=e["ops"], check_every=1, fs_opts=e.get("fs_opts", ""))
         if o.failed:
             head = _report(ctx, e["seed"], o, "regression seed")
             print(f"  {head}  (was: {e.get('found', '?')})", flush=True)
