@@ -1,8 +1,9 @@
 #!/usr/bin/python3
-"""The should-fail corpus (bad_input_corpus.py) through `strata mount --lazy`: a lazy layer's
-table of contents is read by the same rules as extraction, so every hostile or broken input
-`load` refuses is refused here too: exit != 0, one error line naming the input and the
-reason, nothing mounted, no index cached, nothing written outside."""
+"""The should-fail corpus (bad_input_corpus.py) through `strata mount --lazy` and `strata load
+--lazy`: a lazy layer's table of contents is read by the same rules as extraction, so every
+hostile or broken input `load` refuses is refused here too: exit != 0, one error line naming
+the input and the reason, nothing mounted, no index cached, the store byte for byte as it was
+(the whole tree hashed before and after), nothing written outside."""
 import os
 import shutil
 import subprocess
@@ -25,6 +26,7 @@ LAZY_REASON = {
 
 work = workdir()
 cache = os.path.join(work, "cache")
+store = os.path.join(work, "store")
 mnt = os.path.join(work, "mnt")
 os.makedirs(mnt)
 failures = []
@@ -35,6 +37,7 @@ try:
     run("fusermount3", "-u", mnt)
     index_dir = os.path.join(cache, "lazy", "index")
     cached = sorted(os.listdir(index_dir))
+    strata(store, "load", "--lazy", "-q", "-i", good, "--tag", "good:1")
 
     for name, reason, tars, kw in cases:
         reason = LAZY_REASON.get(name, reason)
@@ -46,10 +49,16 @@ try:
             subprocess.run(["fusermount3", "-u", mnt])
         if sorted(os.listdir(index_dir)) != cached:
             problems.append("an index was cached")
+        before = tree_hash(store)
+        r2 = strata(store, "load", "--lazy", "-q", "-i", p, check=False, timeout=60)
+        problems += ["load --lazy: " + x for x in
+                     refusal_problems(r2, lambda line: line.startswith(f"strata: load {p}: "), reason)]
+        if tree_hash(store) != before:
+            problems.append("load --lazy changed the store")
         if problems:
             failures.append(f"{name}: " + "; ".join(problems))
         else:
-            print(f"ok   {name}: {r.stderr.strip()}")
+            print(f"ok   {name}: {r.stderr.strip()} / {r2.stderr.strip()}")
 finally:
     if os.path.ismount(mnt):
         subprocess.run(["fusermount3", "-u", mnt])
