@@ -8,11 +8,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <memory>
+#include <optional>
 #include <set>
 
+#include "common/lazy/blob_index.hpp"
 #include "layerstore/archive/unique_fd.hpp"
 #include "layerstore/archive/whiteout.hpp"
 #include "layerstore/error.hpp"
+#include "layerstore/store/lazy_layer.hpp"
 
 namespace strata {
 
@@ -59,13 +63,102 @@ bool whited_out(int layer, const std::string& rel) {
   return exists_at(layer, join(dir, std::string(kWhiteoutPrefix) + base));
 }
 
+// What one lower layer holds at a path, in the terms the merged view needs.
+struct LayerEntry {
+  bool whiteout = false;  // hidden here (a whiteout at or beside the path)
+  bool found = false;
+  bool dir = false;
+  bool opaque = false;    // a directory whose lower layers do not show through
+};
+
+class LowerLayer {
+ public:
+  virtual ~LowerLayer() = default;
+  virtual LayerEntry at(const std::string& rel) const = 0;
+  // Names in directory `rel` of this layer alone (whiteouts included); empty if not a dir.
+  virtual std::vector<std::string> names(const std::string& rel) const = 0;
+};
+
+// An unpacked layer: its diff dir.
+class DirLayer : public LowerLayer {
+ public:
+  explicit DirLayer(const std::string& dir) : fd_(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {
+    if (!fd_) throw_errno("open layer " + dir);
+  }
+  LayerEntry at(const std::string& rel) const override {
+    LayerEntry e;
+    e.whiteout = whited_out(fd_.get(), rel);
+    struct stat st;
+    e.found = fstatat(fd_.get(), rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+    e.dir = e.found && S_ISDIR(st.st_mode);
+    e.opaque = e.dir && is_opaque_dir_at(fd_.get(), rel);
+    return e;
+  }
+  std::vector<std::string> names(const std::string& rel) const override {
+    std::vector<std::string> out;
+    UniqueFd d(openat(fd_.get(), rel.empty() ? "." : rel.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!d) return out;
+    for (const auto& n : dir_names(d.get()))
+      if (n.rfind(kWhiteoutPrefix, 0) != 0) out.push_back(n);
+    return out;
+  }
+
+ private:
+  UniqueFd fd_;
+};
+
+// A lazy layer: the table of contents in its index, where whiteouts are already char 0/0
+// devices and opaque directories are flagged (as overlayfs reads a lower layer).
+class IndexLayer : public LowerLayer {
+ public:
+  explicit IndexLayer(const std::string& descriptor) {
+    std::string index = lazy_layer_paths_in(descriptor.substr(0, descriptor.rfind('/'))).index, err;
+    auto ix = lazy::load_index_file(index, err);
+    if (!ix) throw Error("layer index " + index + ": " + err);
+    ix_ = std::move(*ix);
+  }
+  LayerEntry at(const std::string& rel) const override {
+    LayerEntry e;
+    auto n = lookup(rel);
+    if (!n) return e;
+    const lazy::TocInode& ino = ix_.inodes[ix_.names[*n].inode];
+    e.whiteout = S_ISCHR(ino.mode) && ino.rdev == 0;
+    e.found = true;
+    e.dir = S_ISDIR(ino.mode);
+    e.opaque = e.dir && ino.opaque;
+    return e;
+  }
+  std::vector<std::string> names(const std::string& rel) const override {
+    std::vector<std::string> out;
+    auto n = lookup(rel);
+    if (!n || !S_ISDIR(ix_.inodes[ix_.names[*n].inode].mode)) return out;
+    for (uint32_t i = 0; i < ix_.child_count[*n]; i++) out.push_back(ix_.names[ix_.first_child[*n] + i].name);
+    return out;
+  }
+
+ private:
+  std::optional<uint32_t> lookup(const std::string& rel) const {
+    uint32_t at = 0;
+    for (size_t p = 0; p < rel.size();) {
+      size_t s = rel.find('/', p);
+      if (s == std::string::npos) s = rel.size();
+      auto next = ix_.child(at, std::string_view(rel).substr(p, s - p));
+      if (!next) return std::nullopt;
+      at = *next;
+      p = s + 1;
+    }
+    return at;
+  }
+  lazy::BlobIndex ix_;
+};
+
 class LowerView {
  public:
-  explicit LowerView(const std::vector<std::string>& dirs) {
-    for (const auto& d : dirs) {
-      UniqueFd fd(open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-      if (!fd) throw_errno("open layer " + d);
-      layers_.push_back(std::move(fd));
+  explicit LowerView(const std::vector<std::string>& lowers) {
+    for (const auto& x : lowers) {
+      struct stat st;
+      if (stat(x.c_str(), &st) == 0 && S_ISREG(st.st_mode)) layers_.push_back(std::make_unique<IndexLayer>(x));
+      else layers_.push_back(std::make_unique<DirLayer>(x));
     }
   }
 
@@ -82,14 +175,15 @@ class LowerView {
       std::string prefix;
       for (size_t i = 0; i < comps.size(); i++) {
         prefix = join(prefix, comps[i]);
-        if (whited_out(layer.get(), prefix)) return false;
-        struct stat st;
-        if (fstatat(layer.get(), prefix.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) break;  // try the next layer
+        LayerEntry e = layer->at(prefix);
+        if (e.whiteout) return false;
+        if (!e.found) break;  // try the next layer
         if (i + 1 == comps.size()) return true;
-        if (!S_ISDIR(st.st_mode)) return false;
-        if (is_opaque_dir_at(layer.get(), prefix)) {
+        if (!e.dir) return false;
+        if (e.opaque) {
           // Layers below do not show through here: rel is found in this layer or nowhere.
-          return exists_at(layer.get(), rel) && !whited_out(layer.get(), rel);
+          LayerEntry r = layer->at(rel);
+          return r.found && !r.whiteout;
         }
       }
     }
@@ -99,12 +193,8 @@ class LowerView {
   // Names visible in the lower view of directory `rel`.
   std::vector<std::string> children(const std::string& rel) const {
     std::set<std::string> names;
-    for (const auto& layer : layers_) {
-      UniqueFd d(openat(layer.get(), rel.empty() ? "." : rel.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (!d) continue;
-      for (const auto& n : dir_names(d.get()))
-        if (n.rfind(kWhiteoutPrefix, 0) != 0) names.insert(n);
-    }
+    for (const auto& layer : layers_)
+      for (const auto& n : layer->names(rel)) names.insert(n);
     std::vector<std::string> out;
     for (const auto& n : names)
       if (exists(join(rel, n))) out.push_back(n);
@@ -112,7 +202,7 @@ class LowerView {
   }
 
  private:
-  std::vector<UniqueFd> layers_;
+  std::vector<std::unique_ptr<LowerLayer>> layers_;
 };
 
 void walk(int upper, const std::string& rel, const LowerView& lower, std::vector<Change>& out) {

@@ -12,7 +12,8 @@ struct Change {
   std::string path;  // "/etc/hosts"
 };
 
-// `lowers`: diff dirs, top-most first. Sorted by path.
+// `lowers`: diff dirs or lazy layer descriptor files (read from their index), top-most
+// first. Sorted by path.
 std::vector<Change> layer_changes(const std::string& upper, const std::vector<std::string>& lowers);
 
 // Marker forms a writer may have left in an upper dir.

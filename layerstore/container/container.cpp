@@ -277,12 +277,12 @@ void save_container(const StoreLayout& l, const Container& c) {
 }
 
 std::vector<std::string> container_lowers(const StoreLayout& l, const Container& c) {
-  return layer_lowers(l, c.mount_id + "-init");
+  return mount_lowers(l, layer_lowers(l, c.mount_id + "-init"));
 }
 
 std::vector<std::string> container_lower_dirs(const StoreLayout& l, const Container& c) {
   std::vector<std::string> out;
-  for (const auto& x : container_lowers(l, c)) out.push_back(l.overlay2() + "/" + x);
+  for (const auto& x : container_lowers(l, c)) out.push_back(x.front() == '/' ? x : l.overlay2() + "/" + x);
   return out;
 }
 

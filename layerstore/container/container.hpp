@@ -48,9 +48,11 @@ std::vector<Container> list_containers(const StoreLayout& l);
 Container find_container(const StoreLayout& l, const std::string& ref);
 void save_container(const StoreLayout& l, const Container& c);
 
-// Lowers of the container's rw view, relative to overlay2/: init layer then image layers.
+// Lowers of the container's rw view, relative to overlay2/ (a lazy layer's descriptor file,
+// absolute): init layer then image layers.
 std::vector<std::string> container_lowers(const StoreLayout& l, const Container& c);
-// The image layers' diff dirs under the rw layer (init first, then top-most image layer first).
+// The image layers' diff dirs (a lazy layer's descriptor file) under the rw layer (init
+// first, then top-most image layer first).
 std::vector<std::string> container_lower_dirs(const StoreLayout& l, const Container& c);
 
 // Unmounts (host-side mount) and deletes rw and init layers, the mounts entry and the

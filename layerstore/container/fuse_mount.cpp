@@ -17,6 +17,7 @@
 
 #include "layerstore/archive/fs_util.hpp"
 #include "layerstore/error.hpp"
+#include "layerstore/store/lazy_layer.hpp"
 
 namespace strata {
 
@@ -194,6 +195,22 @@ std::vector<std::string> layer_lowers(const StoreLayout& l, const std::string& c
     std::stringstream ss(read_file(dir + "/lower"));
     for (std::string x; std::getline(ss, x, ':');)
       if (!x.empty()) out.push_back(x);
+  }
+  return out;
+}
+
+std::vector<std::string> mount_lowers(const StoreLayout& l, const std::vector<std::string>& lowers) {
+  std::vector<std::string> out;
+  for (const auto& x : lowers) {
+    // "l/LINKID" -> "../<cache-id>/diff": the cache id names the layer's overlay2 dir.
+    char buf[PATH_MAX];
+    ssize_t n = readlink((l.overlay2() + "/" + x).c_str(), buf, sizeof buf - 1);
+    std::string target = n > 0 ? std::string(buf, n) : "";
+    std::string cache_id;
+    if (target.rfind("../", 0) == 0 && target.size() > 8 && target.compare(target.size() - 5, 5, "/diff") == 0)
+      cache_id = target.substr(3, target.size() - 8);
+    auto lazy = lazy_layer(l, cache_id);
+    out.push_back(lazy ? lazy->descriptor : x);
   }
   return out;
 }

@@ -43,6 +43,9 @@ void unmount_path(const std::string& path, bool lazy = false);
 
 // Lowers ("l/LINKID" top-most first) of a layer: its own link then its lower file.
 std::vector<std::string> layer_lowers(const StoreLayout& l, const std::string& cache_id);
+// What strata-fs is given for such lowers: the link itself for an unpacked layer, the
+// layer's descriptor file (absolute) for a lazy one, whose l/ link points at no diff/.
+std::vector<std::string> mount_lowers(const StoreLayout& l, const std::vector<std::string>& lowers);
 
 // Removes a tree even where a rootless run left directories without permissions.
 void remove_tree_forced(const std::string& path);

@@ -63,7 +63,7 @@ std::string mount_image(const StoreLayout& l, const std::string& image, const st
   target = absolute(target);
   if (check_existing(target, note)) return target;
   OverlayMountSpec s;
-  s.lowers = layer_lowers(l, top->cache_id);
+  s.lowers = mount_lowers(l, layer_lowers(l, top->cache_id));
   s.target = target;
   s.rootless = geteuid() != 0;
   mount_overlay(l, s);
@@ -155,7 +155,7 @@ std::vector<std::string> image_mounts(const StoreLayout& l, const std::string& i
   if (chains.empty()) return {};
   auto top = db.get(chains.back());
   if (!top) return {};
-  std::string top_lower = layer_lowers(l, top->cache_id).front();
+  std::string top_lower = mount_lowers(l, layer_lowers(l, top->cache_id)).front();
   std::vector<std::string> out;
   DIR* proc = opendir("/proc");
   if (!proc) return {};

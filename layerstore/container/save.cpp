@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "layerstore/archive/digest.hpp"
@@ -20,6 +21,8 @@
 #include "layerstore/progress.hpp"
 #include "layerstore/store/image_db.hpp"
 #include "layerstore/store/layer_db.hpp"
+#include "layerstore/store/lazy_blob_stream.hpp"
+#include "layerstore/store/lazy_layer.hpp"
 #include "layerstore/store/short_names.hpp"
 #include "layerstore/store/store_lock.hpp"
 
@@ -60,7 +63,10 @@ uint64_t tar_split_size(const std::string& path) {
 
 struct LayerOut {
   std::string diff_id, chain_id, tar_split, diff_dir;
-  uint64_t size = 0;
+  uint64_t size = 0;                  // of the uncompressed tar
+  std::optional<LazyLayerPaths> lazy;  // a lazy layer: sent from its blob
+  LazyBlobInfo blob;                   // lazy: the blob's digest and media type
+  uint64_t blob_size = 0;
 };
 
 struct ImageOut {
@@ -160,22 +166,43 @@ class DirOutput : public Output {
   UniqueFd fd_;
 };
 
+// The layer as an uncompressed tar.
 void write_layer(Output& out, const std::string& name, const LayerOut& layer) {
   out.begin(name, layer.size);
   Sha256 h;
   uint64_t n = 0;
-  UniqueFd diff = open_dir(layer.diff_dir);
   LayerBar bar(out.progress, layer.diff_id.substr(0, 19), layer.size, "writing");
-  assemble_tar_split(layer.tar_split, diff.get(), [&](const uint8_t* p, size_t len) {
+  auto sink = [&](const uint8_t* p, size_t len) {
     h.update(p, len);
+    n += len;
+    out.data(p, len);
+    bar.update(n);
+  };
+  if (layer.lazy) {
+    stream_lazy_tar(*layer.lazy, layer.diff_id, sink);
+  } else {
+    UniqueFd diff = open_dir(layer.diff_dir);
+    assemble_tar_split(layer.tar_split, diff.get(), sink);
+  }
+  bar.done("written: " + human_bytes(static_cast<double>(n)));
+  std::string got = h.finish();
+  if (got != layer.diff_id || n != layer.size)
+    throw Error("layer " + layer.diff_id + " rebuilds as " + got + " (" + std::to_string(n) + " bytes): run `strata verify`");
+  out.end();
+}
+
+// A lazy layer's blob as it was received (no recompression: its digest stays).
+void write_lazy_blob(Output& out, const std::string& name, const LayerOut& layer) {
+  out.begin(name, layer.blob_size);
+  uint64_t n = 0;
+  LayerBar bar(out.progress, layer.blob.digest.substr(0, 19), layer.blob_size, "writing");
+  stream_lazy_blob(*layer.lazy, layer.blob.digest, [&](const uint8_t* p, size_t len) {
     n += len;
     out.data(p, len);
     bar.update(n);
   });
   bar.done("written: " + human_bytes(static_cast<double>(n)));
-  std::string got = h.finish();
-  if (got != layer.diff_id || n != layer.size)
-    throw Error("layer " + layer.diff_id + " rebuilds as " + got + " (" + std::to_string(n) + " bytes): run `strata verify`");
+  if (n != layer.blob_size) throw Error("lazy layer blob " + layer.lazy->blob + " changed size while written");
   out.end();
 }
 
@@ -222,6 +249,18 @@ void write_oci_layout(Output& out, const std::vector<ImageOut>& images, SaveResu
   for (const auto& img : images) {
     json layers = json::array();
     for (const auto& layer : img.layers) {
+      if (layer.lazy) {
+        std::string name = "blobs/sha256/" + digest_hex(layer.blob.digest);
+        if (!out.has(name)) {
+          write_lazy_blob(out, name, layer);
+          res.layers++;
+          res.bytes += layer.blob_size;
+        }
+        layers.push_back({{"mediaType", oci_layer_media_type(layer.blob.media_type)},
+                          {"digest", layer.blob.digest},
+                          {"size", layer.blob_size}});
+        continue;
+      }
       std::string name = "blobs/sha256/" + digest_hex(layer.diff_id);
       if (!out.has(name)) {
         write_layer(out, name, layer);
@@ -281,8 +320,15 @@ SaveResult save_images(const StoreLayout& l, const std::vector<std::string>& nam
     for (size_t i = 0; i < diffs.size(); i++) {
       auto rec = db.get(chains[i]);
       if (!rec) throw Error(name + ": layer " + chains[i] + " is missing from the store");
-      LayerOut lo{diffs[i], chains[i], db.tar_split_path(chains[i]), db.diff_dir(rec->cache_id), 0};
-      lo.size = tar_split_size(lo.tar_split);
+      LayerOut lo{diffs[i], chains[i], db.tar_split_path(chains[i]), db.diff_dir(rec->cache_id), 0, {}, {}, 0};
+      lo.lazy = lazy_layer(l, rec->cache_id);
+      if (lo.lazy) {
+        lo.blob = read_lazy_blob_info(*lo.lazy);
+        lo.blob_size = lazy_blob_size(*lo.lazy);
+        lo.size = lazy_tar_size(*lo.lazy);
+      } else {
+        lo.size = tar_split_size(lo.tar_split);
+      }
       img.layers.push_back(lo);
     }
     images.push_back(std::move(img));
