@@ -7,8 +7,9 @@ Driven by bench/run.sh (which builds strata and checks the prerequisites). One r
      fresh dir in /var/tmp, used read-only as the lowers of every mount;
   2. builds (once, cached in /var/tmp/strata-bench-cache) a real rootfs tarball with GNU tar
      from files Debian packages installed under /usr on this machine;
-  3. runs every workload on every implementation, interleaved, repeated (median), each try
-     on a fresh mount with its own fresh upper/work dirs; cold tries drop caches first;
+  3. runs every workload on every implementation (and strata-fs variant: --features,
+     --variant), interleaved, repeated (median), each try on a fresh mount with its own fresh
+     upper/work dirs; cold tries drop caches first; --rootless does all of it as a user;
   4. checks each result (counts, sizes, checksums) so a fast wrong answer does not count;
   5. prints a table with ratios and PASS/MISS against the targets; --json writes all
      raw samples and medians.
@@ -39,6 +40,8 @@ IMPLS = ["kernel", "fuse-overlayfs", "strata-fs"]
 # NAME/k are its ratios to strata-fs with its defaults and to the kernel. --features adds one
 # variant per performance feature, each turning that feature off.
 VARIANTS = {}
+# the features strata-fs has on by default (the writeback cache is opt-in: --variant wb=writeback=1;
+# once it is a default it belongs here as nowb=writeback=0)
 FEATURES_OFF = {"nopt": "passthrough=off", "nouring": "uring=off"}
 # --rootless: every mount is made by an unprivileged user inside `unshare -rm --map-auto` (as rootless
 # podman mounts fuse-overlayfs), the workloads run there too; the root parent only drops caches
