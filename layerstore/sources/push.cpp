@@ -16,6 +16,8 @@
 #include "layerstore/error.hpp"
 #include "layerstore/store/image_db.hpp"
 #include "layerstore/store/layer_db.hpp"
+#include "layerstore/store/lazy_blob_stream.hpp"
+#include "layerstore/store/lazy_layer.hpp"
 #include "layerstore/store/store_lock.hpp"
 
 namespace strata {
@@ -25,10 +27,13 @@ using nlohmann::json;
 namespace {
 
 const char* kDockerLayer = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+const char* kOciManifest = "application/vnd.oci.image.manifest.v1+json";
+const char* kOciConfig = "application/vnd.oci.image.config.v1+json";
 
 struct Blob {
   std::string digest;
   uint64_t size = 0;
+  std::string media_type;  // a lazy layer's, as it was received; "" for a gzip strata made
 };
 
 // Compressed chunks from the rebuild thread to curl's read callback; bounded.
@@ -131,15 +136,25 @@ struct Pusher {
     Sha256 zdigest, tar_digest;
     uint64_t zsize = 0, tar_bytes = 0;
     int bar = progress.begin_layer(label, rec.size, "uploading");
+    auto lazy = lazy_layer(l, rec.cache_id);
     std::thread producer([&] {
       try {
-        UniqueFd diff = open_dir(db.diff_dir(rec.cache_id));
-        GzipCompressor gz;
         auto out = [&](const uint8_t* p, size_t n) {
           zdigest.update(p, n);
           zsize += n;
           q.push(std::vector<uint8_t>(p, p + n));
         };
+        if (lazy) {
+          // The blob as received: the registry gets the digest the image was pulled or loaded with.
+          stream_lazy_blob(*lazy, read_lazy_blob_info(*lazy).digest, [&](const uint8_t* p, size_t n) {
+            out(p, n);
+            progress.update(bar, std::min<uint64_t>(zsize, rec.size));
+          });
+          q.close(nullptr);
+          return;
+        }
+        UniqueFd diff = open_dir(db.diff_dir(rec.cache_id));
+        GzipCompressor gz;
         assemble_tar_split(db.tar_split_path(rec.chain_id), diff.get(), [&](const uint8_t* p, size_t n) {
           tar_digest.update(p, n);
           tar_bytes += n;
@@ -172,11 +187,11 @@ struct Pusher {
       throw Error("upload: " + registry_error(r));
     }
     std::string got = tar_digest.finish();
-    if (got != rec.diff_id) {
+    if (!lazy && got != rec.diff_id) {
       progress.end_layer(bar, "failed");
       throw Error("the store's copy differs from its diff_id (want " + rec.diff_id + ", got " + got + "); run strata verify");
     }
-    Blob b{zdigest.finish(), zsize};
+    Blob b{zdigest.finish(), zsize, lazy ? read_lazy_blob_info(*lazy).media_type : ""};
     // The PATCH answer names where the upload continues (its state changed).
     if (!r.header("location").empty()) location = resolve_url(client.url(location), r.header("location"));
     finish_upload(location, b.digest, "");
@@ -184,8 +199,26 @@ struct Pusher {
     return b;
   }
 
+  // A lazy layer's media type when `digest` is its blob's ("" otherwise: a gzip of the tar).
+  std::string lazy_media_type(const LayerRecord& rec, const std::string& digest) {
+    auto lazy = lazy_layer(l, rec.cache_id);
+    if (!lazy) return "";
+    LazyBlobInfo info = read_lazy_blob_info(*lazy);
+    return info.digest == digest ? info.media_type : "";
+  }
+
   Blob push_layer(const LayerRecord& rec, const std::string& label) {
     ImageDb idb(l);
+    if (auto lazy = lazy_layer(l, rec.cache_id)) {
+      // A lazy layer is sent as the blob it is, so its own digest is the one to look for.
+      LazyBlobInfo info = read_lazy_blob_info(*lazy);
+      if (auto size = head(info.digest)) {
+        std::lock_guard lk(mu);
+        sum.existing++;
+        progress.message(label + ": already in " + dst.repo + " (" + info.digest.substr(0, 19) + ")");
+        return {info.digest, *size, info.media_type};
+      }
+    }
     // What this diff_id was pulled as: a blob the registry may have, here or in another repo.
     std::string meta = l.v2metadata_by_diffid() + "/" + digest_hex(rec.diff_id);
     std::vector<std::pair<std::string, std::string>> known;  // digest, repo on this registry
@@ -207,7 +240,7 @@ struct Pusher {
         std::lock_guard lk(mu);
         sum.existing++;
         progress.message(label + ": already in " + dst.repo + " (" + d.substr(0, 19) + ")");
-        return {d, *size};
+        return {d, *size, lazy_media_type(rec, d)};
       }
     }
     std::string location;
@@ -219,7 +252,7 @@ struct Pusher {
         std::lock_guard lk(mu);
         sum.mounted++;
         progress.message(label + ": mounted from " + repo + " (" + d.substr(0, 19) + ")");
-        return {d, size.value_or(0)};
+        return {d, size.value_or(0), lazy_media_type(rec, d)};
       }
       break;  // not mountable: the registry opened an upload instead; use it
     }
@@ -287,17 +320,28 @@ PushSummary push_image(const StoreLayout& l, const PushOptions& opts, Progress& 
 
   if (!p.head(id)) p.finish_upload(p.start_upload("", "", p.scope), id, config);
 
+  // Docker's schema 2 manifest, unless a lazy layer's blob has a type only OCI names (zstd).
+  bool oci = false;
+  for (const auto& b : blobs)
+    if (!b.media_type.empty() && docker_layer_media_type(b.media_type).empty()) oci = true;
+  std::string manifest_type = oci ? kOciManifest : "application/vnd.docker.distribution.manifest.v2+json";
   json m = json::object();
   m["schemaVersion"] = 2;
-  m["mediaType"] = "application/vnd.docker.distribution.manifest.v2+json";
-  m["config"] = {{"mediaType", "application/vnd.docker.container.image.v1+json"}, {"size", config.size()}, {"digest", id}};
+  m["mediaType"] = manifest_type;
+  m["config"] = {{"mediaType", oci ? kOciConfig : "application/vnd.docker.container.image.v1+json"},
+                 {"size", config.size()},
+                 {"digest", id}};
   m["layers"] = json::array();
-  for (const auto& b : blobs) m["layers"].push_back({{"mediaType", kDockerLayer}, {"size", b.size}, {"digest", b.digest}});
+  for (const auto& b : blobs) {
+    std::string type = b.media_type.empty() ? kDockerLayer : b.media_type;
+    type = oci ? oci_layer_media_type(type) : docker_layer_media_type(type);
+    m["layers"].push_back({{"mediaType", type}, {"size", b.size}, {"digest", b.digest}});
+  }
   std::string manifest = m.dump(3);
   HttpRequest req;
   req.method = "PUT";
   req.body = manifest;
-  req.headers.push_back("Content-Type: application/vnd.docker.distribution.manifest.v2+json");
+  req.headers.push_back("Content-Type: " + manifest_type);
   HttpResponse r = client.call(req, "/v2/" + dst.repo + "/manifests/" + dst.tag, p.scope);
   if (r.status != 201) throw Error("manifest: " + registry_error(r));
   sum.manifest_digest = sha256_digest(manifest);
