@@ -1,10 +1,18 @@
-// Directory handles hold a snapshot of the merged listing, taken when reading starts at
-// offset 0: offsets are indexes into it, so they stay valid across calls and seekdir.
+// Directories are read without handles: OPENDIR is answered ENOSYS, after which the kernel
+// (FUSE_NO_OPENDIR_SUPPORT) sends no OPENDIR or RELEASEDIR at all (two requests less per
+// directory a walk enters) and keeps listings cached itself (FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR,
+// its defaults then): it drops them when the directory changes through the mount, and
+// (auto_inval_data) when its mtime changes, which for a merged directory is the newest mtime of
+// its layers. Each directory's listing is a snapshot taken when reading starts at offset 0;
+// offsets are indexes into it, so they stay valid across calls, seekdir, and changes made
+// while a reader goes through it (rm -r unlinks what it reads).
 #include <dirent.h>
 #include <sys/stat.h>
 
+#include <list>
 #include <memory>
 #include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "fs/fuse/context.hpp"
@@ -13,36 +21,61 @@ namespace strata::fs::fuse {
 
 namespace {
 
-struct DirHandle {
+struct Listing {
   std::mutex mutex;
   std::vector<DirEntry> entries;
   uint64_t version = 0;  // of the tree when listed
   bool loaded = false;
 };
 
-DirHandle& dir_of(fuse_file_info* fi) { return *reinterpret_cast<DirHandle*>(fi->fh); }
+// The snapshots of the directories being read, by inode. An offset other than 0 continues a
+// read that started at 0 on the same kernel inode (the kernel holds the inode while the
+// directory is open, so the Inode cannot be freed and its address reused meanwhile). A reader
+// that reaches the end drops the snapshot; abandoned ones are dropped oldest first past
+// kMaxListings, and a read that finds its snapshot gone lists the directory again.
+class Listings {
+ public:
+  std::shared_ptr<Listing> get(Inode* dir) {
+    std::lock_guard lock(mutex_);
+    auto it = by_dir_.find(dir);
+    if (it != by_dir_.end()) return it->second;
+    auto listing = std::make_shared<Listing>();
+    by_dir_.emplace(dir, listing);
+    order_.push_back(dir);
+    while (order_.size() > kMaxListings) {
+      by_dir_.erase(order_.front());
+      order_.pop_front();
+    }
+    return listing;
+  }
+  void drop(Inode* dir, const std::shared_ptr<Listing>& listing) {
+    std::lock_guard lock(mutex_);
+    auto it = by_dir_.find(dir);
+    if (it == by_dir_.end() || it->second != listing) return;
+    by_dir_.erase(it);
+    for (auto o = order_.begin(); o != order_.end(); ++o)
+      if (*o == dir) {
+        order_.erase(o);
+        break;
+      }
+  }
 
-void op_opendir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  auto dir = std::make_unique<DirHandle>();
-  fi->fh = reinterpret_cast<uint64_t>(dir.release());
-  // The kernel may cache listings: it drops them when the directory changes through the
-  // mount, and (auto_inval_data) when its mtime changes, which for a merged directory is the
-  // newest mtime of its layers.
-  fi->cache_readdir = 1;
-  fi->keep_cache = 1;
-  if (fuse_reply_open(req, fi) == -ENOENT) delete &dir_of(fi);
-}
+ private:
+  static constexpr size_t kMaxListings = 256;
+  std::mutex mutex_;
+  std::unordered_map<Inode*, std::shared_ptr<Listing>> by_dir_;
+  std::list<Inode*> order_;
+};
 
-void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  delete &dir_of(fi);
-  fuse_reply_err(req, 0);
-}
+Listings listings;
 
-void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi, bool plus) {
+void op_opendir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, ENOSYS); }
+
+void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
   Overlay& ov = overlay(req);
   Inode* dir_node = node_of(req, ino);
-  DirHandle& dir = dir_of(fi);
-  // The reply may let the kernel release the handle at once: build under the lock, reply after.
+  auto listing = listings.get(dir_node);
+  Listing& dir = *listing;
   std::unique_lock lock(dir.mutex);
   if (off == 0 || !dir.loaded) {
     auto entries = ov.list_dir(dir_node, &dir.version);
@@ -83,16 +116,18 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
     if (n > size - used) break;
     used += n;
   }
+  bool at_end = size_t(off) >= dir.entries.size();
   lock.unlock();
+  if (at_end) listings.drop(dir_node, listing);
   fuse_reply_buf(req, buf.data(), used);
 }
 
-void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
-  do_readdir(req, ino, size, off, fi, false);
+void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  do_readdir(req, ino, size, off, false);
 }
 
-void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
-  do_readdir(req, ino, size, off, fi, true);
+void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  do_readdir(req, ino, size, off, true);
 }
 
 void op_fsyncdir(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err(req, 0); }
@@ -101,7 +136,6 @@ void op_fsyncdir(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) { fuse_reply_
 
 void add_dir_ops(fuse_lowlevel_ops& ops) {
   ops.opendir = guarded<op_opendir>;
-  ops.releasedir = guarded<op_releasedir>;
   ops.readdir = guarded<op_readdir>;
   ops.readdirplus = guarded<op_readdirplus>;
   ops.fsyncdir = guarded<op_fsyncdir>;
