@@ -19,6 +19,7 @@
 #include "layerstore/progress.hpp"
 #include "layerstore/store/image_db.hpp"
 #include "layerstore/store/layer_db.hpp"
+#include "layerstore/store/lazy_layer.hpp"
 #include "layerstore/store/store_lock.hpp"
 #include "layerstore/timestamp.hpp"
 
@@ -79,7 +80,8 @@ CommitResult commit_container(const StoreLayout& l, const Container& c, const st
   res.chain_id = chain_id(parent_chain, ex.diff_id);
   RangeLock chain_lock = lock_chain(l.lock_file(), res.chain_id);
   std::optional<LayerRecord> existing = db.get(res.chain_id);
-  if (existing && db.unpacked(*existing)) {
+  // A layer already stored, unpacked or lazy (then as the blob it was loaded with), is used as it is.
+  if (existing && (db.unpacked(*existing) || lazy_layer(l, existing->cache_id))) {
     res.layer_reused = true;
   } else {
     // Unpack our own tar into a staged layer: the same path as `load`, so diff_id,

@@ -1,13 +1,14 @@
 #!/usr/bin/python3
 """Containers over lazy layers (`load --lazy`: blob + index, no diff/), as root or (--rootless)
 as the unprivileged test user, against the same image loaded unpacked into a second store as
-the oracle: the mounted image is the same tree; a container that appends to a file of a lazy
+the oracle: the mounted image is the same tree (and rmi refuses it while mounted); a container that appends to a file of a lazy
 layer, chmods one, renames a lazy directory, deletes a lazy file and adds one (copy-up reads
 from the blob) prints the same, `diff` lists the same changes and `commit` makes the same
 layer (same tar listing, same diff_id); create, start, exec and cp work on it; `save` sends the
 layers as they were loaded (docker-archive: the tars decompressed, which a fresh store loads to
 the same image id; oci-archive: the original blobs, same digests and media types, loadable
-lazily again); rm and rmi leave the store clean."""
+lazily again); lazy and unpacked layers mix in every order, and a commit whose layer is stored
+lazy already uses it; rm and rmi leave the store clean."""
 import io
 import json
 import os
@@ -113,6 +114,8 @@ def main():
         for S in (L, P):
             mnt = S("mount", IMG).stdout.strip()
             views.append(listing_as(mnt, user, owners))
+            r = S("rmi", IMG, check=False)
+            check(r.returncode != 0 and "is mounted at" in r.stderr, f"rmi of a mounted image: {r.stderr!r}")
             S("umount", IMG)
         d = diff_listings(normalize(views[1]), normalize(views[0]))
         check(not d, "mount of the lazy image differs from the unpacked one:\n" + "\n".join(d[:20]))
@@ -174,6 +177,26 @@ def main():
         r = G("run", "--rm", IMG, "cat", "/data/keep.txt", check=False)
         check(r.stdout == "keep\n", f"image saved from lazy layers, loaded lazily again: {r.stdout!r} {r.stderr!r}")
         check(json.loads(G("inspect", IMG).stdout)[0]["Id"] == ids[1], "oci-archive of the lazy image: another id")
+
+        # Lazy and unpacked layers mixed: the commit (unpacked) over the lazy image; P's commit
+        # loaded lazily over the unpacked image F holds; and in G (all lazy) the same container
+        # committed again, which finds its layer already stored, lazy.
+        F("load", "-q", "--lazy", "-i", os.path.join(work, "out-1.tar"))
+        G("load", "-q", "--lazy", "-i", os.path.join(work, "out-1.tar"))
+        check(len(lazy_layers(F.root)) == 1 and len(lazy_layers(G.root)) == 3,
+              f"lazy layers: {lazy_layers(F.root)} in F (want the commit's), {lazy_layers(G.root)} in G (want 3)")
+        for S, what in ((L, "unpacked over lazy"), (F, "lazy over unpacked"), (G, "lazy over lazy")):
+            r = S("run", "--rm", "t/out:1", "cat", "/new.txt", "/data/lower.txt", "/data/moved/deep.txt", check=False)
+            check(r.returncode == 0 and r.stdout == "new\nfrom the lower layer\nmore\ndeep\n",
+                  f"committed image, {what}: exit {r.returncode}, {r.stdout!r}, {r.stderr!r}")
+        G("run", "--name", "c3", IMG, "sh", "-c", CHANGES)
+        pin_whiteout_times(G.root, "c3")
+        r = G("commit", "-q", "c3", "t/again:1", check=False)
+        again = json.loads(G("inspect", "t/again:1").stdout)[0]["Layers"] if r.returncode == 0 else []
+        check(r.returncode == 0 and again[-1]["diff_id"] == committed[1][0],
+              f"commit onto a stored lazy layer: exit {r.returncode} {r.stderr!r}, layers {again}")
+        r = G("run", "--rm", "t/again:1", "cat", "/new.txt", check=False)
+        check(r.stdout == "new\n", f"image committed onto a stored lazy layer: {r.stdout!r} {r.stderr!r}")
 
         # Everything removed: nothing left of the lazy layers.
         L("rm", "c1")
