@@ -3,7 +3,8 @@
 received plus its index (overlay2/<cache-id>/{lazy,lazy-blob,lazy-index,lazy-digest}, no
 diff/, layerdb as for any layer with Docker's size), for gzip layers (umoci), zstd layers
 (skopeo) and plain layers (a docker-archive, also read from stdin). What strata-fs shows from
-those files equals `strata mount` of the same image loaded normally; `images` marks the image
+those files, and `strata mount` of the lazy image, equal `strata mount` of the same image
+loaded normally; `images` marks the image
 lazy; `verify` passes and finds a flipped byte in a lazy-blob; `prune` keeps lazy layers and
 their l/ links; `rmi` removes their files; a blob that fails verification leaves the store as
 it was. `unpack` then leaves exactly the diff/ dirs and tar-split a normal load leaves (each
@@ -131,6 +132,13 @@ try:
         mnt = mount_lazy_layers(root, "lazy/test:v1", "mnt-" + name)
         d = diff_listings(ref, listing(mnt))
         assert not d, f"{name}: the lazy layers show another tree than load + mount:\n" + "\n".join(d[:30])
+        umount(mnt)
+        mnt = os.path.join(work, "strata-mnt-" + name)
+        os.makedirs(mnt)
+        strata(root, "mount", "lazy/test:v1", mnt)
+        mounts.append(mnt)
+        d = diff_listings(ref, listing(mnt))
+        assert not d, f"{name}: strata mount of the lazy image differs from load + mount:\n" + "\n".join(d[:30])
         umount(mnt)
         print(f"{name}: lazy store as the contract says, same tree as load + mount, verify ok")
 
