@@ -1,6 +1,7 @@
 #include "layerstore/archive/layer_index_build.hpp"
 
 #include <fcntl.h>
+#include <isa-l/crc.h>
 #include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
@@ -215,8 +216,19 @@ void index_plain(const BlobRef& blob, const ProgressFn& progress, Sha256& digest
   read_blob(blob, progress, digest, [&](const uint8_t* p, size_t n, uint64_t at) { tar.feed(p, n, at + n, false); });
 }
 
+// A gzip member's trailer (CRC32 and ISIZE, the 8 bytes before `end` in the blob) against
+// what its data gave.
+void check_member_trailer(const BlobRef& blob, uint64_t end, uint32_t crc, uint32_t isize) {
+  uint8_t t[8];
+  if (end < 8 || pread(blob.file->get(), t, 8, off_t(blob.offset + end - 8)) != 8) throw_errno("read " + blob.name);
+  auto le32 = [](const uint8_t* p) { return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24; };
+  if (le32(t) != crc) throw Error("corrupt gzip data (CRC32 mismatch)");
+  if (le32(t + 4) != isize) throw Error("corrupt gzip data (ISIZE mismatch)");
+}
+
 // zlib rather than ISA-L here: only zlib stops at deflate block ends (Z_BLOCK) and reports
-// the bit offset there, which is what a checkpoint is.
+// the bit offset there, which is what a checkpoint is. zlib's own CRC32 is turned off
+// (inflateValidate) and ISA-L's computes it: zlib's took a fifth of the pass's inflate time.
 void index_gzip(const BlobRef& blob, const ProgressFn& progress, Sha256& digest, PipelinedTar& tar, lazy::BlobIndex& ix,
                 uint64_t span) {
   z_stream z{};
@@ -225,6 +237,8 @@ void index_gzip(const BlobRef& blob, const ProgressFn& progress, Sha256& digest,
     z_stream* z;
     ~End() { inflateEnd(z); }
   } end{&z};
+  if (inflateValidate(&z, 0) != Z_OK) throw Error("zlib: cannot turn its check off");
+  uint32_t crc = 0, isize = 0;  // of the current member
   std::vector<uint8_t> out(kOutChunk);
   std::string window(32768, '\0');
   uint64_t out_total = 0;
@@ -240,6 +254,8 @@ void index_gzip(const BlobRef& blob, const ProgressFn& progress, Sha256& digest,
         uint64_t in_off = at + (n - z.avail_in);
         if (inflateReset(&z) != Z_OK) throw Error("zlib: reset failed");
         member_done = false;
+        crc = 0;
+        isize = 0;
         if (out_total - ix.points.back().out >= kMinStreamStartGap) {
           lazy::Checkpoint cp;
           cp.in = in_off;
@@ -259,8 +275,13 @@ void index_gzip(const BlobRef& blob, const ProgressFn& progress, Sha256& digest,
       any = true;
       size_t got = out.size() - z.avail_out;
       out_total += got;
-      if (got) tar.feed(out.data(), got, at + (n - z.avail_in), true);
+      if (got) {
+        crc = crc32_gzip_refl(crc, out.data(), got);
+        isize += uint32_t(got);
+        tar.feed(out.data(), got, at + (n - z.avail_in), true);
+      }
       if (r == Z_STREAM_END) {
+        check_member_trailer(blob, at + (n - z.avail_in), crc, isize);
         member_done = true;
         continue;
       }
