@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import platform
+import pwd
 import random
 import shlex
 import shutil
@@ -66,6 +67,9 @@ SIZES = {
                  copyup=5_000, chmod=10_000, write_mib=1024, rootfs_mib=300, reps=3),
     "quick": dict(small_dirs=50, many=20_000, big_mib=256, create=2_000, unlink=2_000,
                   copyup=1_000, chmod=2_000, write_mib=256, rootfs_mib=40, reps=1),
+    # --smoke (the bench_smoke test): every workload runs and is checked, nothing is measured
+    "smoke": dict(small_dirs=4, many=300, big_mib=8, create=150, unlink=150, copyup=100, chmod=150,
+                  write_mib=8, rootfs_mib=4, reps=1),
 }
 FILES_PER_DIR = 100
 SMALL = 4096
@@ -653,6 +657,10 @@ def workloads():
 
 # -------------------------------------------------------------------------------- driver
 
+def size_name(args):
+    return "smoke" if args.smoke else "quick" if args.quick else "full"
+
+
 def needs_uring_switch(args):
     return args.uring or args.features
 
@@ -680,7 +688,7 @@ def uring_switch_restore(old):
 class Bench:
     def __init__(self, args):
         self.args = args
-        self.sz = dict(SIZES["quick" if args.quick else "full"])
+        self.sz = dict(SIZES[size_name(args)])
         if args.reps:
             self.sz["reps"] = args.reps
         self.impls = args.impls.split(",")
@@ -800,6 +808,10 @@ class Bench:
                         self.samples[w.key][impl].append(self.try_once(w, impl, rep))
                 log(f"{w.key}: {time.perf_counter() - t0:.1f} s")
             self.report(ws, time.perf_counter() - t_start)
+            failed = sum(not r.get("ok") for per in self.samples.values() for recs in per.values() for r in recs)
+            if failed:
+                log(f"{failed} tries failed or were wrong (ERROR/WRONG above)")
+            return 1 if failed else 0
         finally:
             for m in list(self.mounts):
                 m.umount()
@@ -912,7 +924,7 @@ class Bench:
     def header(self, elapsed):
         m = machine()
         sz = self.sz
-        return (f"strata-fs side-by-side benchmark, {m['date']}, {'--quick' if self.args.quick else 'full'} "
+        return (f"strata-fs side-by-side benchmark, {m['date']}, {size_name(self.args)} "
                 f"({elapsed:.0f} s)\n"
                 f"machine: {m['cpu']}, {m['cores']} cores, {m['mem_gib']} GiB RAM, kernel {m['kernel']}, "
                 f"{m['fs']} at /var/tmp\n"
@@ -946,36 +958,52 @@ def machine():
             "fs": fs, "fuse_overlayfs": fo, "strata": strata}
 
 
+def missing_prerequisites(args):
+    """What a run needs and this machine lacks (bench/run.sh checks the same for a real run)."""
+    why = []
+    if os.geteuid() != 0:
+        why.append("needs root")
+    for tool in ["fuse-overlayfs", "fusermount3"] + (["unshare", "newuidmap", "runuser"] if args.rootless else []):
+        if not shutil.which(tool):
+            why.append(f"{tool} is not installed")
+    if not os.access(STRATA_FS, os.X_OK):
+        why.append(f"{STRATA_FS} is not built")
+    if not os.path.exists("/dev/fuse"):
+        why.append("no /dev/fuse")
+    if not os.access("/proc/sys/vm/drop_caches", os.W_OK):
+        why.append("/proc/sys/vm/drop_caches is not writable")
+    with open("/proc/filesystems") as f:
+        if not args.rootless and not any(l.split()[-1] == "overlay" for l in f if l.strip()):
+            why.append("kernel overlayfs is not loaded (modprobe overlay)")
+    if args.rootless:
+        try:
+            pw = pwd.getpwnam(args.rootless_user)
+            with open("/etc/subuid") as f:
+                if not any(l.split(":")[0] in (args.rootless_user, str(pw.pw_uid)) for l in f):
+                    why.append(f"{args.rootless_user} has no range in /etc/subuid "
+                               f"(usermod --add-subuids 100000-165535 {args.rootless_user})")
+        except KeyError:
+            why.append(f"no user {args.rootless_user} (useradd -m {args.rootless_user}, or --rootless-user USER)")
+        except OSError as e:
+            why.append(f"/etc/subuid: {e.strerror}")
+    return why
+
+
 def rootless_parent(args):
     """--rootless, the root side: checks the user, makes /dev/fuse usable (as the tests do), builds
     the cached rootfs tarball the user cannot write, turns the io_uring switch, then runs this script
     again as the user inside `unshare -rm --map-auto` (the user is root of a namespace mapping its
     /etc/subuid range, as for rootless podman: tar can restore the archive's owners) and drops the
     caches whenever that worker asks through a pipe. Returns the worker's exit status."""
-    import pwd
     user = args.rootless_user
-    why = []
-    if os.geteuid() != 0:
-        why.append("needs root (it runs the benchmark as --rootless-user and drops caches for it)")
-    try:
-        pw = pwd.getpwnam(user)
-        with open("/etc/subuid") as f:
-            if not any(l.split(":")[0] in (user, str(pw.pw_uid)) for l in f):
-                why.append(f"{user} has no range in /etc/subuid (usermod --add-subuids 100000-165535 {user})")
-    except KeyError:
-        why.append(f"no user {user} (useradd -m {user}, or --rootless-user USER)")
-    except OSError as e:
-        why.append(f"/etc/subuid: {e.strerror}")
-    for tool in ("unshare", "newuidmap", "runuser"):
-        if not shutil.which(tool):
-            why.append(f"{tool} is not installed")
+    why = missing_prerequisites(args)
     if why:
         log("overlay_bench.py --rootless: cannot run: " + "; ".join(why))
         return 2
     if os.stat("/dev/fuse").st_mode & 0o006 != 0o006:
         os.chmod("/dev/fuse", 0o666)
         log("/dev/fuse: mode 666 (a user's FUSE mounts need it)")
-    sz = SIZES["quick" if args.quick else "full"]
+    sz = SIZES[size_name(args)]
     if not args.only or "untar" in args.only.split(","):
         rootfs_tar(sz["rootfs_mib"])
     old = uring_switch_on() if needs_uring_switch(args) else None
@@ -1008,6 +1036,9 @@ def rootless_parent(args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller tree, one repetition (< 3 min)")
+    ap.add_argument("--smoke", action="store_true", help="a tiny tree: checks that every workload runs and "
+                    "gives the right result on every column, measures nothing (the bench_smoke test); skips "
+                    "(77) without what it needs")
     ap.add_argument("--json", metavar="FILE", help="write raw samples and medians to FILE")
     ap.add_argument("--reps", type=int, help="repetitions per workload (default 3, --quick 1)")
     ap.add_argument("--only", metavar="KEYS", help="comma-separated workload keys to run")
@@ -1070,12 +1101,17 @@ def main():
             print(f"{w.key:16} {w.label}")
         print("columns: " + " ".join(args.impls.split(",")))
         return
+    if args.smoke and args.worker is None:
+        why = missing_prerequisites(args)
+        if why:
+            print("SKIP: " + "; ".join(why))
+            sys.exit(77)
     if ROOTLESS and args.worker is None:
         sys.exit(rootless_parent(args))
     if args.worker:
         global DROP_PIPE
         DROP_PIPE = tuple(int(x) for x in args.worker.split(","))
-    Bench(args).main()
+    sys.exit(Bench(args).main())
 
 
 if __name__ == "__main__":
