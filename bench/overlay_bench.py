@@ -48,6 +48,7 @@ FEATURES_OFF = {"nopt": "passthrough=off", "nouring": "uring=off"}
 # podman mounts fuse-overlayfs), the workloads run there too; the root parent only drops caches
 # for it (DROP_PIPE) and turns the io_uring switch.
 ROOTLESS = False
+TEST_USER = "strata-test"  # the rootless tests' user: --rootless's default, made by --smoke if missing
 DROP_PIPE = None  # (read fd, write fd) to the root parent, in a rootless worker
 # --baseline BIN adds "strata-base": another strata-fs build (say, the previous commit's) timed in
 # the same run, so a change is judged by same-run ratios (s/b column).
@@ -1062,7 +1063,7 @@ def main():
     ap.add_argument("--rootless", action="store_true", help="mount everything as an unprivileged user inside "
                     "unshare -rm --map-auto (as rootless podman does) and run the workloads there; kernel "
                     "overlayfs with userxattr, n/a if the kernel refuses it")
-    ap.add_argument("--rootless-user", default="strata-test", metavar="USER",
+    ap.add_argument("--rootless-user", default=TEST_USER, metavar="USER",
                     help="the user of --rootless (needs a /etc/subuid range; default strata-test, the tests' user)")
     ap.add_argument("--list", action="store_true", help="list workload keys and the columns of a run with "
                     "these options, and exit")
@@ -1102,6 +1103,9 @@ def main():
         print("columns: " + " ".join(args.impls.split(",")))
         return
     if args.smoke and args.worker is None:
+        if args.rootless and os.geteuid() == 0 and args.rootless_user == TEST_USER:
+            # as the rootless tests do (useradd gives a new user an /etc/subuid range)
+            subprocess.run(["useradd", "-m", TEST_USER], capture_output=True)
         why = missing_prerequisites(args)
         if why:
             print("SKIP: " + "; ".join(why))
