@@ -144,8 +144,10 @@ def one_try(podman, debs, stages, watch):
                                        "-e", "STAGES=" + "\n".join(" ".join(s) for s in stages), IMG, "bash", "-c",
                                        DPKG], env=podman.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     transport = "/dev/fuse" if watch else None
+    daemons = []  # found once, then only their fds are looked at: the watch must cost next to nothing
     while watch and p.poll() is None and transport != "io_uring":
-        if any(uring_fds(pid) for pid in strata_daemons(podman.dir)):
+        daemons = [d for d in daemons if os.path.exists(f"/proc/{d}")] or strata_daemons(podman.dir)
+        if any(uring_fds(pid) for pid in daemons):
             transport = "io_uring"
         time.sleep(0.2)
     try:
