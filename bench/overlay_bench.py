@@ -1072,6 +1072,8 @@ def main():
     args = ap.parse_args()
     if args.features and args.uring:
         ap.error("--features already runs strata-fs over io_uring (column nouring = /dev/fuse); drop --uring")
+    if args.rootless and args.perf:
+        ap.error("--perf records root mounts' daemons; it does not go with --rootless")
     global ROOTLESS
     ROOTLESS = args.rootless
     if args.features:
