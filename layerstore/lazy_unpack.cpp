@@ -102,7 +102,10 @@ void unpack_one(const StoreLayout& l, const LayerRecord& rec, const LazyLayerPat
 UnpackImageSummary unpack_lazy_image(const StoreLayout& l, const std::string& image, Progress& progress,
                                      uint64_t max_expansion) {
   if (!store_exists(l)) throw Error("no store at " + l.root);
-  RangeLock store = write_lock_store(l, false);
+  // Exclusive: a mount or container being set up resolves each layer to its descriptor or its
+  // diff/ under the shared lock, and must not see a layer change between the two. Mounts
+  // already running keep their blobs open.
+  RangeLock store = write_lock_store(l, true);
   ImageDb idb(l);
   LayerDb db(l);
   std::string id = idb.resolve(image, Repositories::load(l));

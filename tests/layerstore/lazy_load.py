@@ -190,6 +190,10 @@ try:
 
     # unpack: the diff/ dirs and tar-split a normal load leaves, lazy files gone.
     zroot = os.path.join(work, "lazy-zstd")
+    # What a crash during an unpack leaves: a half-extracted staging dir (removed, the layer
+    # unpacked from scratch).
+    stale = os.path.join(root, "overlay2", ".staging", "unpack-" + layer_records(root, "lazy/test:v1")[0][1])
+    os.makedirs(os.path.join(stale, "diff", "bin"))
     for unpack_root in (root, zroot):
         r = strata(unpack_root, "unpack", "lazy/test:v1")
         assert "4 layer(s) unpacked" in r.stderr, r.stderr
@@ -217,7 +221,17 @@ try:
         # Once more: nothing left to do.
         r = strata(unpack_root, "unpack", "lazy/test:v1")
         assert "0 layer(s) unpacked" in r.stderr and "4 already unpacked" in r.stderr, r.stderr
-    print("unpack: same layers as load, verify ok")
+    assert not os.path.exists(stale), "unpack left the stale staging dir"
+    # A crash after diff/ was renamed in, before the lazy files were removed: the layer is
+    # unpacked (verify checks its diff/), and the next unpack removes the leftovers.
+    top = layer_records(root, "lazy/test:v1")[-1][2]
+    for f in LAZY_FILES:
+        with open(os.path.join(top, f), "w") as out:
+            out.write("left over\n")
+    assert "OK" in strata(root, "verify").stdout
+    r = strata(root, "unpack", "lazy/test:v1")
+    assert "4 already unpacked" in r.stderr and not set(os.listdir(top)) & LAZY_FILES, os.listdir(top)
+    print("unpack: same layers as load, verify ok, crash leftovers cleaned")
 
     # rmi removes the lazy layers' files and links.
     sroot = os.path.join(work, "lazy-stdin")
