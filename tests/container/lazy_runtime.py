@@ -4,7 +4,7 @@ as the unprivileged test user, against the same image loaded unpacked into a sec
 the oracle: the mounted image is the same tree (and rmi refuses it while mounted); a container that appends to a file of a lazy
 layer, chmods one, renames a lazy directory, deletes a lazy file and adds one (copy-up reads
 from the blob) prints the same, `diff` lists the same changes and `commit` makes the same
-layer (same tar listing, same diff_id); create, start, exec and cp work on it; `save` sends the
+layer (same tar listing, same diff_id); create, start, exec and cp (running and stopped) and container mount work on it; `save` sends the
 layers as they were loaded (docker-archive: the tars decompressed, which a fresh store loads to
 the same image id; oci-archive: the original blobs, same digests and media types, loadable
 lazily again); lazy and unpacked layers mix in every order, and a commit whose layer is stored
@@ -154,6 +154,14 @@ def main():
         got = run("cat", out, user=user).stdout
         check(got == "changed\n", f"cp out of a container over lazy layers: {got!r}")
         L("rm", "-f", "c2")
+        # The stopped container: cp out of it and its rw view on the host, over lazy layers.
+        L("cp", "c1:/data/moved/deep.txt", out)
+        got = run("cat", out, user=user).stdout
+        check(got == "deep\n", f"cp out of a stopped container over lazy layers: {got!r}")
+        p = L("container", "mount", "c1").stdout.strip()
+        got = run("cat", os.path.join(p, "data/lower.txt"), os.path.join(p, "data/moved/deep.txt"), user=user).stdout
+        L("container", "umount", "c1")
+        check(got == "from the lower layer\nmore\ndeep\n", f"container mount over lazy layers shows {got!r}")
 
         # save: docker-archive (plain tars) loads into a fresh store as the same image.
         archive = os.path.join(work, "lazy-docker.tar")
