@@ -3,7 +3,9 @@
 each layer goes up as the blob it was loaded as (the registry stores the layout's digests, no
 recompression), with its media type: gzip layers in a Docker schema-2 manifest, zstd layers in
 an OCI manifest (schema 2 has no zstd type); the config is the local image's, and a plain pull
-of what was pushed gives the same image id and the rootfs `umoci unpack` gives. A lazy blob
+of what was pushed gives the same image id and the rootfs `umoci unpack` gives; an image pulled
+lazily and pushed to another repository of the registry is mounted there with the same layer
+descriptors (zstd stays zstd). A lazy blob
 changed on disk after loading is not sent: the push fails with one line naming `strata verify`."""
 import json
 import os
@@ -57,6 +59,17 @@ try:
         d = diff_listings(ref, rootfs_listing(back, dest, os.path.join(work, "m-" + name)))
         assert not d, f"{name}: pushed image differs from umoci unpack:\n" + "\n".join(d[:20])
         print(f"{name}: pushed the loaded blobs: ok")
+
+    # pull --lazy of the zstd image, pushed to another repository of the same registry: each
+    # blob is mounted from where it was pulled (nothing uploaded), still named zstd.
+    root = os.path.join(work, "store-pulled")
+    strata(root, "pull", "-q", "--lazy", f"{reg.addr}/team/zstd:1")
+    out = strata(root, "push", f"{reg.addr}/team/zstd:1", f"{reg.addr}/copy/zstd:1")
+    assert out.stderr.count("mounted from team/zstd") == 4, out.stderr
+    first = json.loads(run("skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{reg.addr}/team/zstd:1").stdout)
+    copy = json.loads(run("skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{reg.addr}/copy/zstd:1").stdout)
+    assert copy["mediaType"] == first["mediaType"] and copy["layers"] == first["layers"], f"{copy} != {first}"
+    print("zstd pulled lazily, pushed by mounting: ok")
 
     # A lazy blob changed after loading (a store that never pushed: it has to send the blob):
     # refused, nothing pushed under that tag.
