@@ -4,7 +4,8 @@ the local layer (tar-split + diff dir), not downloaded. Images A = [base1, X] an
 B = [base2, X] share X's tar (umoci insert of the same dir); pulls go through a logging
 HTTP front, which must see no GET of X's blob when B is pulled after A. B's rootfs equals
 `umoci unpack`, and `strata verify` is clean. When the local layer no longer matches its
-tar-split, the pull downloads X instead."""
+tar-split, the pull downloads X instead. A's X kept lazy (pull --lazy) serves B's X too,
+decompressed from its blob."""
 import json
 import os
 import sys
@@ -97,6 +98,17 @@ try:
     assert "downloading instead" in r.stderr and "1 rebuilt" not in r.stderr, r.stderr
     d = diff_listings(ref, rootfs_listing(root2, b_name, os.path.join(work, "m2")))
     assert not d, "\n".join(d[:20])
+
+    # A kept lazy (pull --lazy): B's X is decompressed from A's lazy blob, not downloaded.
+    root3 = os.path.join(work, "store3")
+    strata(root3, "pull", "-q", "--lazy", a_name)
+    before = len(front.blob_gets(x))
+    r = strata(root3, "pull", b_name)
+    assert len(front.blob_gets(x)) == before, front.log
+    assert "1 rebuilt from local layers" in r.stderr, r.stderr
+    d = diff_listings(ref, rootfs_listing(root3, b_name, os.path.join(work, "m3")))
+    assert not d, "\n".join(d[:20])
+    assert "OK" in strata(root3, "verify").stdout
     print("PASS")
 finally:
     teardown(work, reg, front)
