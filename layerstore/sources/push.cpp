@@ -135,8 +135,10 @@ struct Pusher {
     ByteQueue q;
     Sha256 zdigest, tar_digest;
     uint64_t zsize = 0, tar_bytes = 0;
-    int bar = progress.begin_layer(label, rec.size, "uploading");
     auto lazy = lazy_layer(l, rec.cache_id);
+    // A lazy layer's bar counts the blob it sends, another its tar's content.
+    uint64_t total = lazy ? lazy_blob_size(*lazy) : rec.size;
+    int bar = progress.begin_layer(label, total, "uploading");
     std::thread producer([&] {
       try {
         auto out = [&](const uint8_t* p, size_t n) {
@@ -148,7 +150,7 @@ struct Pusher {
           // The blob as received: the registry gets the digest the image was pulled or loaded with.
           stream_lazy_blob(*lazy, read_lazy_blob_info(*lazy).digest, [&](const uint8_t* p, size_t n) {
             out(p, n);
-            progress.update(bar, std::min<uint64_t>(zsize, rec.size));
+            progress.update(bar, std::min<uint64_t>(zsize, total));
           });
           q.close(nullptr);
           return;
