@@ -390,7 +390,9 @@ LoadSummary load_images(const StoreLayout& l, const LoadOptions& opts, Progress&
   RangeLock store = lock_store(l.lock_file(), false);
   for (const auto& img : images) {
     try {
-      load_one(l, img, progress, sum, 1, opts.max_expansion, opts.lazy);
+      // Lazy layers are indexed two at a time, as mount --lazy does (each pass decompresses on
+      // one thread and reads the tar on another).
+      load_one(l, img, progress, sum, opts.lazy ? 2 : 1, opts.max_expansion, opts.lazy);
     } catch (const Error& e) {
       if (sum.images == 0) throw Error(std::string(e.what()) + "; nothing was imported");
       throw Error(std::string(e.what()) + "; " + std::to_string(sum.images) + " earlier image(s) were imported");
