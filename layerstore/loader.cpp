@@ -122,13 +122,28 @@ struct SharedState {
 };
 
 // A lazy layer: the blob copied (or downloaded) into the staging dir and indexed in the pass
-// that verifies it; no diff/ and no tar-split (save and push send the blob itself).
+// that verifies it; no diff/ and no tar-split (save and push send the blob itself). `local`:
+// a lazy layer of the store holding the same blob (same digest) under another chain, copied
+// instead of downloaded (and verified all the same).
 void stage_lazy(const LayerDb& db, const ImageToLoad& img, size_t i, StagedLayer& out, const std::string& parent_chain,
-                Progress& progress, SharedState& st) {
-  const LayerToLoad& layer = img.layers[i];
+                Progress& progress, SharedState& st, const LocalLayerSource* local) {
+  const LayerToLoad& wanted = img.layers[i];
+  LayerToLoad from_local;
+  if (local) {
+    LazyLayerPaths p = lazy_layer_paths_in(local->lazy_dir);
+    auto file = std::make_shared<UniqueFd>(::open(p.blob.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!*file) throw_errno("open " + p.blob);
+    struct stat sb;
+    if (fstat(file->get(), &sb) != 0) throw_errno("stat " + p.blob);
+    from_local = wanted;
+    from_local.fetch = nullptr;
+    from_local.blob = BlobRef{file, 0, uint64_t(sb.st_size), p.blob};
+  }
+  const LayerToLoad& layer = local ? from_local : wanted;
   std::string what = layer_what(img, i);
-  int bar = progress.begin_layer(layer_label(i, img.layers.size()) + " (lazy)", layer_length(layer),
-                                 layer.fetch ? "downloading" : "indexing");
+  int bar = progress.begin_layer(layer_label(i, img.layers.size()) + " (lazy" +
+                                     (local ? ", from local " + local->chain_id.substr(0, 19) : std::string()) + ")",
+                                 layer_length(layer), layer.fetch ? "downloading" : local ? "copying" : "indexing");
   LazyStageResult r;
   try {
     auto warn = [&](const std::string& w) { progress.message("warning: " + what + ": " + w); };
@@ -161,9 +176,13 @@ void stage_lazy(const LayerDb& db, const ImageToLoad& img, size_t i, StagedLayer
   out.is_new = true;
   {
     std::lock_guard lk(st.mu);
-    st.sum.layers_new++;
+    if (local) {
+      st.sum.layers_local++;
+    } else {
+      st.sum.layers_new++;
+      st.sum.bytes_read += r.compressed_bytes;
+    }
     st.sum.layers_lazy++;
-    st.sum.bytes_read += r.compressed_bytes;
   }
   progress.end_layer(bar, "done: " + human_bytes(r.compressed_bytes) + " " + r.compression + " kept lazy (" +
                               human_bytes(r.uncompressed_bytes) + " tar), " + r.diff_id.substr(0, 19));
@@ -248,10 +267,20 @@ void stage_layer(const LayerDb& db, const ImageToLoad& img, size_t i, std::vecto
     prepare_staging(db, staged[i], i ? &staged[i - 1] : nullptr);
   };
   if (staged[i].lazy) {
+    for (const auto& local : std::vector<LocalLayerSource>(staged[i].local)) {
+      try {
+        stage_lazy(db, img, i, staged[i], parent_chain, progress, st, &local);
+        return;
+      } catch (const Error& e) {
+        if (st.stop) throw;
+        progress.message(std::string(e.what()) + "; discarded, downloading instead");
+        restage();
+      }
+    }
     int attempts = img.layers[i].fetch ? 2 : 1;
     for (int a = 1;; a++) {
       try {
-        stage_lazy(db, img, i, staged[i], parent_chain, progress, st);
+        stage_lazy(db, img, i, staged[i], parent_chain, progress, st, nullptr);
         return;
       } catch (const Error& e) {
         if (a >= attempts || st.stop) throw;
@@ -319,9 +348,20 @@ void load_one(const StoreLayout& l, const ImageToLoad& img, Progress& progress, 
     guard.add(chains[i]);
     s.lazy = lazy;
     prepare_staging(db, s, i ? &staged[i - 1] : nullptr);
-    if (img.layers[i].fetch && !lazy) {
+    if (img.layers[i].fetch) {
       if (!local_index) local_index.emplace(l);
       s.local = local_index->find(s.rec.diff_id, s.rec.chain_id);
+      // Kept lazy, a layer is the blob the manifest names: only a lazy layer holding that
+      // very blob can stand in for the download.
+      if (lazy)
+        std::erase_if(s.local, [&](const LocalLayerSource& src) {
+          try {
+            return src.lazy_dir.empty() ||
+                   read_lazy_blob_info(lazy_layer_paths_in(src.lazy_dir)).digest != img.layers[i].digest;
+          } catch (const Error&) {
+            return true;  // verify reports it; the blob is downloaded instead
+          }
+        });
     }
     if (!style && !lazy) style = detect_whiteout_style(open_dir(db.overlay_staging(chains[i])).get());
     todo.push_back(i);

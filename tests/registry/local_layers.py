@@ -5,7 +5,7 @@ B = [base2, X] share X's tar (umoci insert of the same dir); pulls go through a 
 HTTP front, which must see no GET of X's blob when B is pulled after A. B's rootfs equals
 `umoci unpack`, and `strata verify` is clean. When the local layer no longer matches its
 tar-split, the pull downloads X instead. A's X kept lazy (pull --lazy) serves B's X too,
-decompressed from its blob."""
+decompressed from its blob, and with pull --lazy its blob is copied."""
 import json
 import os
 import sys
@@ -109,6 +109,17 @@ try:
     d = diff_listings(ref, rootfs_listing(root3, b_name, os.path.join(work, "m3")))
     assert not d, "\n".join(d[:20])
     assert "OK" in strata(root3, "verify").stdout
+    # And for pull --lazy: B's X is A's lazy blob copied (the same digest), not downloaded.
+    root4 = os.path.join(work, "store4")
+    strata(root4, "pull", "-q", "--lazy", a_name)
+    before = len(front.blob_gets(x))
+    r = strata(root4, "pull", "--lazy", b_name)
+    assert len(front.blob_gets(x)) == before, front.log
+    assert "1 rebuilt from local layers" in r.stderr and "2 kept lazy" in r.stderr, r.stderr
+    x_layer = inspect(root4, b_name)["Layers"][1]
+    with open(os.path.join(root4, "overlay2", x_layer["cache_id"], "lazy-blob"), "rb") as f:
+        assert sha(f.read()) == x
+    assert "OK" in strata(root4, "verify").stdout
     print("PASS")
 finally:
     teardown(work, reg, front)
