@@ -13,6 +13,9 @@ namespace strata::lazy {
 namespace {
 constexpr size_t kInBuf = 128 * 1024;
 constexpr size_t kMaxCursors = 4;
+// Whole chunks a decoder passes on its way to a read (out-of-order reads, which readahead on
+// several FUSE workers makes) are cached, up to this many before the read.
+constexpr uint64_t kKeptOnTheWay = 8;
 }  // namespace
 
 // A decoder at uncompressed offset `out`, reading the blob from compressed offset `in_pos`.
@@ -199,86 +202,137 @@ BlobReader::BlobReader(std::shared_ptr<const BlobIndex> index, int fd, uint64_t 
 
 BlobReader::~BlobReader() = default;
 
-BlobReader::Cursor* BlobReader::cursor_for(uint64_t out, int& err) {
-  const Checkpoint& p = index_->point_before(out);
-  // A live decoder between the checkpoint and `out` is closer than the checkpoint.
-  auto best = cursors_.end();
-  for (auto it = cursors_.begin(); it != cursors_.end(); ++it) {
-    uint64_t at = (*it)->out();
-    if (at <= out && at >= p.out && (best == cursors_.end() || at > (*best)->out())) best = it;
-  }
-  if (best == cursors_.end()) {
-    if (cursors_.size() >= kMaxCursors) cursors_.erase(cursors_.begin());
-    auto c = std::make_unique<Cursor>(*index_, fd_, offset_, p);
-    if (!c->ok()) {
-      err = EIO;
-      return nullptr;
+// Produces the chunk [start, start + len) with a decoder at or before `start`: a live one
+// (waiting for it if a reader is using it) when it is past the checkpoint, else a new one.
+BlobReader::ChunkRef BlobReader::decode(uint64_t start, size_t len, int& err) {
+  const Checkpoint& p = index_->point_before(start);
+  std::unique_ptr<Cursor> c;
+  std::unique_lock lock(mu_);
+  for (;;) {
+    if (auto it = chunks_.find(start / kChunk); it != chunks_.end()) return it->second->second;
+    auto best = cursors_.end();
+    bool producing_it = false;  // another reader is decoding this very chunk
+    for (auto it = cursors_.begin(); it != cursors_.end(); ++it) {
+      producing_it = producing_it || (!it->cursor && it->from <= start && start < it->at &&
+                                      it->at - start <= (kKeptOnTheWay + 1) * kChunk);
+      if (it->at <= start && it->at >= p.out && (best == cursors_.end() || it->at > best->at)) best = it;
     }
-    cursors_.push_back(std::move(c));
-    best = cursors_.end() - 1;
-  } else {
-    std::rotate(best, best + 1, cursors_.end());
-    best = cursors_.end() - 1;
-  }
-  Cursor* c = best->get();
-  if (c->out() < out) {
-    uint64_t skip = out - c->out();
-    ssize_t got = c->produce(nullptr, size_t(skip));
-    if (got < 0 || uint64_t(got) != skip) {
+    if (producing_it) {
+      returned_.wait(lock);
+      continue;
+    }
+    if (best == cursors_.end()) break;  // none: a new one from the checkpoint
+    if (best->cursor) {
+      c = std::move(best->cursor);
       cursors_.erase(best);
-      err = EIO;
-      return nullptr;
+      break;
+    }
+    returned_.wait(lock);  // busy: it is producing what comes before this chunk
+  }
+  if (cursors_.size() >= kMaxCursors) {
+    // Make room for the one this read will return: the least recently used idle one goes.
+    for (auto it = cursors_.begin(); it != cursors_.end(); ++it)
+      if (it->cursor) {
+        cursors_.erase(it);
+        break;
+      }
+  }
+  cursors_.push_back(Pooled{nullptr, c ? c->out() : p.out, start + len});
+  auto mine = std::prev(cursors_.end());
+  lock.unlock();
+
+  auto data = std::make_shared<std::vector<uint8_t>>(len);
+  bool ok = true;
+  if (!c) {
+    c = std::make_unique<Cursor>(*index_, fd_, offset_, p);
+    ok = c->ok();
+  }
+  while (ok && c->out() < start) {
+    uint64_t at = c->out();
+    if (at % kChunk == 0 && start - at <= kKeptOnTheWay * kChunk) {
+      auto passed = std::make_shared<std::vector<uint8_t>>(kChunk);
+      ssize_t got = c->produce(passed->data(), kChunk);
+      ok = got == ssize_t(kChunk);
+      if (ok) {
+        std::lock_guard hold(mu_);
+        insert_locked(at / kChunk, passed);
+      }
+    } else {
+      // Discarded up to the next chunk start (or the read), to cache the chunks after it.
+      uint64_t to = std::min(start, (at / kChunk + 1) * kChunk);
+      if (start - to > kKeptOnTheWay * kChunk) to = start - kKeptOnTheWay * kChunk;
+      ssize_t got = c->produce(nullptr, size_t(to - at));
+      ok = got >= 0 && uint64_t(got) == to - at;
     }
   }
-  return c;
+  if (ok) {
+    ssize_t got = c->produce(data->data(), len);
+    ok = got >= 0 && size_t(got) == len;
+  }
+
+  lock.lock();
+  if (ok) {
+    mine->cursor = std::move(c);
+    insert_locked(start / kChunk, data);
+  } else {
+    cursors_.erase(mine);
+  }
+  returned_.notify_all();
+  if (!ok) {
+    err = EIO;
+    return nullptr;
+  }
+  return data;
 }
 
-const std::vector<uint8_t>* BlobReader::chunk(uint64_t number, int& err) {
-  if (auto it = chunks_.find(number); it != chunks_.end()) {
-    lru_.splice(lru_.begin(), lru_, it->second);
-    return &it->second->second;
+void BlobReader::insert_locked(uint64_t number, const ChunkRef& data) {
+  if (chunks_.count(number)) return;  // another reader's, just as good
+  if (lru_.size() >= max_chunks_) {
+    chunks_.erase(lru_.back().first);
+    lru_.pop_back();
+  }
+  lru_.emplace_front(number, data);
+  chunks_[number] = lru_.begin();
+}
+
+BlobReader::ChunkRef BlobReader::chunk(uint64_t number, int& err) {
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = chunks_.find(number); it != chunks_.end()) {
+      lru_.splice(lru_.begin(), lru_, it->second);
+      return it->second->second;
+    }
   }
   uint64_t start = number * kChunk;
   size_t len = size_t(std::min<uint64_t>(kChunk, index_->uncompressed_size - start));
-  std::vector<uint8_t> data(len);
+  ChunkRef data;
   if (index_->compression == BlobCompression::Plain) {
-    size_t done = 0;
-    while (done < len) {
-      ssize_t n = ::pread(fd_, data.data() + done, len - done, off_t(offset_ + start + done));
+    auto bytes = std::make_shared<std::vector<uint8_t>>(len);
+    for (size_t done = 0; done < len;) {
+      ssize_t n = ::pread(fd_, bytes->data() + done, len - done, off_t(offset_ + start + done));
       if (n <= 0) {
         err = n < 0 ? errno : EIO;
         return nullptr;
       }
       done += size_t(n);
     }
-  } else {
-    Cursor* c = cursor_for(start, err);
-    if (!c) return nullptr;
-    ssize_t got = c->produce(data.data(), len);
-    if (got < 0 || size_t(got) != len) {
-      err = EIO;
-      return nullptr;
-    }
+    data = std::move(bytes);
+    std::lock_guard lock(mu_);
+    insert_locked(number, data);
+    return data;
   }
-  if (lru_.size() >= max_chunks_) {
-    chunks_.erase(lru_.back().first);
-    lru_.pop_back();
-  }
-  lru_.emplace_front(number, std::move(data));
-  chunks_[number] = lru_.begin();
-  return &lru_.front().second;
+  return decode(start, len, err);  // caches what it decodes
 }
 
 ssize_t BlobReader::read_at(void* buf, size_t len, uint64_t pos) {
   if (pos >= index_->uncompressed_size) return 0;
   len = size_t(std::min<uint64_t>(len, index_->uncompressed_size - pos));
-  std::lock_guard lock(mu_);
   auto* out = static_cast<uint8_t*>(buf);
   size_t done = 0;
   while (done < len) {
     uint64_t at = pos + done;
     int err = 0;
-    const std::vector<uint8_t>* c = chunk(at / kChunk, err);
+    ChunkRef c = chunk(at / kChunk, err);
     if (!c) return -err;
     size_t in_chunk = size_t(at % kChunk);
     size_t k = std::min(len - done, c->size() - in_chunk);
