@@ -2,8 +2,9 @@
 """A gzip bomb: ~1 MiB of gzip holding a 1 GiB file of zeros. `strata load` must refuse it
 (it expands far past 100x its compressed size + 64 MiB) with one line naming the layer and
 the flag, leave the store unchanged, and stop early instead of writing the whole file;
---max-expansion raises the cap and the same image then loads. The same through `strata pull`
-from a loopback docker-registry (when docker-registry and skopeo are installed)."""
+--max-expansion raises the cap and the same image then loads. The same through `strata load
+--lazy` (the index pass), and through `strata pull` from a loopback docker-registry (when
+docker-registry and skopeo are installed)."""
 import gzip
 import hashlib
 import io
@@ -77,6 +78,26 @@ else:
     diffdir = image_layers(root, "bomb:1")[0]
     if os.path.getsize(os.path.join(diffdir, "zeros")) != SIZE:
         failures.append("the allowed image lacks its 1 GiB file")
+
+# The same through `load --lazy`: the index pass applies the same cap.
+lroot = os.path.join(work, "store-lazy")
+strata(lroot, "load", "-q", "--lazy", "-i", os.path.join(work, "small"), "--tag", "small:1")
+before = tree_hash(lroot)
+r = strata(lroot, "load", "-q", "--lazy", "-i", layout, "--tag", "bomb:1", check=False)
+err = r.stderr.strip().splitlines()
+print(f"load --lazy, default cap: exit {r.returncode}: {err}")
+if r.returncode == 0 or len(err) != 1 or "--max-expansion" not in err[0] or layer_digest[7:19] not in err[0]:
+    failures.append(f"load --lazy: want one line naming the layer and --max-expansion: exit {r.returncode}: {err}")
+if tree_hash(lroot) != before:
+    failures.append("the refused load --lazy changed the store")
+r = strata(lroot, "load", "-q", "--lazy", "-i", layout, "--tag", "bomb:1", "--max-expansion", "2000", check=False)
+if r.returncode != 0:
+    failures.append(f"load --lazy --max-expansion 2000 did not allow the image: {r.stderr.strip()}")
+else:
+    chain = "sha256:" + diff.hexdigest()  # a base layer's chain-id is its diff_id
+    with open(os.path.join(lroot, "image/overlay2/layerdb/sha256", chain[7:], "size")) as f:
+        if int(f.read()) != SIZE:
+            failures.append("the lazy layer's size is not its 1 GiB file")
 
 # The same blob downloaded by `strata pull` (the cap then uses the manifest's layer size).
 if shutil.which("docker-registry") and shutil.which("skopeo"):
