@@ -58,7 +58,7 @@ const char* compression_label(lazy::BlobCompression c) {
 
 }  // namespace
 
-LazyStageResult stage_lazy_layer(const std::string& staging_dir, const std::string& final_dir, const LayerToLoad& layer,
+LazyStageResult stage_lazy_layer(const std::string& staging_dir, const LayerToLoad& layer,
                                  const WarnFn& warn, const ProgressFn& progress, const UnpackLimits& limits,
                                  const std::function<void()>& poll) {
   LazyLayerPaths p = lazy_layer_paths_in(staging_dir);
@@ -92,7 +92,7 @@ LazyStageResult stage_lazy_layer(const std::string& staging_dir, const std::stri
     if (S_ISREG(i.mode)) r.content_bytes += i.size;
   r.media_type = layer.media_type.empty() ? lazy_media_type_for(uint32_t(ix.compression)) : layer.media_type;
   write_file_atomic(p.index, ix.serialize(), 0644);
-  write_lazy_layer_files(staging_dir, final_dir, LazyBlobInfo{r.digest, r.media_type});
+  write_lazy_layer_files(staging_dir, LazyBlobInfo{r.digest, r.media_type});
   return r;
 }
 

@@ -22,11 +22,11 @@ struct LazyStageResult {
   uint64_t content_bytes = 0;    // regular-file bytes, each inode once (layerdb "size")
 };
 
-// Fills `staging_dir` (an empty overlay2 staging dir, renamed to `final_dir` on commit)
-// with lazy-blob, lazy-index, lazy and lazy-digest. The caller checks digest and diff_id
+// Fills `staging_dir` (an empty overlay2 staging dir, renamed to overlay2/<cache-id> on
+// commit) with lazy-blob, lazy-index, lazy and lazy-digest. The caller checks digest and diff_id
 // against the image; `poll` is called between chunks of a download (to stop it).
 // Throws strata::Error (read/download errors, corrupt data, a tar `load` would refuse).
-LazyStageResult stage_lazy_layer(const std::string& staging_dir, const std::string& final_dir, const LayerToLoad& layer,
+LazyStageResult stage_lazy_layer(const std::string& staging_dir, const LayerToLoad& layer,
                                  const WarnFn& warn, const ProgressFn& progress, const UnpackLimits& limits,
                                  const std::function<void()>& poll);
 

@@ -154,8 +154,7 @@ void stage_lazy(const LayerDb& db, const ImageToLoad& img, size_t i, StagedLayer
     auto poll = [&] {
       if (st.stop) throw Error("stopped: another layer failed");
     };
-    r = stage_lazy_layer(db.overlay_staging(out.rec.chain_id), st.layout->overlay2() + "/" + out.rec.cache_id, layer, warn,
-                         prog, limits, poll);
+    r = stage_lazy_layer(db.overlay_staging(out.rec.chain_id), layer, warn, prog, limits, poll);
   } catch (const Error& e) {
     progress.end_layer(bar, "failed");
     throw Error(what + ": " + e.what());

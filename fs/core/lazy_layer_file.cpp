@@ -47,6 +47,12 @@ std::optional<LazyLayerDescriptor> read_lazy_layer_file(const std::string& path,
     error = path + ": a lazy layer descriptor needs index=, blob= and offset=";
     return std::nullopt;
   }
+  // A relative name is beside the descriptor: a store's lazy layers keep working when the
+  // store is moved or copied (as its l/ links, relative too).
+  size_t slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);  // "" for "/x": "/" + name
+  for (std::string* name : {&d.index, &d.blob})
+    if ((*name)[0] != '/') *name = dir + "/" + *name;
   return d;
 }
 

@@ -4,9 +4,11 @@
 //
 // A lower that strata-fs is given as a regular file is a lazy layer descriptor:
 //   strata-lazy-layer 1
-//   index=/abs/path/of/the/index
-//   blob=/abs/path/of/a/file/holding/the/blob
+//   index=PATH-OF-THE-INDEX
+//   blob=PATH-OF-A-FILE-HOLDING-THE-BLOB
 //   offset=BYTE-OFFSET-OF-THE-BLOB-IN-THAT-FILE
+// A relative PATH is relative to the descriptor's directory (a store's layers name the files
+// beside them that way, so that the store can be moved); an absolute one is used as it is.
 #pragma once
 
 #include <cstdint>

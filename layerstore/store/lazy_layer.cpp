@@ -46,13 +46,14 @@ std::string lazy_media_type_for(uint32_t compression) {
   }
 }
 
-void write_lazy_layer_files(const std::string& dir, const std::string& final_dir, const LazyBlobInfo& info) {
-  LazyLayerPaths at = lazy_layer_paths_in(final_dir);
-  if (final_dir.find('\n') != std::string::npos) throw Error("store path with a newline: " + final_dir);
+std::string lazy_descriptor_text() {
+  return std::string("strata-lazy-layer 1\nindex=") + kLazyIndexName + "\nblob=" + kLazyBlobName + "\noffset=0\n";
+}
+
+void write_lazy_layer_files(const std::string& dir, const LazyBlobInfo& info) {
   UniqueFd fd = open_dir(dir);
   write_file_at(fd.get(), kLazyDigestName, info.digest + " " + info.media_type + "\n", 0644);
-  write_file_at(fd.get(), kLazyDescriptorName,
-                "strata-lazy-layer 1\nindex=" + at.index + "\nblob=" + at.blob + "\noffset=0\n", 0644);
+  write_file_at(fd.get(), kLazyDescriptorName, lazy_descriptor_text(), 0644);
 }
 
 }  // namespace strata

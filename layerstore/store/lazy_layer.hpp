@@ -5,7 +5,8 @@
 //
 //   overlay2/<cache-id>/lazy-blob    the blob, byte for byte (its sha256 is the blob digest)
 //   overlay2/<cache-id>/lazy-index   its index (common/lazy/blob_index.hpp)
-//   overlay2/<cache-id>/lazy         the strata-fs descriptor naming the two (absolute paths)
+//   overlay2/<cache-id>/lazy         the strata-fs descriptor naming the two (relative to it,
+//                                    so that the store can be moved or copied)
 //   overlay2/<cache-id>/lazy-digest  "<blob digest> <media type>" (what save/push send)
 //   overlay2/<cache-id>/link, l/<short> -> ../<cache-id>/diff   as for any layer (dangling:
 //                                    dockerd cannot use the layer until `strata unpack`)
@@ -51,8 +52,10 @@ LazyBlobInfo read_lazy_blob_info(const LazyLayerPaths& p);
 // for a plain tar, the OCI ones by compression (`compression` as lazy::BlobCompression).
 std::string lazy_media_type_for(uint32_t compression);
 
+// What a lazy layer's `lazy` descriptor holds: lazy-index and lazy-blob by relative name.
+std::string lazy_descriptor_text();
+
 // Writes `lazy` and `lazy-digest` into `dir`, which already holds lazy-blob and lazy-index.
-// `final_dir` is where `dir` will be renamed to (the descriptor holds absolute paths).
-void write_lazy_layer_files(const std::string& dir, const std::string& final_dir, const LazyBlobInfo& info);
+void write_lazy_layer_files(const std::string& dir, const LazyBlobInfo& info);
 
 }  // namespace strata
