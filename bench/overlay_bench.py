@@ -43,7 +43,7 @@ IMPLS = ["kernel", "fuse-overlayfs", "strata-fs"]
 VARIANTS = {}
 # the features strata-fs has on by default (the writeback cache is opt-in: --variant wb=writeback=1;
 # once it is a default it belongs here as nowb=writeback=0)
-FEATURES_OFF = {"nopt": "passthrough=off", "nouring": "uring=off"}
+FEATURES_OFF = {"nopt": "passthrough=off", "nouring": "uring=off", "rdpauto": "readdirplus=auto"}
 # --rootless: every mount is made by an unprivileged user inside `unshare -rm --map-auto` (as rootless
 # podman mounts fuse-overlayfs), the workloads run there too; the root parent only drops caches
 # for it (DROP_PIPE) and turns the io_uring switch.

@@ -264,6 +264,10 @@ bool apply_option(const std::string& token, Options& o, bool& upper_given, bool&
     if (!parse_choice<bool>(value, {{"auto", true}, {"on", true}, {"1", true}, {"off", false}, {"0", false}},
                             o.uring))
       return error = bad_value(key, value) + " (expected auto or off)", false;
+  } else if (key == "readdirplus") {
+    if (!need_value()) return false;
+    if (!parse_choice<bool>(value, {{"always", false}, {"auto", true}}, o.readdirplus_auto))
+      return error = bad_value(key, value) + " (expected always or auto)", false;
   } else if (key == "threaded") {
     if (!need_value()) return false;
     if (!parse_unsigned(value, o.threads)) return error = bad_value(key, value), false;
@@ -478,6 +482,8 @@ std::string usage_text(std::string_view program) {
          "                         (root, kernel 6.9+; default auto)\n"
          "  uring=auto|off         FUSE over io_uring, one queue per CPU, when the kernel\n"
          "                         offers it (6.14+, its enable_uring switch on; default auto)\n"
+         "  readdirplus=always|auto  attributes in every directory listing reply (default)\n"
+         "                         or only where the kernel expects stats (auto)\n"
          "  redirect_dir=on|off|follow|nofollow  accepted; renaming a lower directory always\n"
          "                         works (its merged tree is copied up, no redirect xattrs)\n"
          "  ino32_t                report 32-bit inode numbers\n"

@@ -56,6 +56,11 @@ struct Options {
   // uring=auto|off: requests through per-CPU io_uring queues when the kernel offers FUSE over
   // io_uring (fs/fuse/uring.hpp), else /dev/fuse; off: always /dev/fuse.
   bool uring = true;
+  // readdirplus=always|auto: every READDIR reply carries the entries' attributes (always, the
+  // default: no LOOKUP per name when a program reads a whole directory and then stats it), or
+  // only the first reply of a listing and those after a lookup in it (auto: a bare listing of a
+  // huge directory does not make the daemon stat every entry).
+  bool readdirplus_auto = false;
   bool redirect_dir = true;
 
   // Mount options handed to the kernel/libfuse unchanged (ro, rw, allow_other, allow_root,

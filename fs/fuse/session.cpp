@@ -42,9 +42,11 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   // Every listing carries the entries' attributes, not only its first reply (READDIRPLUS_AUTO):
   // find, du, ls -l, tar and rm -r read a whole directory before they stat or unlink what
   // is in it, so past the first reply each name cost a LOOKUP (a stat walk over a 20k-entry
-  // directory: 19.9k requests, 149 now). A bare listing (ls -f) pays for the lookups instead.
+  // directory: 19.9k requests, 149 now). A bare listing (ls -f) pays for the lookups instead;
+  // readdirplus=auto gives the kernel's choice back.
   want(FUSE_CAP_READDIRPLUS);
-  conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+  if (ctx->options->readdirplus_auto) want(FUSE_CAP_READDIRPLUS_AUTO);
+  else conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
   want(FUSE_CAP_PARALLEL_DIROPS);
   want(FUSE_CAP_ASYNC_READ);
   want(FUSE_CAP_ATOMIC_O_TRUNC);

@@ -137,7 +137,7 @@ TEST(OptionsParse, UsageListsEveryOption) {
        {"lowerdir=", "upperdir=", "workdir=", "uidmapping=", "gidmapping=", "squash_to_root",
         "squash_to_uid=", "squash_to_gid=", "static_nlink", "noacl", "noxattrs",
         "xattr_permissions=", "fsync=", "volatile", "copyup_sync=", "threaded=", "timeout=", "writeback=",
-        "passthrough=", "uring=", "redirect_dir=", "ino32_t", "debug", "clone_fd", "plugins=", "allow_other",
+        "passthrough=", "uring=", "readdirplus=", "redirect_dir=", "ino32_t", "debug", "clone_fd", "plugins=", "allow_other",
         "allow_root", "default_permissions", "nosuid", "nodev", "noexec", "noatime",
         "relatime", "strictatime", "nodiratime", "dirsync", "fsname=", "subtype=", "max_read=",
         "context=", "fscontext=", "defcontext=", "rootcontext=", "_netdev", "nofail", "x-*",
@@ -397,6 +397,20 @@ TEST(OptionsParse, Passthrough) {
   }
   for (const char* bad : {"passthrough=yes", "passthrough=all", "passthrough=", "passthrough"})
     EXPECT_TRUE(contains(parse_error({"-o", kBase + "," + bad, "/m"}), "passthrough")) << bad;
+}
+
+TEST(OptionsParse, Readdirplus) {
+  auto p = parse({"-o", kBase, "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_FALSE(p.opts->readdirplus_auto);  // attributes in every reply by default
+  p = parse({"-o", kBase + ",readdirplus=auto", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_TRUE(p.opts->readdirplus_auto);
+  p = parse({"-o", kBase + ",readdirplus=always", "/m"});
+  ASSERT_TRUE(p.opts) << p.error;
+  EXPECT_FALSE(p.opts->readdirplus_auto);
+  for (const char* bad : {"readdirplus=on", "readdirplus=1", "readdirplus=", "readdirplus"})
+    EXPECT_TRUE(contains(parse_error({"-o", kBase + "," + bad, "/m"}), "readdirplus")) << bad;
 }
 
 TEST(OptionsParse, Uring) {
