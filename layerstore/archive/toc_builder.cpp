@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include <deque>
 
@@ -205,6 +206,12 @@ void TocBuilder::add(const TarEntryView& e, uint64_t data_offset, uint64_t rdev)
       break;
     case '3':
     case '4':
+      if (geteuid() != 0) {
+        // As the extractor run without root: it cannot mknod a device, so it skips it (after
+        // clearing the name) and the unpacked layer has no such entry; nor does this one.
+        warn_("skipping device node \"" + path + "\": mknod not permitted");
+        return;
+      }
       inode = new_inode((e.type == '3' ? S_IFCHR : S_IFBLK) | perm, e);
       inodes_[inode].rdev = rdev;
       break;
