@@ -64,6 +64,8 @@ try:
     strata(root, "load", "-q", "-i", good, "--tag", "good:1")
     big = layout(os.path.join(work, "big"), [make_tar([("big", "file", os.urandom(16 << 20))])])
     expect_failure("disk-full", "No space left", ["-i", big], big)
+    # load --lazy copies the 16 MiB blob into the store: the same full disk, the same refusal.
+    expect_failure("disk-full-lazy", "No space left", ["--lazy", "-i", big], big)
     root = saved_root
 finally:
     run("umount", small, check=False)
@@ -72,4 +74,4 @@ shutil.rmtree(work, ignore_errors=True)
 if failures:
     print("FAILED:\n" + "\n".join(failures))
     sys.exit(1)
-print(f"PASS ({len(cases) + 2} cases)")
+print(f"PASS ({len(cases) + 3} cases)")
