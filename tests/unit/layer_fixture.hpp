@@ -207,7 +207,8 @@ class LayerFixture : public ::testing::Test {
     std::sort(out.begin(), out.end());
     return out;
   }
-  // Reads a file through the overlay (open O_RDONLY + io_fd).
+  // Reads a file through the overlay as the FUSE read handler does: from the layer source when
+  // the file is a lazy lower's (streamed), else from io_fd.
   std::string ov_read(const std::string& path) {
     Inode* n = node(path);
     EXPECT_NE(n, nullptr) << path;
@@ -215,6 +216,12 @@ class LayerFixture : public ::testing::Test {
     auto f = ov_->open(n, O_RDONLY);
     EXPECT_TRUE(f.ok()) << path << ": errno " << f.error();
     if (!f.ok()) return {};
+    if (const LayerFileData* data = ov_->streamed(**f)) {
+      std::string out;
+      char buf[4096];
+      for (ssize_t k; (k = data->read_at(buf, sizeof buf, off_t(out.size()))) > 0;) out.append(buf, size_t(k));
+      return out;
+    }
     return read_fd(ov_->io_fd(**f));
   }
   static std::string read_fd(int fd) {
