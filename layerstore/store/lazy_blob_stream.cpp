@@ -35,6 +35,29 @@ void read_blob(const LazyLayerPaths& p, const std::function<void(const uint8_t*,
   }
 }
 
+// The blob decompressed (its format told from its first bytes), piece by piece to `out`.
+void decode_blob(const LazyLayerPaths& p, const ByteSink& out) {
+  std::unique_ptr<Decompressor> dec;
+  std::string head;  // the first bytes, until the format can be told
+  read_blob(p, [&](const uint8_t* b, size_t n) {
+    if (!dec) {
+      head.append(reinterpret_cast<const char*>(b), n);
+      if (head.size() < 4) return;
+      auto hb = reinterpret_cast<const uint8_t*>(head.data());
+      dec = make_decompressor(detect_compression(hb, head.size()));
+      dec->feed(hb, head.size(), out);
+      return;
+    }
+    dec->feed(b, n, out);
+  });
+  if (!dec) {
+    auto hb = reinterpret_cast<const uint8_t*>(head.data());
+    dec = make_decompressor(detect_compression(hb, head.size()));
+    dec->feed(hb, head.size(), out);
+  }
+  dec->finish();
+}
+
 }  // namespace
 
 uint64_t lazy_blob_size(const LazyLayerPaths& p) {
@@ -61,30 +84,24 @@ void stream_lazy_blob(const LazyLayerPaths& p, const std::string& digest, const 
 }
 
 void stream_lazy_tar(const LazyLayerPaths& p, const std::string& diff_id, const LazyByteSink& sink) {
-  std::unique_ptr<Decompressor> dec;
-  std::string head;  // the first bytes, until the format can be told
   Sha256 h;
+  bool sink_failed = false;  // its errors (the output's) are not the blob's
   auto out = [&](const uint8_t* b, size_t n) {
     h.update(b, n);
-    sink(b, n);
-  };
-  read_blob(p, [&](const uint8_t* b, size_t n) {
-    if (!dec) {
-      head.append(reinterpret_cast<const char*>(b), n);
-      if (head.size() < 4) return;
-      auto hb = reinterpret_cast<const uint8_t*>(head.data());
-      dec = make_decompressor(detect_compression(hb, head.size()));
-      dec->feed(hb, head.size(), out);
-      return;
+    try {
+      sink(b, n);
+    } catch (...) {
+      sink_failed = true;
+      throw;
     }
-    dec->feed(b, n, out);
-  });
-  if (!dec) {
-    auto hb = reinterpret_cast<const uint8_t*>(head.data());
-    dec = make_decompressor(detect_compression(hb, head.size()));
-    dec->feed(hb, head.size(), out);
+  };
+  try {
+    decode_blob(p, out);
+  } catch (const Error& e) {
+    if (sink_failed) throw;
+    // The decompressor's own words ("corrupt gzip data") say nothing of which file is bad.
+    throw Error("lazy layer blob " + p.blob + ": " + e.what() + ": run `strata verify`");
   }
-  dec->finish();
   std::string got = h.finish();
   if (got != diff_id)
     throw Error("lazy layer blob " + p.blob + " decompresses to " + got + ", not " + diff_id + ": run `strata verify`");
