@@ -256,7 +256,7 @@ void unpack_staged(const LayerDb& db, const ImageToLoad& img, size_t i, StagedLa
                                 human_bytes(r.uncompressed_bytes) + ", " + r.diff_id.substr(0, 19));
 }
 
-// Unpacks one staged layer: a remote one is first rebuilt from a local layer with the same
+// Stages one layer (unpacked, or kept lazy): a remote one is first rebuilt from a local layer with the same
 // content, if any; what fails is discarded, and a download is tried once more.
 void stage_layer(const LayerDb& db, const ImageToLoad& img, size_t i, std::vector<StagedLayer>& staged,
                  const WhiteoutStyle& style, Progress& progress, SharedState& st) {
@@ -265,32 +265,16 @@ void stage_layer(const LayerDb& db, const ImageToLoad& img, size_t i, std::vecto
     db.clear_stale(staged[i].rec.chain_id);
     prepare_staging(db, staged[i], i ? &staged[i - 1] : nullptr);
   };
-  if (staged[i].lazy) {
-    for (const auto& local : std::vector<LocalLayerSource>(staged[i].local)) {
-      try {
-        stage_lazy(db, img, i, staged[i], parent_chain, progress, st, &local);
-        return;
-      } catch (const Error& e) {
-        if (st.stop) throw;
-        progress.message(std::string(e.what()) + "; discarded, downloading instead");
-        restage();
-      }
-    }
-    int attempts = img.layers[i].fetch ? 2 : 1;
-    for (int a = 1;; a++) {
-      try {
-        stage_lazy(db, img, i, staged[i], parent_chain, progress, st, nullptr);
-        return;
-      } catch (const Error& e) {
-        if (a >= attempts || st.stop) throw;
-        progress.message(std::string(e.what()) + "; discarded, retrying once");
-        restage();
-      }
-    }
-  }
+  // Kept lazy (blob + index) or unpacked: the same fallbacks either way.
+  auto stage_from = [&](const LocalLayerSource* local) {
+    if (staged[i].lazy)
+      stage_lazy(db, img, i, staged[i], parent_chain, progress, st, local);
+    else
+      unpack_staged(db, img, i, staged[i], parent_chain, style, progress, st, local);
+  };
   for (const auto& local : std::vector<LocalLayerSource>(staged[i].local)) {
     try {
-      unpack_staged(db, img, i, staged[i], parent_chain, style, progress, st, &local);
+      stage_from(&local);
       return;
     } catch (const Error& e) {
       if (st.stop) throw;
@@ -301,7 +285,7 @@ void stage_layer(const LayerDb& db, const ImageToLoad& img, size_t i, std::vecto
   int attempts = img.layers[i].fetch ? 2 : 1;
   for (int a = 1;; a++) {
     try {
-      unpack_staged(db, img, i, staged[i], parent_chain, style, progress, st, nullptr);
+      stage_from(nullptr);
       return;
     } catch (const Error& e) {
       if (a >= attempts || st.stop) throw;
