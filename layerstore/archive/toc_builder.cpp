@@ -27,6 +27,15 @@ std::vector<std::string> components(const std::string& path) {
   }
   return out;
 }
+
+// What the extractor run without root cannot set: setxattr fails with EPERM (trusted.* and
+// security.* need capabilities; user.* is refused on anything but files and directories),
+// and it goes on without the xattr.
+bool unsettable_without_root(const std::string& name, uint32_t mode) {
+  if (geteuid() == 0) return false;
+  if (name.rfind("trusted.", 0) == 0 || name.rfind("security.", 0) == 0) return true;
+  return name.rfind("user.", 0) == 0 && !S_ISREG(mode) && !S_ISDIR(mode);
+}
 }  // namespace
 
 TocBuilder::TocBuilder(WarnFn warn) : warn_(std::move(warn)) {
@@ -47,6 +56,10 @@ uint32_t TocBuilder::new_inode(uint32_t mode, const TarEntryView& e) {
   for (const auto& [k, v] : e.xattrs) {
     if (is_private_xattr(k)) {
       warn_("dropping xattr " + k + " on \"" + e.name + "\"");
+      continue;
+    }
+    if (unsettable_without_root(k, mode)) {
+      warn_("cannot set xattr " + k + " on \"" + e.name + "\"");
       continue;
     }
     i.xattrs.emplace_back(k, v);
@@ -181,6 +194,10 @@ void TocBuilder::add(const TarEntryView& e, uint64_t data_offset, uint64_t rdev)
     d.gid = uint32_t(e.gid);
     for (const auto& [k, v] : e.xattrs) {
       if (is_private_xattr(k)) continue;
+      if (unsettable_without_root(k, S_IFDIR)) {
+        warn_("cannot set xattr " + k + " on \"" + e.name + "\"");
+        continue;
+      }
       bool replaced = false;
       for (auto& kv : d.xattrs)
         if (kv.first == k) kv.second = v, replaced = true;

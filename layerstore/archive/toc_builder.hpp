@@ -3,9 +3,9 @@
 // replayed in memory entry by entry with the extractor's rules (extract.cpp) — cleaned names,
 // ".." and absolute names refused, duplicates refused, missing parents made 0755 root-owned,
 // a later entry replacing an earlier one, hardlinks only to files already in the layer,
-// overlay xattrs dropped, device nodes skipped when not root — and the tar's whiteout markers
-// turned into what overlayfs reads in a lower layer (a char 0/0 device; an opaque flag on the
-// directory).
+// overlay xattrs dropped, devices and xattrs it cannot set skipped when not root — and the
+// tar's whiteout markers turned into what overlayfs reads in a lower layer (a char 0/0 device;
+// an opaque flag on the directory).
 #include <cstdint>
 #include <map>
 #include <string>

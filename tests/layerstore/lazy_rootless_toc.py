@@ -1,11 +1,13 @@
 #!/usr/bin/python3
-"""Rootless `load --lazy` shows the tree rootless `load` leaves: without root the extractor
+"""Rootless `load --lazy` shows the tree rootless `load` leaves. Without root the extractor
 cannot mknod a char or block device, so it skips it with a warning ("skipping device node"),
-and a lazy layer's table of contents must skip it too. Before, the lazy image of a layer
-holding dev/mem (char 1/1) and dev/sda (block 8/0) showed both devices in the mount while the
-unpacked one had none. Run as an unprivileged user (strata-test, made if missing): loads of
-the same layer with and without --lazy, both mounted with `strata mount`, listed from the
-user's side: the same names, types and modes, and the same warnings."""
+and cannot set trusted.* or security.* xattrs (nor user.* on a symlink), so it drops them
+("cannot set xattr"); a lazy layer's table of contents must do the same. Before, the lazy image
+of a layer holding dev/mem (char 1/1) and dev/sda (block 8/0) showed both devices while the
+unpacked one had none, and its bin/ping showed a security.capability the unpacked one had not.
+Run as an unprivileged user (strata-test, made if missing): loads of the same layer with and
+without --lazy, both mounted with `strata mount`, listed from the user's side: the same names,
+types, modes and xattrs, and the same warnings."""
 import gzip
 import hashlib
 import io
@@ -52,13 +54,28 @@ def layer_tar():
         f = tarfile.TarInfo("dev/regular")
         f.size, f.mode = len(data), 0o644
         t.addfile(f, io.BytesIO(data))
+        # cap_net_raw, as Debian's iputils-ping has it, and the other namespaces.
+        cap = "\x01\x00\x00\x02\x00\x20" + "\x00" * 14
+        f = tarfile.TarInfo("dev/ping")
+        f.size, f.mode = len(data), 0o755
+        f.pax_headers = {"SCHILY.xattr.security.capability": cap, "SCHILY.xattr.trusted.t": "1",
+                         "SCHILY.xattr.user.u": "2"}
+        t.addfile(f, io.BytesIO(data))
+        s = tarfile.TarInfo("dev/link")
+        s.type, s.linkname = tarfile.SYMTYPE, "ping"
+        s.pax_headers = {"SCHILY.xattr.user.u": "3"}
+        t.addfile(s)
     return buf.getvalue()
 
 
 def tree(mnt):
     """(path, type and mode, device numbers) of every entry, from the user's side."""
-    r = as_user("find", mnt, "-mindepth", "1", "-printf", "%P %M %D\n")
-    return sorted(line.rsplit(" ", 1)[0] for line in r.stdout.splitlines())
+    r = as_user("find", mnt, "-mindepth", "1", "-printf", "%P %M\n")
+    out = sorted(r.stdout.splitlines())
+    for name in ("dev/ping", "dev/link", "dev/regular"):
+        r = as_user("getfattr", "-h", "-d", "-m", "-", "--absolute-names", os.path.join(mnt, name), check=False)
+        out.append(name + " xattrs: " + " ".join(sorted(x for x in r.stdout.splitlines()[1:] if x)))
+    return out
 
 
 try:
@@ -71,8 +88,8 @@ try:
         root = os.path.join(work, "root-" + mode)
         lazy = ["--lazy"] if mode == "lazy" else []
         r = as_user(STRATA, "--root", root, "load", *lazy, "-i", layout, "--tag", "dev/img:v1")
-        warnings[mode] = sorted(line.split(": ", 2)[-1] for line in r.stderr.splitlines() if "device node" in line
-                                and "skipping" in line)
+        warnings[mode] = sorted(line.split(": ", 2)[-1] for line in r.stderr.splitlines()
+                                if "skipping device node" in line or "cannot set xattr" in line)
         mnt = os.path.join(work, "mnt-" + mode)
         os.makedirs(mnt)
         os.chown(mnt, uid, gid)
@@ -84,8 +101,9 @@ try:
     assert views["unpacked"] == views["lazy"], f"rootless lazy view differs:\n{views}"
     assert not any(v.startswith(("dev/mem", "dev/sda")) for v in views["lazy"]), views["lazy"]
     assert any(v.startswith("dev/regular") for v in views["lazy"]), views["lazy"]
-    assert warnings["unpacked"] == warnings["lazy"] and len(warnings["lazy"]) == 2, warnings
-    print("ok: rootless load --lazy skips device nodes as rootless load does:", views["lazy"])
+    assert "dev/ping xattrs: user.u=\"2\"" in views["lazy"], views["lazy"]
+    assert warnings["unpacked"] == warnings["lazy"] and len(warnings["lazy"]) == 5, warnings
+    print("ok: rootless load --lazy skips device nodes and xattrs as rootless load does:", views["lazy"])
 finally:
     for m in mounts:
         subprocess.run(["fusermount3", "-u", m], capture_output=True)
