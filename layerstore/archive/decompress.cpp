@@ -128,6 +128,9 @@ const char* compression_name(Compression c) {
 Compression detect_compression(const uint8_t* p, size_t n) {
   if (n >= 2 && p[0] == 0x1f && p[1] == 0x8b) return Compression::Gzip;
   if (n >= 4 && p[0] == 0x28 && p[1] == 0xb5 && p[2] == 0x2f && p[3] == 0xfd) return Compression::Zstd;
+  // A zstd stream may start with a skippable frame (magic 0x184D2A50..5F, e.g. metadata a
+  // tool put first); libzstd and Docker's decoder step over it, and so do we.
+  if (n >= 4 && (p[0] & 0xf0) == 0x50 && p[1] == 0x2a && p[2] == 0x4d && p[3] == 0x18) return Compression::Zstd;
   return Compression::Plain;
 }
 
