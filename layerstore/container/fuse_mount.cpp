@@ -209,8 +209,10 @@ std::vector<std::string> mount_lowers(const StoreLayout& l, const std::vector<st
     std::string cache_id;
     if (target.rfind("../", 0) == 0 && target.size() > 8 && target.compare(target.size() - 5, 5, "/diff") == 0)
       cache_id = target.substr(3, target.size() - 8);
+    // A lazy layer's descriptor, named relative to overlay2 as the l/ links are (strata-fs
+    // runs there): l.overlay2() is relative when --root is.
     auto lazy = lazy_layer(l, cache_id);
-    out.push_back(lazy ? lazy->descriptor : x);
+    out.push_back(lazy ? cache_id + "/" + kLazyDescriptorName : x);
   }
   return out;
 }

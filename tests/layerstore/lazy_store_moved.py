@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """A store holding lazy layers keeps working when it is moved or copied elsewhere (mv to a
-bigger disk, cp -a / rsync as a backup), as a store of unpacked layers does: each layer's
+bigger disk, cp -a / rsync as a backup), as a store of unpacked layers does, and with a relative --root: each layer's
 `lazy` descriptor names its lazy-index and lazy-blob relative to its own directory, so
 `strata mount` and `run` of the moved store read the moved blobs. With absolute names the
 mount of the moved store failed (the old paths were gone), and a copy read the original's
@@ -41,10 +41,10 @@ def layer_tar(text):
     return buf.getvalue()
 
 
-def mount_and_read(root, image):
-    mnt = os.path.join(work, "mnt-" + os.path.basename(root))
+def mount_and_read(root, image, cwd=None):
+    mnt = os.path.join(work, "mnt-" + os.path.basename(root) + ("-rel" if cwd else ""))
     os.makedirs(mnt)
-    r = strata(root, "mount", image, mnt, check=False)
+    r = strata(root, "mount", image, mnt, check=False, cwd=cwd)
     if r.returncode != 0:
         return None, r.stderr.strip()
     mounts.append(mnt)
@@ -72,6 +72,10 @@ try:
     got, err = mount_and_read(new, "moved/img:v1")
     assert got == "from the moved store\n", f"mount of the moved store: {got!r} {err}"
     assert "OK: 1 image(s), 1 layer(s)" in strata(new, "verify").stdout
+    # A relative --root: strata-fs runs in overlay2/, where the descriptor is named relative
+    # to it as the l/ links are (it was given overlay2's relative path twice over).
+    got, err = mount_and_read(os.path.basename(new), "moved/img:v1", cwd=work)
+    assert got == "from the moved store\n", f"mount with a relative --root: {got!r} {err}"
 
     # cp -a, then the original removed: the copy reads its own blobs.
     copy = os.path.join(work, "copy-root")
