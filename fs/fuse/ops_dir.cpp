@@ -3,9 +3,12 @@
 // directory a walk enters) and keeps listings cached itself (FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR,
 // its defaults then): it drops them when the directory changes through the mount, and
 // (auto_inval_data) when its mtime changes, which for a merged directory is the newest mtime of
-// its layers. Each directory's listing is a snapshot taken when reading starts at offset 0;
-// offsets are indexes into it, so they stay valid across calls, seekdir, and changes made
-// while a reader goes through it (rm -r unlinks what it reads).
+// its layers. Each read from offset 0 takes a snapshot of the listing; an offset names the
+// snapshot and the position in it, so a reader goes on through the listing it started, across
+// calls, seekdir, changes it makes itself (rm -r unlinks what it reads) and other readers
+// starting over after a change: a name present throughout comes once, as POSIX asks. Without
+// handles the daemon cannot tell when a reader stops, so a directory keeps its last few
+// snapshots (bounded), not one per reader.
 #include <dirent.h>
 #include <sys/stat.h>
 
@@ -21,50 +24,83 @@ namespace strata::fs::fuse {
 
 namespace {
 
-struct Listing {
-  std::mutex mutex;
+// One listing of a directory, never changed once taken (readers share it without a lock).
+struct Snapshot {
   std::vector<DirEntry> entries;
   uint64_t version = 0;  // of the tree when listed
-  bool loaded = false;
+  uint32_t generation = 0;
 };
 
-// The snapshots of the directories being read, by inode. An offset other than 0 continues a
-// read that started at 0 on the same kernel inode (the kernel holds the inode while the
-// directory is open, so the Inode cannot be freed and its address reused meanwhile). A reader
-// that reaches the end drops the snapshot; abandoned ones are dropped oldest first past
-// kMaxListings, and a read that finds its snapshot gone lists the directory again.
+// An offset is generation << kIndexBits | position of the next entry: below 2^31, so 32-bit
+// programs' telldir and getdents (which fail with EOVERFLOW past that) read these
+// directories too. Generation 0 is never used, so no offset but the start is 0.
+constexpr int kIndexBits = 27;                 // 134M entries per directory
+constexpr uint32_t kGenerations = 15;          // 1..15, cycling
+constexpr off_t kIndexMask = (off_t(1) << kIndexBits) - 1;
+
+off_t offset_of(uint32_t generation, size_t position) { return off_t(generation) << kIndexBits | off_t(position); }
+
+// The snapshots of directories being read, by inode (the kernel holds an inode while it is
+// open, and a read at an offset other than 0 follows one from 0 on the same kernel inode, so
+// an Inode's address is not reused under a reader). Each directory keeps its last
+// kPerDirectory snapshots; directories past kMaxDirectories are dropped least recently read
+// first, and so are they while more than kMaxEntries names are held. A reader whose snapshot went (more readers starting over, with changes, than that
+// while it read) continues at its position in a new one.
 class Listings {
  public:
-  std::shared_ptr<Listing> get(Inode* dir) {
+  std::shared_ptr<const Snapshot> find(Inode* dir, uint32_t generation) {
     std::lock_guard lock(mutex_);
     auto it = by_dir_.find(dir);
-    if (it != by_dir_.end()) return it->second;
-    auto listing = std::make_shared<Listing>();
-    by_dir_.emplace(dir, listing);
-    order_.push_back(dir);
-    while (order_.size() > kMaxListings) {
+    if (it == by_dir_.end()) return nullptr;
+    touch(it->second);
+    for (const auto& s : it->second.snapshots)
+      if (s->generation == generation) return s;
+    return nullptr;
+  }
+  std::shared_ptr<const Snapshot> add(Inode* dir, std::vector<DirEntry> entries, uint64_t version) {
+    auto snap = std::make_shared<Snapshot>();
+    snap->entries = std::move(entries);
+    snap->version = version;
+    std::lock_guard lock(mutex_);
+    auto [it, fresh] = by_dir_.try_emplace(dir);
+    Dir& d = it->second;
+    if (fresh) {
+      order_.push_back(dir);
+      d.in_order = std::prev(order_.end());
+    } else {
+      touch(d);
+    }
+    d.last_generation = d.last_generation % kGenerations + 1;
+    snap->generation = d.last_generation;
+    d.snapshots.push_back(snap);
+    entries_ += snap->entries.size();
+    if (d.snapshots.size() > kPerDirectory) {
+      entries_ -= d.snapshots.front()->entries.size();
+      d.snapshots.erase(d.snapshots.begin());
+    }
+    while (order_.size() > kMaxDirectories || (entries_ > kMaxEntries && order_.front() != dir)) {
+      for (const auto& old : by_dir_.at(order_.front()).snapshots) entries_ -= old->entries.size();
       by_dir_.erase(order_.front());
       order_.pop_front();
     }
-    return listing;
-  }
-  void drop(Inode* dir, const std::shared_ptr<Listing>& listing) {
-    std::lock_guard lock(mutex_);
-    auto it = by_dir_.find(dir);
-    if (it == by_dir_.end() || it->second != listing) return;
-    by_dir_.erase(it);
-    for (auto o = order_.begin(); o != order_.end(); ++o)
-      if (*o == dir) {
-        order_.erase(o);
-        break;
-      }
+    return snap;
   }
 
  private:
-  static constexpr size_t kMaxListings = 256;
+  struct Dir {
+    std::vector<std::shared_ptr<const Snapshot>> snapshots;  // oldest first
+    uint32_t last_generation = 0;
+    std::list<Inode*>::iterator in_order;
+  };
+  void touch(Dir& d) { order_.splice(order_.end(), order_, d.in_order); }
+
+  static constexpr size_t kPerDirectory = 4;
+  static constexpr size_t kMaxDirectories = 256;
+  static constexpr size_t kMaxEntries = size_t(1) << 20;  // names held in all, ~50 MiB at most
   std::mutex mutex_;
-  std::unordered_map<Inode*, std::shared_ptr<Listing>> by_dir_;
-  std::list<Inode*> order_;
+  size_t entries_ = 0;
+  std::unordered_map<Inode*, Dir> by_dir_;
+  std::list<Inode*> order_;  // least recently read first
 };
 
 Listings listings;
@@ -74,24 +110,27 @@ void op_opendir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(re
 void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
   Overlay& ov = overlay(req);
   Inode* dir_node = node_of(req, ino);
-  auto listing = listings.get(dir_node);
-  Listing& dir = *listing;
-  std::unique_lock lock(dir.mutex);
-  if (off == 0 || !dir.loaded) {
-    auto entries = ov.list_dir(dir_node, &dir.version);
+  if (off < 0 || off >= off_t(kGenerations + 1) << kIndexBits) {  // no offset we gave: the end
+    fuse_reply_buf(req, nullptr, 0);
+    return;
+  }
+  size_t position = size_t(off & kIndexMask);
+  std::shared_ptr<const Snapshot> snap;
+  if (off != 0) snap = listings.find(dir_node, uint32_t(off >> kIndexBits));
+  if (!snap) {
+    uint64_t version = 0;
+    auto entries = ov.list_dir(dir_node, &version);
     if (!entries) {
-      lock.unlock();
       fuse_reply_err(req, entries.error());
       return;
     }
-    dir.entries = std::move(*entries);
-    dir.loaded = true;
+    snap = listings.add(dir_node, std::move(*entries), version);
   }
   std::vector<char> buf(size);
   size_t used = 0;
-  for (size_t i = size_t(off); i < dir.entries.size(); ++i) {
-    const DirEntry& d = dir.entries[i];
-    off_t next = off_t(i + 1);
+  for (size_t i = position; i < snap->entries.size(); ++i) {
+    const DirEntry& d = snap->entries[i];
+    off_t next = offset_of(snap->generation, i + 1);
     size_t n;
     if (!plus) {
       struct stat st {};
@@ -105,7 +144,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plu
         e.attr.st_ino = d.ino;
         e.attr.st_mode = mode_t(d.type) << 12;
       } else {
-        auto entry = ov.lookup_listed(dir_node, d, dir.version);
+        auto entry = ov.lookup_listed(dir_node, d, snap->version);
         if (!entry) continue;  // vanished since the snapshot
         e = entry_param(context(req), *entry);
         looked_up = entry->node;
@@ -116,9 +155,6 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plu
     if (n > size - used) break;
     used += n;
   }
-  bool at_end = size_t(off) >= dir.entries.size();
-  lock.unlock();
-  if (at_end) listings.drop(dir_node, listing);
   fuse_reply_buf(req, buf.data(), used);
 }
 
