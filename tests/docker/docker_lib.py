@@ -141,6 +141,19 @@ def busybox_rootfs_tar(path):
             t.addfile(ti, io.BytesIO(data))
 
 
+def build_on_busybox(d, work, dockerfile, tag):
+    """On the running dockerd `d`: import a busybox base as tbase:1 (the Dockerfile's FROM) and
+    build `tag` from `dockerfile` with no network."""
+    base = os.path.join(work, "base.tar")
+    busybox_rootfs_tar(base)
+    d("import", base, "tbase:1")
+    ctx = os.path.join(work, "ctx")
+    os.makedirs(ctx)
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write(dockerfile)
+    d("build", "--network", "none", "-t", tag, ctx)
+
+
 def archive_layers(path):
     """{image id: [sha256 of each layer tar, bottom first]} of a docker-archive."""
     out = {}

@@ -22,7 +22,7 @@ import tempfile
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from docker_lib import (DOCKER, DOCKERD, Dockerd, Steps, archive_layers, busybox_rootfs_tar, expect, log,  # noqa: E402
+from docker_lib import (DOCKER, DOCKERD, Dockerd, Steps, archive_layers, build_on_busybox, expect, log,  # noqa: E402
                         tree_changes, tree_state)
 from container_test_lib import STRATA, diff_listings, listing, run, skip, unmount_all_under  # noqa: E402
 
@@ -81,14 +81,7 @@ def docker_writes_strata_reads(s, work):
     d = Dockerd(work, root, "a")
     log("dockerd: import a busybox base, build dtest:1, commit a dangling image, save, export")
     d.start()
-    base = os.path.join(work, "base.tar")
-    busybox_rootfs_tar(base)
-    d("import", base, "tbase:1")
-    ctx = os.path.join(work, "ctx")
-    os.makedirs(ctx)
-    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
-        f.write(DOCKERFILE)
-    d("build", "--network", "none", "-t", "dtest:1", ctx)
+    build_on_busybox(d, work, DOCKERFILE, "dtest:1")
     d("run", "--network", "none", "--name", "c1", "dtest:1", "sh", "-c", "echo x > /x")
     dangling = d("commit", "c1").stdout.strip()
     d("rm", "c1")

@@ -14,7 +14,7 @@ import tempfile
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from docker_lib import Dockerd, Steps, archive_layers, busybox_rootfs_tar, expect, log, need_dockerd  # noqa: E402
+from docker_lib import Dockerd, Steps, archive_layers, build_on_busybox, expect, log, need_dockerd  # noqa: E402
 from container_test_lib import STRATA, run  # noqa: E402
 
 DOCKERFILE = """FROM tbase:1
@@ -33,14 +33,7 @@ try:
     d = Dockerd(work, os.path.join(work, "docker-root"), "a")
     log("dockerd: import a busybox base, build lz:1, save it")
     d.start()
-    base = os.path.join(work, "base.tar")
-    busybox_rootfs_tar(base)
-    d("import", base, "tbase:1")
-    ctx = os.path.join(work, "ctx")
-    os.makedirs(ctx)
-    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
-        f.write(DOCKERFILE)
-    d("build", "--network", "none", "-t", "lz:1", ctx)
+    build_on_busybox(d, work, DOCKERFILE, "lz:1")
     want = d("run", "--rm", "--network", "none", "lz:1", "sh", "-c", PROBE).stdout
     image_id = d("inspect", "--format", "{{.Id}}", "lz:1").stdout.strip()
     saved = os.path.join(work, "lz.tar")
