@@ -104,10 +104,16 @@ void add_container_commands(CLI::App& app, const std::string& root) {
   mount->add_option("image", a.image, "IMAGE, or with --lazy an archive or OCI layout")->required();
   mount->add_option("dir", a.dir, "mount point (default <root>/mnt/<image-id>)");
   mount->add_flag("--lazy", *lazy, "serve the layers straight from the archive's blobs (no store, no unpacking)");
-  mount->callback([&root, args, lazy] {
+  auto max_expansion = std::make_shared<std::string>();
+  mount->add_option("--max-expansion", *max_expansion,
+                    "with --lazy: a layer may decompress to N x its compressed size + 64 MiB (default 100; 0: no "
+                    "ratio cap)");
+  mount->callback([&root, args, lazy, max_expansion] {
     run_command("mount " + args->image, [&] {
+      if (!max_expansion->empty() && !*lazy) throw Error("--max-expansion applies to --lazy only (load checks a store's layers)");
       if (*lazy) {
         LazyMountOptions o{args->image, args->dir, lazy_cache_dir(root), {}};
+        if (!max_expansion->empty()) o.max_expansion = parse_max_expansion(*max_expansion);
         std::printf("%s\n", mount_lazy(o, note).c_str());
         return 0;
       }

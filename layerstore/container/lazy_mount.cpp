@@ -71,10 +71,12 @@ std::string layer_what(size_t i, const LayerToLoad& layer) {
 // One pass over the blob: its index, checked against the digest and diff_id the image
 // names, written to the cache only when both match.
 void index_layer(const LayerToLoad& layer, const std::string& diff_id, const std::string& what,
-                 const std::string& path, const NoteFn& note) {
+                 const std::string& path, uint64_t max_expansion, const NoteFn& note) {
   lazy::BlobIndex ix;
   try {
-    ix = build_blob_index(layer.blob, note, {});
+    IndexBuildOptions options;
+    options.limits.max_expansion = max_expansion;
+    ix = build_blob_index(layer.blob, note, {}, options);
   } catch (const Error& e) {
     throw Error(what + ": " + e.what());
   }
@@ -144,7 +146,8 @@ std::string mount_lazy(const LazyMountOptions& opts, const NoteFn& note) {
     for (size_t k; (k = next++) < todo.size();) {
       size_t i = todo[k];
       try {
-        index_layer(img.layers[i], img.diff_ids[i], layer_what(i, img.layers[i]), paths[i], locked_note);
+        index_layer(img.layers[i], img.diff_ids[i], layer_what(i, img.layers[i]), paths[i], opts.max_expansion,
+                    locked_note);
       } catch (...) {
         errors[i] = std::current_exception();
       }

@@ -5,6 +5,7 @@
 // verifies the blob, and cached by the blob's digest.
 #include <string>
 
+#include "layerstore/archive/layer_unpack.hpp"
 #include "layerstore/container/mounts.hpp"
 #include "layerstore/sources/image_source.hpp"
 
@@ -19,6 +20,7 @@ struct LazyMountOptions {
   std::string target;    // mount point; empty: <cache>/mnt/<image-id hex>
   std::string cache;     // lazy_cache_dir()
   Platform platform;
+  uint64_t max_expansion = kDefaultMaxExpansion;  // as load's --max-expansion
 };
 
 // Verifies (first time) or looks up (cached) every layer's index, mounts, returns the mount

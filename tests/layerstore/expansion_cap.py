@@ -99,6 +99,27 @@ else:
         if int(f.read()) != SIZE:
             failures.append("the lazy layer's size is not its 1 GiB file")
 
+# And through `mount --lazy` (no store: the index cache under --root/lazy), whose refusal names
+# --max-expansion: the flag must exist there too.
+mroot = os.path.join(work, "lazy-mount-root")
+mnt = os.path.join(work, "lazy-mnt")
+os.makedirs(mnt)
+r = strata(mroot, "mount", "--lazy", layout, mnt, check=False)
+err = r.stderr.strip().splitlines()
+print(f"mount --lazy, default cap: exit {r.returncode}: {err}")
+if r.returncode == 0 or len(err) != 1 or "--max-expansion" not in err[0] or os.path.ismount(mnt):
+    failures.append(f"mount --lazy: want one line naming --max-expansion and no mount: exit {r.returncode}: {err}")
+r = strata(mroot, "mount", "--lazy", "--max-expansion", "2000", layout, mnt, check=False)
+if r.returncode != 0:
+    failures.append(f"mount --lazy --max-expansion 2000 did not mount the image: {r.stderr.strip()}")
+else:
+    try:
+        sizes = [os.lstat(os.path.join(dp, f)).st_size for dp, _, fs in os.walk(mnt) for f in fs]
+        if SIZE not in sizes:
+            failures.append(f"the lazily mounted bomb lacks its 1 GiB file: sizes {sizes[:5]}")
+    finally:
+        strata(mroot, "umount", mnt, check=False)
+
 # The same blob downloaded by `strata pull` (the cap then uses the manifest's layer size).
 if shutil.which("docker-registry") and shutil.which("skopeo"):
     root = os.path.join(work, "store-pull")  # a store without the layer, so it is downloaded
