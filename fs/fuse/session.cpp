@@ -1,9 +1,11 @@
 #include "fs/fuse/session.hpp"
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <csignal>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -107,6 +109,23 @@ bool wants_passthrough(const Options& opts) {
 // fuse-overlayfs's defaults (as root: allow_other,suid) unless the caller chose otherwise.
 std::string mount_options(const Options& opts) { return fuse_mount_options(opts, ::getuid() == 0); }
 
+// The daemon holds directory fds (a cache) and the fds of files whose names are gone, so the
+// soft limit a user session or a service starts with (1024) is too low: untarring a rootfs
+// failed with EMFILE. Raise it to the hard limit, as fuse-overlayfs does, and size the
+// directory fd cache to a quarter of what is allowed, so a low hard limit still leaves room.
+size_t raise_open_file_limit(size_t wanted_cache) {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return wanted_cache;
+  if (lim.rlim_cur < lim.rlim_max) {
+    rlimit raised = lim;
+    raised.rlim_cur = lim.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
+  }
+  if (lim.rlim_cur == RLIM_INFINITY) return wanted_cache;
+  size_t quarter = std::max<size_t>(16, size_t(lim.rlim_cur / 4));
+  return std::min(wanted_cache, quarter);
+}
+
 }  // namespace
 
 int run_filesystem(const Options& opts) {
@@ -118,7 +137,9 @@ int run_filesystem(const Options& opts) {
   ::umask(0);  // the caller's umask is applied per request
 
   std::string error;
-  auto overlay = Overlay::create(engine_config(opts), error);
+  EngineConfig config = engine_config(opts);
+  config.dir_fd_cache = raise_open_file_limit(config.dir_fd_cache);
+  auto overlay = Overlay::create(std::move(config), error);
   if (!overlay) {
     std::fprintf(stderr, "strata-fs: %s\n", error.c_str());
     return 1;
