@@ -125,6 +125,23 @@ struct SharedState {
 // that verifies it; no diff/ and no tar-split (save and push send the blob itself). `local`:
 // a lazy layer of the store holding the same blob (same digest) under another chain, copied
 // instead of downloaded (and verified all the same).
+// layerdb's diff, parent (none for a base layer) and size of a staged layer.
+void write_layer_record(int layerdb_dir, const LayerRecord& rec, const std::string& parent_chain) {
+  write_file_at(layerdb_dir, "diff", rec.diff_id, 0600);
+  if (!parent_chain.empty()) write_file_at(layerdb_dir, "parent", parent_chain, 0600);
+  write_file_at(layerdb_dir, "size", std::to_string(rec.size), 0600);
+}
+
+// Counts a staged layer as rebuilt locally or downloaded/read. Called with st.mu held.
+void count_layer_source(SharedState& st, bool local, uint64_t compressed_bytes) {
+  if (local) {
+    st.sum.layers_local++;
+  } else {
+    st.sum.layers_new++;
+    st.sum.bytes_read += compressed_bytes;
+  }
+}
+
 void stage_lazy(const LayerDb& db, const ImageToLoad& img, size_t i, StagedLayer& out, const std::string& parent_chain,
                 Progress& progress, SharedState& st, const LocalLayerSource* local) {
   const LayerToLoad& wanted = img.layers[i];
@@ -169,18 +186,11 @@ void stage_lazy(const LayerDb& db, const ImageToLoad& img, size_t i, StagedLayer
   if (r.diff_id != out.rec.diff_id) fail("diff_id mismatch (want " + out.rec.diff_id + ", got " + r.diff_id + ")");
   out.rec.size = r.content_bytes;
   UniqueFd tfd = open_dir(db.layerdb_staging(out.rec.chain_id));
-  write_file_at(tfd.get(), "diff", out.rec.diff_id, 0600);
-  if (!parent_chain.empty()) write_file_at(tfd.get(), "parent", parent_chain, 0600);
-  write_file_at(tfd.get(), "size", std::to_string(out.rec.size), 0600);
+  write_layer_record(tfd.get(), out.rec, parent_chain);
   out.is_new = true;
   {
     std::lock_guard lk(st.mu);
-    if (local) {
-      st.sum.layers_local++;
-    } else {
-      st.sum.layers_new++;
-      st.sum.bytes_read += r.compressed_bytes;
-    }
+    count_layer_source(st, local != nullptr, r.compressed_bytes);
     st.sum.layers_lazy++;
   }
   progress.end_layer(bar, "done: " + human_bytes(r.compressed_bytes) + " " + r.compression + " kept lazy (" +
@@ -233,19 +243,12 @@ void unpack_staged(const LayerDb& db, const ImageToLoad& img, size_t i, StagedLa
   if (r.diff_id != out.rec.diff_id) fail("diff_id mismatch (want " + out.rec.diff_id + ", got " + r.diff_id + ")");
   out.rec.size = r.stats.content_bytes;
   UniqueFd tfd = open_dir(db.layerdb_staging(out.rec.chain_id));
-  write_file_at(tfd.get(), "diff", out.rec.diff_id, 0600);
-  if (!parent_chain.empty()) write_file_at(tfd.get(), "parent", parent_chain, 0600);
-  write_file_at(tfd.get(), "size", std::to_string(out.rec.size), 0600);
+  write_layer_record(tfd.get(), out.rec, parent_chain);
   write_tar_split_gz(tfd.get(), "tar-split.json.gz", r.tar_split_json);
   out.is_new = true;
   {
     std::lock_guard lk(st.mu);
-    if (local) {
-      st.sum.layers_local++;
-    } else {
-      st.sum.layers_new++;
-      st.sum.bytes_read += r.compressed_bytes;
-    }
+    count_layer_source(st, local != nullptr, r.compressed_bytes);
     st.sum.bytes_unpacked += r.uncompressed_bytes;
     st.sum.skipped_devices += r.stats.skipped_devices;
   }

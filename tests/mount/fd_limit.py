@@ -14,7 +14,9 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fs_daemon import start_strata_fs  # noqa: E402
 
 DIRS = 1500
 
@@ -27,17 +29,12 @@ def run_case(binary, base, soft, hard, failures):
     def limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
-    daemon = subprocess.Popen([binary, "-f", "-o", f"lowerdir={lower},upperdir={upper},workdir={work}", mnt],
-                              stderr=subprocess.PIPE, text=True, preexec_fn=limit)
     what = f"soft {soft}, hard {hard}"
+    daemon, why = start_strata_fs(binary, f"lowerdir={lower},upperdir={upper},workdir={work}", mnt, limit)
+    if not daemon:
+        failures.append(f"{what}: {why}")
+        return
     try:
-        for _ in range(200):  # a guard against a daemon that never mounts, not a time limit
-            if os.path.ismount(mnt):
-                break
-            if daemon.poll() is not None:
-                failures.append(f"{what}: strata-fs exited: {daemon.stderr.read().strip()}")
-                return
-            time.sleep(0.05)
         try:
             for i in range(DIRS):
                 d = os.path.join(mnt, f"d{i:04d}", "sub")

@@ -20,7 +20,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fs_daemon import start_strata_fs  # noqa: E402
 
 libc = ctypes.CDLL(None, use_errno=True)
 SYS_getdents64 = 217  # x86_64
@@ -56,15 +58,10 @@ def mount(binary, base, lowers):
     upper, work, mnt = (os.path.join(base, d) for d in ("upper", "work", "mnt"))
     for d in (upper, work, mnt):
         os.mkdir(d)
-    daemon = subprocess.Popen([binary, "-f", "-o", f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}", mnt],
-                              stderr=subprocess.PIPE, text=True)
-    for _ in range(200):  # a guard against a daemon that never mounts, not a time limit
-        if os.path.ismount(mnt):
-            return daemon, mnt
-        if daemon.poll() is not None:
-            raise RuntimeError(f"strata-fs exited: {daemon.stderr.read().strip()}")
-        time.sleep(0.05)
-    raise RuntimeError("strata-fs did not mount")
+    daemon, why = start_strata_fs(binary, f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}", mnt)
+    if not daemon:
+        raise RuntimeError(why)
+    return daemon, mnt
 
 
 def case(mnt, rel, add, restarts, failures):

@@ -19,7 +19,9 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fs_daemon import start_strata_fs  # noqa: E402
 
 DIRS, FILES, BIG = 12, 40, 600
 HUGE = 5000  # many replies: a listing of names and types (d_type) without a stat
@@ -72,16 +74,12 @@ def session(binary, base, lower, want, big, opts, failures):
     for d in (upper, work, mnt):
         os.mkdir(d)
     options = f"lowerdir={lower},upperdir={upper},workdir={work}" + (f",{opts}" if opts else "")
-    daemon = subprocess.Popen([binary, "-f", "-o", options, mnt], stderr=subprocess.PIPE, text=True)
+    daemon, why = start_strata_fs(binary, options, mnt)
+    if not daemon:
+        failures.append(f"[{opts}] {why}")
+        return None
     line = ""
     try:
-        for _ in range(200):  # a guard against a daemon that never mounts, not a time limit
-            if os.path.ismount(mnt):
-                break
-            if daemon.poll() is not None:
-                failures.append(f"[{opts}] strata-fs exited: {daemon.stderr.read().strip()}")
-                return None
-            time.sleep(0.05)
         for walk in (1, 2):
             got = {rel: sorted(os.listdir(os.path.join(mnt, rel))) for rel in want}
             for rel in want:
