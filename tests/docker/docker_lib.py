@@ -154,6 +154,33 @@ def build_on_busybox(d, work, dockerfile, tag):
     d("build", "--network", "none", "-t", tag, ctx)
 
 
+# An image with what layer tars must carry exactly (a whiteout, an opaque directory, hardlinks,
+# a set-uid file) on the busybox base, and a probe whose output shows them.
+LAYERED_DOCKERFILE = """FROM tbase:1
+RUN mkdir -p /low/keep /opq/old && echo gone > /low/gone.txt && echo keep > /low/keep/k.txt \\
+ && echo old > /opq/old/o.txt
+RUN rm /low/gone.txt && rm -rf /opq && mkdir -p /opq/new && echo new > /opq/new/n.txt \\
+ && echo data > /hl1 && ln /hl1 /hl2 && touch /suid && chmod 4755 /suid
+CMD ["/bin/sh"]
+"""
+LAYERED_PROBE = "ls /opq /low; cat /low/keep/k.txt; [ /hl1 -ef /hl2 ] && echo hardlinked; stat -c '%h %a' /hl1 /suid"
+
+
+def build_and_save_layered(work):
+    """dockerd builds LAYERED_DOCKERFILE as lz:1 on its own root and saves it. Returns (the
+    probe's output under dockerd, the image id, the docker-archive's path); dockerd is stopped."""
+    d = Dockerd(work, os.path.join(work, "docker-root"), "a")
+    log("dockerd: import a busybox base, build lz:1, save it")
+    d.start()
+    build_on_busybox(d, work, LAYERED_DOCKERFILE, "lz:1")
+    want = d("run", "--rm", "--network", "none", "lz:1", "sh", "-c", LAYERED_PROBE).stdout
+    image_id = d("inspect", "--format", "{{.Id}}", "lz:1").stdout.strip()
+    saved = os.path.join(work, "lz.tar")
+    d("save", "-o", saved, "lz:1")
+    d.stop()
+    return want, image_id, saved
+
+
 def archive_layers(path):
     """{image id: [sha256 of each layer tar, bottom first]} of a docker-archive."""
     out = {}

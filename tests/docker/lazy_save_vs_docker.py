@@ -14,31 +14,15 @@ import tempfile
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from docker_lib import Dockerd, Steps, archive_layers, build_on_busybox, expect, log, need_dockerd  # noqa: E402
+from docker_lib import LAYERED_PROBE as PROBE, Dockerd, Steps, archive_layers, build_and_save_layered, expect, log, need_dockerd  # noqa: E402
 from container_test_lib import STRATA, run  # noqa: E402
 
-DOCKERFILE = """FROM tbase:1
-RUN mkdir -p /low/keep /opq/old && echo gone > /low/gone.txt && echo keep > /low/keep/k.txt \\
- && echo old > /opq/old/o.txt
-RUN rm /low/gone.txt && rm -rf /opq && mkdir -p /opq/new && echo new > /opq/new/n.txt \\
- && echo data > /hl1 && ln /hl1 /hl2 && touch /suid && chmod 4755 /suid
-CMD ["/bin/sh"]
-"""
-PROBE = "ls /opq /low; cat /low/keep/k.txt; [ /hl1 -ef /hl2 ] && echo hardlinked; stat -c '%h %a' /hl1 /suid"
 
 need_dockerd(("busybox", "skopeo"))
 work = tempfile.mkdtemp(prefix="strata-lazysave-docker-")
 s = Steps()
 try:
-    d = Dockerd(work, os.path.join(work, "docker-root"), "a")
-    log("dockerd: import a busybox base, build lz:1, save it")
-    d.start()
-    build_on_busybox(d, work, DOCKERFILE, "lz:1")
-    want = d("run", "--rm", "--network", "none", "lz:1", "sh", "-c", PROBE).stdout
-    image_id = d("inspect", "--format", "{{.Id}}", "lz:1").stdout.strip()
-    saved = os.path.join(work, "lz.tar")
-    d("save", "-o", saved, "lz:1")
-    d.stop()
+    want, image_id, saved = build_and_save_layered(work)
 
     layout = os.path.join(work, "lz-gzip")
     run("skopeo", "copy", "-q", "--dest-compress", f"docker-archive:{saved}", f"oci:{layout}:1")

@@ -154,13 +154,7 @@ try:
     # A blob that fails verification: refused with one line, the store unchanged.
     bad = os.path.join(work, "img-bad")
     shutil.copytree(layout, bad)
-    blobs = os.path.join(bad, "blobs", "sha256")
-    biggest = max(os.listdir(blobs), key=lambda n: os.path.getsize(os.path.join(blobs, n)))
-    with open(os.path.join(blobs, biggest), "r+b") as f:
-        f.seek(os.path.getsize(os.path.join(blobs, biggest)) // 2)
-        b = f.read(1)
-        f.seek(-1, 1)
-        f.write(bytes([b[0] ^ 0x20]))
+    corrupt_biggest_blob(bad)
     empty_root = os.path.join(work, "lazy-bad")
     other = os.path.join(work, "other")
     one_layer_layout(other, make_plain_tar(work))

@@ -99,13 +99,7 @@ try:
     # A corrupted blob: refused, one line, nothing mounted, no index cached for it.
     bad = os.path.join(work, "img-bad")
     shutil.copytree(zstd_layout, bad)
-    blobs = os.path.join(bad, "blobs", "sha256")
-    biggest = max(os.listdir(blobs), key=lambda n: os.path.getsize(os.path.join(blobs, n)))
-    with open(os.path.join(blobs, biggest), "r+b") as f:
-        f.seek(os.path.getsize(os.path.join(blobs, biggest)) // 2)
-        b = f.read(1)
-        f.seek(-1, 1)
-        f.write(bytes([b[0] ^ 0x20]))
+    biggest = os.path.basename(corrupt_biggest_blob(bad))
     fresh = os.path.join(work, "fresh-cache")
     bad_mnt = os.path.join(work, "bad-mnt")
     os.makedirs(bad_mnt)

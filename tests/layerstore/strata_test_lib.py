@@ -139,6 +139,19 @@ def one_layer_layout(path, blob, diff_id=None, media_type="application/vnd.oci.i
     return layer
 
 
+def corrupt_biggest_blob(layout):
+    """Flips one bit in the middle of an OCI layout's biggest blob (a layer): it no longer
+    matches its digest or diff_id. Returns the blob's path."""
+    blobs = os.path.join(layout, "blobs", "sha256")
+    path = os.path.join(blobs, max(os.listdir(blobs), key=lambda n: os.path.getsize(os.path.join(blobs, n))))
+    with open(path, "r+b") as f:
+        f.seek(os.path.getsize(path) // 2)
+        b = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([b[0] ^ 0x20]))
+    return path
+
+
 def listing(root):
     """Every entry below root: type, mode, owner, size, content hash, link target, xattrs, nlink."""
     out = {}
