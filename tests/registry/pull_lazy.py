@@ -19,10 +19,7 @@ work = workdir()
 reg = None
 try:
     reg = Registry(work)
-    layout = os.path.join(work, "img")
-    build_umoci_image(layout)
-    run("umoci", "unpack", "--image", f"{layout}:v1", os.path.join(work, "ref"))
-    ref = listing(os.path.join(work, "ref", "rootfs"))
+    layout, ref = umoci_image_with_reference(work)
     skopeo_push(f"oci:{layout}:v1", f"{reg.addr}/team/app:oci")
     skopeo_push(f"oci:{layout}:v1", f"{reg.addr}/team/app:docker", "--format", "v2s2")
     skopeo_push(f"oci:{layout}:v1", f"{reg.addr}/team/app:zstd", "--dest-compress-format", "zstd")

@@ -29,10 +29,7 @@ work = workdir()
 reg = None
 try:
     reg = Registry(work)
-    layout = os.path.join(work, "img")
-    build_umoci_image(layout)
-    run("umoci", "unpack", "--image", f"{layout}:v1", os.path.join(work, "ref"))
-    ref = listing(os.path.join(work, "ref", "rootfs"))
+    layout, ref = umoci_image_with_reference(work)
     zlayout = os.path.join(work, "img-zstd")
     run("skopeo", "copy", "-q", "--dest-compress-format", "zstd", f"oci:{layout}:v1", f"oci:{zlayout}:v1")
 
