@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 
 #include "common/unique_fd.hpp"
 
@@ -17,6 +18,45 @@ namespace {
 
 constexpr size_t kHeaderSize = 48;
 constexpr uint64_t kMaxBody = 1ull << 32;  // 4 GiB of index: far beyond any real layer's
+// An inode's flag byte (version 1 had a plain 0/1 opaque byte there, the same bit).
+constexpr uint8_t kFlagOpaque = 1, kFlagSparse = 2;
+
+// The zstd body of an index, decompressed. The header's size is only a claim, so memory is
+// never taken for it up front: the frame must name the same size, and the buffer grows with
+// the bytes the frame really yields (a crafted 60-byte index claiming 4 GiB allocates
+// nothing big). nullopt when the body is not one whole frame of exactly `raw_size` bytes.
+std::optional<std::string> decompress_body(std::string_view packed, uint64_t raw_size) {
+  unsigned long long named = ZSTD_getFrameContentSize(packed.data(), packed.size());
+  if (named == ZSTD_CONTENTSIZE_UNKNOWN || named == ZSTD_CONTENTSIZE_ERROR || named != raw_size) return std::nullopt;
+  std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
+  if (!dctx) return std::nullopt;
+  std::string raw;
+  size_t filled = 0;
+  ZSTD_inBuffer in{packed.data(), packed.size(), 0};
+  for (;;) {
+    if (filled == raw.size()) {
+      if (raw.size() == raw_size) {
+        // Everything named is out: the frame must end here, with no input left over.
+        char extra;
+        ZSTD_outBuffer probe{&extra, 1, 0};
+        size_t r = ZSTD_decompressStream(dctx.get(), &probe, &in);
+        if (ZSTD_isError(r) || r != 0 || probe.pos != 0 || in.pos != in.size) return std::nullopt;
+        return raw;
+      }
+      raw.resize(size_t(std::min<uint64_t>(raw_size, std::max<uint64_t>(uint64_t(raw.size()) * 2, 1 << 20))));
+    }
+    ZSTD_outBuffer out{raw.data() + filled, raw.size() - filled, 0};
+    size_t r = ZSTD_decompressStream(dctx.get(), &out, &in);
+    if (ZSTD_isError(r)) return std::nullopt;
+    filled += out.pos;
+    if (r == 0 || (out.pos == 0 && in.pos == in.size)) {
+      // The frame ended (or the input did) before the size it named.
+      if (filled != raw_size || in.pos != in.size) return std::nullopt;
+      raw.resize(filled);
+      return raw;
+    }
+  }
+}
 
 class Writer {
  public:
@@ -83,6 +123,17 @@ class Reader {
   size_t pos_ = 0;
   bool ok_ = true;
 };
+
+// A sparse file's regions: in order, not overlapping, inside the file, their data inside the tar.
+bool segments_valid(const TocInode& i, uint64_t tar_size) {
+  uint64_t end = 0;
+  for (const auto& g : i.segments) {
+    if (g.file_offset < end || g.length > i.size || g.file_offset > i.size - g.length) return false;
+    if (g.tar_offset > tar_size || g.length > tar_size - g.tar_offset) return false;
+    end = g.file_offset + g.length;
+  }
+  return true;
+}
 
 }  // namespace
 
@@ -151,12 +202,20 @@ std::string BlobIndex::serialize() const {
     body.u64(i.offset);
     body.u64(i.rdev);
     body.u32(i.nlink);
-    body.u8(i.opaque ? 1 : 0);
+    body.u8((i.opaque ? kFlagOpaque : 0) | (i.sparse ? kFlagSparse : 0));
     body.str(i.link);
     body.u32(uint32_t(i.xattrs.size()));
     for (const auto& [k, v] : i.xattrs) {
       body.str(k);
       body.str(v);
+    }
+    if (i.sparse) {
+      body.u32(uint32_t(i.segments.size()));
+      for (const auto& g : i.segments) {
+        body.u64(g.file_offset);
+        body.u64(g.length);
+        body.u64(g.tar_offset);
+      }
     }
   }
   body.u32(uint32_t(names.size()));
@@ -189,7 +248,7 @@ std::optional<BlobIndex> BlobIndex::parse(std::string_view bytes, std::string& e
   }
   Reader head(bytes.substr(sizeof kIndexMagic, kHeaderSize - sizeof kIndexMagic));
   uint32_t version = head.u32();
-  if (version != kIndexVersion) {
+  if (version != kIndexVersion && version != 1) {
     error = "blob index version " + std::to_string(version) + " (this strata reads " + std::to_string(kIndexVersion) + ")";
     return std::nullopt;
   }
@@ -207,13 +266,12 @@ std::optional<BlobIndex> BlobIndex::parse(std::string_view bytes, std::string& e
     error = "blob index: truncated or corrupt";
     return std::nullopt;
   }
-  std::string raw(raw_size, '\0');
-  size_t got = ZSTD_decompress(raw.data(), raw.size(), bytes.data() + kHeaderSize, packed_size);
-  if (ZSTD_isError(got) || got != raw_size) {
+  auto body = decompress_body(bytes.substr(kHeaderSize), raw_size);
+  if (!body) {
     error = "blob index: corrupt body";
     return std::nullopt;
   }
-  Reader r(raw);
+  Reader r(*body);
   ix.digest = r.str();
   ix.diff_id = r.str();
   uint32_t np = r.count(22);
@@ -238,13 +296,25 @@ std::optional<BlobIndex> BlobIndex::parse(std::string_view bytes, std::string& e
     i.offset = r.u64();
     i.rdev = r.u64();
     i.nlink = r.u32();
-    i.opaque = r.u8() != 0;
+    uint8_t flags = r.u8();
+    i.opaque = version == 1 ? flags != 0 : (flags & kFlagOpaque) != 0;
+    i.sparse = version > 1 && (flags & kFlagSparse) != 0;
+    if (version > 1 && (flags & ~(kFlagOpaque | kFlagSparse))) r.fail();
     i.link = r.str();
     uint32_t nx = r.count(8);
     for (uint32_t k = 0; k < nx && r.ok(); k++) {
       std::string key = r.str();
       std::string value = r.str();
       i.xattrs.emplace_back(std::move(key), std::move(value));
+    }
+    if (i.sparse) {
+      uint32_t ns = r.count(24);
+      i.segments.resize(ns);
+      for (auto& g : i.segments) {
+        g.file_offset = r.u64();
+        g.length = r.u64();
+        g.tar_offset = r.u64();
+      }
     }
   }
   uint32_t nn = r.count(12);
@@ -279,7 +349,9 @@ std::optional<BlobIndex> BlobIndex::parse(std::string_view bytes, std::string& e
   if (ok) ok = S_ISDIR(ix.inodes[ix.names[0].inode].mode);
   for (const auto& i : ix.inodes) {
     if (!ok) break;
-    ok = !S_ISREG(i.mode) || (i.offset <= ix.uncompressed_size && i.size <= ix.uncompressed_size - i.offset);
+    ok = !S_ISREG(i.mode) || (i.sparse ? segments_valid(i, ix.uncompressed_size)
+                                       : i.offset <= ix.uncompressed_size && i.size <= ix.uncompressed_size - i.offset);
+    ok = ok && (!i.sparse || S_ISREG(i.mode));
   }
   if (!ok) {
     error = "blob index: truncated or corrupt";

@@ -18,7 +18,9 @@
 namespace strata::lazy {
 
 inline constexpr char kIndexMagic[8] = {'S', 'T', 'R', 'A', 'T', 'A', 'I', 'X'};
-inline constexpr uint32_t kIndexVersion = 1;
+// Version 2 added sparse files (TocInode::sparse); version 1 indexes, which hold none, are
+// still read, so stores and caches made before keep working.
+inline constexpr uint32_t kIndexVersion = 2;
 
 enum class BlobCompression : uint32_t { Plain = 0, Gzip = 1, Zstd = 2 };
 
@@ -36,6 +38,12 @@ struct Checkpoint {
   std::string window;
 };
 
+// A data region of a sparse file: `length` bytes at `file_offset` of the file are the bytes at
+// `tar_offset` of the uncompressed tar. What no region covers reads as zeros.
+struct SparseSegment {
+  uint64_t file_offset = 0, length = 0, tar_offset = 0;
+};
+
 // One file, as the layer's tar leaves it once extracted (every name of a hardlinked file
 // shares one). `mode` holds the type bits; a whiteout is a char device 0/0, as overlayfs
 // reads it in a lower layer; `opaque` marks a directory whose lower contents are hidden.
@@ -48,6 +56,10 @@ struct TocInode {
   uint64_t rdev = 0;
   uint32_t nlink = 1;
   bool opaque = false;
+  // A sparse regular file (GNU tar --sparse): its bytes are `segments` (by file offset, not
+  // overlapping, possibly none) and zeros elsewhere, not `size` bytes at `offset`.
+  bool sparse = false;
+  std::vector<SparseSegment> segments;
   std::string link;       // symlink target
   std::vector<std::pair<std::string, std::string>> xattrs;
 };

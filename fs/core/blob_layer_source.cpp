@@ -67,6 +67,79 @@ class BlobFileData final : public LayerFileData {
   uint64_t offset_, size_;
 };
 
+// A sparse lazy file: its regions' bytes from the tar, zeros in the holes (no blob read).
+class SparseFileData final : public LayerFileData {
+ public:
+  SparseFileData(lazy::BlobReader& reader, const lazy::TocInode& inode) : reader_(reader), inode_(inode) {
+    // Where the unpacked file has data on a disk of 4 KiB blocks: each region widened to
+    // whole blocks, touching ones merged. SEEK_DATA/SEEK_HOLE answer from these.
+    constexpr uint64_t kBlock = 4096;
+    for (const auto& g : inode.segments) {
+      uint64_t start = g.file_offset / kBlock * kBlock;
+      uint64_t end = std::min(inode.size, (g.file_offset + g.length + kBlock - 1) / kBlock * kBlock);
+      if (!extents_.empty() && start <= extents_.back().second) extents_.back().second = std::max(extents_.back().second, end);
+      else extents_.emplace_back(start, end);
+    }
+  }
+  off_t seek_data(off_t off, bool hole) const override {
+    if (off < 0 || uint64_t(off) >= inode_.size) return -ENXIO;
+    uint64_t pos = uint64_t(off);
+    // The first extent ending after pos.
+    auto it = std::upper_bound(extents_.begin(), extents_.end(), pos,
+                               [](uint64_t p, const std::pair<uint64_t, uint64_t>& e) { return p < e.second; });
+    if (it == extents_.end()) return hole ? off : -ENXIO;
+    if (hole) return off_t(pos < it->first ? pos : it->second);
+    return off_t(std::max(pos, it->first));
+  }
+  ssize_t read_at(void* buf, size_t len, off_t off) const override {
+    if (off < 0) return -EINVAL;
+    uint64_t pos = uint64_t(off), size = inode_.size;
+    if (pos >= size) return 0;
+    len = size_t(std::min<uint64_t>(len, size - pos));
+    char* out = static_cast<char*>(buf);
+    const auto& segs = inode_.segments;
+    // The first region ending after pos; regions are in order and do not overlap.
+    auto it = std::upper_bound(segs.begin(), segs.end(), pos, [](uint64_t p, const lazy::SparseSegment& g) {
+      return p < g.file_offset + g.length;
+    });
+    for (size_t done = 0; done < len;) {
+      uint64_t at = pos + done;
+      size_t k;
+      if (it == segs.end() || at < it->file_offset) {
+        k = size_t(std::min<uint64_t>(len - done, (it == segs.end() ? size : it->file_offset) - at));
+        std::memset(out + done, 0, k);
+      } else {
+        k = size_t(std::min<uint64_t>(len - done, it->file_offset + it->length - at));
+        ssize_t n = reader_.read_at(out + done, k, it->tar_offset + (at - it->file_offset));
+        if (n < 0) return n;
+        if (size_t(n) != k) return -EIO;  // the index promised these bytes
+        ++it;
+      }
+      done += k;
+    }
+    return ssize_t(len);
+  }
+  off_t size() const override { return off_t(inode_.size); }
+
+ private:
+  lazy::BlobReader& reader_;
+  const lazy::TocInode& inode_;
+  std::vector<std::pair<uint64_t, uint64_t>> extents_;  // [start, end) with data, in order
+};
+
+// What a sparse file takes on a disk of 4 KiB blocks, in 512-byte units (st_blocks): the
+// blocks its regions touch.
+blkcnt_t sparse_blocks(const lazy::TocInode& ino) {
+  constexpr uint64_t kBlock = 4096;
+  uint64_t blocks = 0, counted_to = 0;  // blocks below counted_to are counted
+  for (const auto& g : ino.segments) {
+    uint64_t first = std::max(g.file_offset / kBlock, counted_to), end = (g.file_offset + g.length + kBlock - 1) / kBlock;
+    if (end > first) blocks += end - first;
+    counted_to = std::max(counted_to, end);
+  }
+  return blkcnt_t(blocks * (kBlock / 512));
+}
+
 }  // namespace
 
 std::unique_ptr<BlobLayerSource> BlobLayerSource::open(const std::string& descriptor_path, dev_t dev,
@@ -131,7 +204,7 @@ Status BlobLayerSource::stat(const LayerDir& dir, std::string_view name, struct 
   st.st_rdev = dev_t(ino.rdev);
   st.st_size = off_t(S_ISREG(ino.mode) || S_ISLNK(ino.mode) ? ino.size : S_ISDIR(ino.mode) ? 4096 : 0);
   st.st_blksize = 4096;
-  st.st_blocks = blkcnt_t((uint64_t(st.st_size) + 511) / 512);
+  st.st_blocks = ino.sparse ? sparse_blocks(ino) : blkcnt_t((uint64_t(st.st_size) + 511) / 512);
   st.st_atim.tv_sec = st.st_mtim.tv_sec = st.st_ctim.tv_sec = time_t(ino.mtime);
   return 0;
 }
@@ -215,6 +288,7 @@ std::shared_ptr<const LayerFileData> BlobLayerSource::data(const LayerDir& dir, 
   auto inode = regular_file(dir, name);
   if (!inode) return nullptr;
   const auto& ino = index_->inodes[*inode];
+  if (ino.sparse) return std::make_shared<const SparseFileData>(reader_, ino);
   return std::make_shared<const BlobFileData>(reader_, ino.offset, ino.size);
 }
 

@@ -85,7 +85,16 @@ Status copy_layer_data(const LayerFileData& src, int dst_fd) {
   std::unique_ptr<char[]> buf(new char[kChunk]);
   off_t size = src.size();
   for (off_t off = 0; off < size;) {
-    size_t want = size_t(std::min<off_t>(size - off, off_t(kChunk)));
+    // Holes the layer knows of are skipped without reading them (a sparse file's).
+    off_t data = src.seek_data(off, false);
+    if (data < 0) break;  // only a hole remains
+    off_t hole = src.seek_data(data, true);
+    if (hole < 0) hole = size;
+    if (data > off) {
+      off = data;
+      continue;
+    }
+    size_t want = size_t(std::min<off_t>(hole - off, off_t(kChunk)));
     ssize_t n = src.read_at(buf.get(), want, off);
     if (n < 0) return int(-n);
     if (size_t(n) != want) return EIO;  // the index promised these bytes

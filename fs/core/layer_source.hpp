@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <cerrno>
 #include <functional>
 #include <memory>
 #include <string>
@@ -39,6 +40,13 @@ class LayerFileData {
   // Up to `len` bytes at `off` (short only at the end of the file): the count or -errno.
   virtual ssize_t read_at(void* buf, size_t len, off_t off) const = 0;
   virtual off_t size() const = 0;
+  // lseek(SEEK_DATA or SEEK_HOLE) from `off`: the offset, or -ENXIO at or past the end (or,
+  // for SEEK_DATA, past the last data). By default the file is all data, as on a filesystem
+  // without holes; a sparse file says where its holes are.
+  virtual off_t seek_data(off_t off, bool hole) const {
+    if (off < 0 || off >= size()) return -ENXIO;
+    return hole ? size() : off;
+  }
 };
 
 class LayerSource {

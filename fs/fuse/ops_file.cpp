@@ -179,9 +179,10 @@ void op_fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len, fu
 
 void op_lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
   if (const LayerFileData* data = overlay(req).streamed(file_of(fi)); data && (whence == SEEK_DATA || whence == SEEK_HOLE)) {
-    // Its fd is all holes; the file is data up to its end, as a filesystem without holes shows.
-    if (off < 0 || off >= data->size()) fuse_reply_err(req, ENXIO);
-    else fuse_reply_lseek(req, whence == SEEK_DATA ? off : data->size());
+    // Its fd is all holes; the layer knows where the file's data is.
+    off_t r = data->seek_data(off, whence == SEEK_HOLE);
+    if (r < 0) fuse_reply_err(req, int(-r));
+    else fuse_reply_lseek(req, r);
     return;
   }
   off_t r = ::lseek(overlay(req).io_fd(file_of(fi)), off, whence);

@@ -55,13 +55,16 @@ class TarSide {
   explicit TarSide(const WarnFn& warn, const UnpackLimits& limits)
       : toc_(warn), limits_(limits),
         recorder_({}, [this](TarEntryView&& v) {
-          refuse_sparse(v);
           uint64_t rdev = 0;
           if (v.type == '3' || v.type == '4') {
             rdev = makedev_u(header_number(block_ + 329, 8), header_number(block_ + 337, 8));
           }
           toc_.add(v, offset_, rdev);
-        }) {}
+        }) {
+    recorder_.on_sparse_map([this](const std::vector<SparseRegion>& regions, int64_t map_bytes) {
+      toc_.sparse_map(regions, uint64_t(map_bytes));
+    });
+  }
 
   void feed(const uint8_t* p, size_t n, uint64_t compressed_so_far, bool compressed) {
     total_ += n;
@@ -85,20 +88,6 @@ class TarSide {
   }
 
  private:
-  // A sparse file's data in the tar is its packed regions, not the file: a lazy layer would
-  // show the wrong bytes. Its header block (what block_ holds when an entry is reported)
-  // gives it away: the size there is the packed size, not the file's, or GNU tar's name for
-  // such entries. (A size of 0 there with a larger file is a PAX size, as Go writes files
-  // over 8 GiB.)
-  void refuse_sparse(const TarEntryView& v) const {
-    if (v.type != '0') return;
-    auto h = parse_tar_header(block_);
-    if (!h) return;
-    bool packed = h->size != 0 && h->size != v.size;
-    if (packed || h->name.find("GNUSparseFile.") != std::string::npos)
-      throw Error("entry " + std::to_string(v.index) + " (\"" + v.name +
-                  "\"): sparse files are not supported in lazy layers");
-  }
   static uint64_t makedev_u(uint64_t major, uint64_t minor) {
     return (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xffull) << 12) | ((major & ~0xfffull) << 32);
   }

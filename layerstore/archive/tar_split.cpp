@@ -191,6 +191,7 @@ void TarSplitRecorder::on_header_block() {
     sparse_newlines_ = 0;
     sparse_newlines_needed_ = 1;
     sparse_map_bytes_ = sparse_->map_in_data ? -1 : 0;
+    if (!sparse_->map_in_data && sparse_sink_) sparse_sink_(sparse_->regions, 0);
     if (data_size_ == 0) on_sparse_data_end();
   }
   if (data_size_ > 0) {
@@ -227,6 +228,7 @@ void TarSplitRecorder::on_sparse_data(const uint8_t* p, size_t k) {
   if (used) {
     sparse_map_bytes_ = int64_t(used);
     check_sparse_regions(go_entries_);
+    if (sparse_sink_) sparse_sink_(sparse_->regions, sparse_map_bytes_);
     sparse_head_.clear();
   } else if (sparse_head_.size() > limits_.max_meta_bytes) {
     refuse_entry(go_entries_, "sparse map larger than " + std::to_string(limits_.max_meta_bytes) + " bytes");

@@ -32,6 +32,10 @@ struct TarSplitLimits {
 // Receives each entry the recorder reads, as Go's archive/tar reads it (global headers
 // excepted): layer_unpack.cpp checks libarchive reads the same.
 using TarEntrySink = std::function<void(TarEntryView&&)>;
+// Receives the map of the sparse file the sink was just given, once it is read and checked
+// (with the header for PAX 0.x; from the start of the data for 1.0, whose data then holds
+// the map's `map_bytes` first): where its regions' bytes lie in the tar (lazy layers).
+using SparseMapSink = std::function<void(const std::vector<SparseRegion>& regions, int64_t map_bytes)>;
 
 // Reads the tar as Go's archive/tar does and refuses (strata::Error) what Go refuses and
 // what Docker's extraction refuses (types other than file, link, symlink, device, dir,
@@ -41,6 +45,7 @@ using TarEntrySink = std::function<void(TarEntryView&&)>;
 class TarSplitRecorder {
  public:
   TarSplitRecorder(TarSplitLimits limits = {}, TarEntrySink sink = {}) : limits_(limits), sink_(std::move(sink)) {}
+  void on_sparse_map(SparseMapSink sink) { sparse_sink_ = std::move(sink); }
   // Feed every decompressed byte, in order. Throws strata::Error on a malformed tar.
   void feed(const uint8_t* p, size_t n);
   // End of stream: flushes trailing bytes; throws if it ended inside a header or file.
@@ -64,6 +69,7 @@ class TarSplitRecorder {
 
   TarSplitLimits limits_;
   TarEntrySink sink_;
+  SparseMapSink sparse_sink_;
   State state_ = State::Header;
   uint8_t blk_[kTarBlock];
   size_t blk_fill_ = 0;

@@ -4,6 +4,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <deque>
 
 #include "common/overlay_xattrs.hpp"
@@ -15,6 +16,7 @@ namespace strata {
 
 namespace {
 constexpr size_t kMaxPath = 4096;
+constexpr int kMaxSymlinks = 40;  // the kernel's MAXSYMLINKS: more in one walk is ELOOP
 
 std::vector<std::string> components(const std::string& path) {
   std::vector<std::string> out;
@@ -68,39 +70,77 @@ uint32_t TocBuilder::new_inode(uint32_t mode, const TarEntryView& e) {
   return uint32_t(inodes_.size() - 1);
 }
 
-int64_t TocBuilder::find(const std::string& path) const {
-  uint32_t at = 0;
-  for (const auto& c : components(path)) {
-    if (!is_dir(at)) return -1;
-    auto it = nodes_[at].kids.find(c);
-    if (it == nodes_[at].kids.end()) return -1;
-    at = it->second;
+TocBuilder::Walk TocBuilder::walk(const std::string& path, bool follow_last) const {
+  // The kernel's path walk: components left to right, a symlink's target spliced in where
+  // it stands (relative to the directory holding it), ".." to the directory the walk came
+  // from; RESOLVE_BENEATH refuses an absolute target and a ".." above the root (EXDEV).
+  std::vector<uint32_t> stack{0};
+  std::deque<std::string> todo;
+  auto push_front = [&](const std::string& p) {
+    auto parts = components(p);
+    for (auto it = parts.rbegin(); it != parts.rend(); ++it)
+      if (!it->empty() && *it != ".") todo.push_front(std::move(*it));
+  };
+  push_front(path);
+  int links = 0;
+  while (!todo.empty()) {
+    std::string c = std::move(todo.front());
+    todo.pop_front();
+    if (c == "..") {
+      if (stack.size() == 1) return {EXDEV, 0};
+      stack.pop_back();
+      continue;
+    }
+    auto it = nodes_[stack.back()].kids.find(c);
+    if (it == nodes_[stack.back()].kids.end()) return {ENOENT, 0};
+    const lazy::TocInode& ino = inodes_[nodes_[it->second].inode];
+    if (S_ISLNK(ino.mode) && (!todo.empty() || follow_last)) {
+      if (++links > kMaxSymlinks) return {ELOOP, 0};
+      if (ino.link.empty()) return {ENOENT, 0};
+      if (ino.link[0] == '/') return {EXDEV, 0};
+      push_front(ino.link);
+      continue;
+    }
+    if (!S_ISDIR(ino.mode)) return {ENOTDIR, 0};  // mid-path, or the end (O_DIRECTORY)
+    stack.push_back(it->second);
   }
-  return at;
+  return {0, stack.back()};
 }
 
+// LayerExtractor::parent_fd and make_parents, on the tree.
 uint32_t TocBuilder::parent_dir(const std::string& parent, const std::string& entry) {
-  uint32_t at = 0;
-  for (const auto& c : components(parent)) {
-    auto it = nodes_[at].kids.find(c);
-    if (it == nodes_[at].kids.end()) {
+  if (cached_node_ >= 0 && cached_parent_ == parent) return uint32_t(cached_node_);
+  cached_node_ = -1;
+  Walk w = walk(parent, true);
+  if (w.err == ENOENT) {
+    make_parents(parent, entry);
+    w = walk(parent, true);
+  }
+  if (w.err == EXDEV || w.err == ELOOP) throw Error("entry \"" + entry + "\" escapes the layer through a symlinked parent");
+  if (w.err == ENOTDIR) throw Error("entry \"" + entry + "\": a parent is not a directory");
+  if (w.err) throw SysError("entry \"" + entry + "\": open parent", w.err);
+  cached_parent_ = parent;
+  cached_node_ = w.node;
+  return w.node;
+}
+
+void TocBuilder::make_parents(const std::string& parent, const std::string& entry) {
+  for (size_t pos = 0; pos <= parent.size();) {
+    size_t slash = parent.find('/', pos);
+    if (slash == std::string::npos) slash = parent.size();
+    auto [pp, base] = split_parent(parent.substr(0, slash));
+    Walk w = walk(pp, true);
+    if (w.err == EXDEV || w.err == ELOOP) throw Error("entry \"" + entry + "\" escapes the layer through a symlinked parent");
+    if (w.err) throw SysError("entry \"" + entry + "\": open parent", w.err);
+    if (!nodes_[w.node].kids.count(base)) {  // mkdirat; whatever is there already (EEXIST) stays
       lazy::TocInode d;
       d.mode = S_IFDIR | 0755;  // as Docker makes a parent the tar omits
       inodes_.push_back(d);
       nodes_.push_back(Node{uint32_t(inodes_.size() - 1), {}});
-      uint32_t made = uint32_t(nodes_.size() - 1);
-      nodes_[at].kids.emplace(c, made);
-      at = made;
-      continue;
+      nodes_[w.node].kids.emplace(base, uint32_t(nodes_.size() - 1));
     }
-    at = it->second;
-    uint32_t mode = inodes_[nodes_[at].inode].mode;
-    // The extractor would follow a symlink that stays inside the layer; a lazy layer is
-    // served by name and does not: such a layer is refused rather than shown differently.
-    if (S_ISLNK(mode)) throw Error("entry \"" + entry + "\" has a symlinked parent (not supported in lazy layers)");
-    if (!S_ISDIR(mode)) throw Error("entry \"" + entry + "\": a parent is not a directory");
+    pos = slash + 1;
   }
-  return at;
 }
 
 void TocBuilder::remove_child(uint32_t dir, const std::string& base) { nodes_[dir].kids.erase(base); }
@@ -111,6 +151,7 @@ void TocBuilder::set_child(uint32_t dir, const std::string& base, uint32_t inode
 }
 
 void TocBuilder::add(const TarEntryView& e, uint64_t data_offset, uint64_t rdev) {
+  last_file_ = -1;
   if (e.name.size() > kMaxPath) throw Error("entry name longer than " + std::to_string(kMaxPath) + " bytes");
   std::string path = clean_entry_path(e.name);
   if (path.empty()) return;  // "./": the layer root keeps its 0755 (as in extraction)
@@ -124,26 +165,10 @@ void TocBuilder::add(const TarEntryView& e, uint64_t data_offset, uint64_t rdev)
   if (wh.kind == WhiteoutKind::AufsMeta) return;
   if (wh.kind == WhiteoutKind::Opaque || wh.kind == WhiteoutKind::Whiteout) {
     // A marker under a non-directory means nothing (umoci writes "a/link/.wh.x" after
-    // turning a/link into a symlink): skipped, as the extractor skips it.
-    int64_t probe = find(parent);
-    if (probe < 0) {
-      auto comps = components(parent);
-      uint32_t at = 0;
-      bool blocked = false;
-      for (const auto& c : comps) {
-        auto it = nodes_[at].kids.find(c);
-        if (it == nodes_[at].kids.end()) break;
-        at = it->second;
-        if (!is_dir(at)) {
-          blocked = true;
-          break;
-        }
-      }
-      if (blocked) {
-        warn_("skipping whiteout \"" + path + "\": its parent is not a directory in this layer");
-        return;
-      }
-    } else if (!is_dir(uint32_t(probe))) {
+    // turning a/link into a symlink): skipped, as the extractor skips it. Its probe follows
+    // symlinks but the last, and treats an escape the same way.
+    Walk probe = walk(parent, false);
+    if (probe.err == ENOTDIR || probe.err == ELOOP || probe.err == EXDEV) {
       warn_("skipping whiteout \"" + path + "\": its parent is not a directory in this layer");
       return;
     }
@@ -161,26 +186,20 @@ void TocBuilder::add(const TarEntryView& e, uint64_t data_offset, uint64_t rdev)
 
   uint32_t pd = parent_dir(parent, path);
   if (e.type == '1') {
+    // As the extractor: the target's directory resolved beneath the root (through symlinks
+    // inside the layer), the name replaced, then linkat, which does not follow the target.
     std::string target = clean_entry_path(e.linkname);
     if (target.empty()) throw Error("hardlink \"" + path + "\" points at the layer root");
-    int64_t t = find(target);
-    if (t < 0) {
-      // The extractor resolves the target's parents beneath the layer, following symlinks
-      // that stay inside it; a lazy layer does not follow them at all.
-      uint32_t at = 0;
-      for (const auto& c : components(split_parent(target).first)) {
-        auto it = nodes_[at].kids.find(c);
-        if (it == nodes_[at].kids.end()) break;
-        at = it->second;
-        if (S_ISLNK(inodes_[nodes_[at].inode].mode))
-          throw Error("hardlink \"" + path + "\" -> \"" + target + "\" goes through a symlink (not supported in lazy layers)");
-      }
-      throw Error("hardlink \"" + path + "\" -> \"" + target + "\": No such file or directory");
-    }
-    if (is_dir(uint32_t(t))) throw Error("hardlink \"" + path + "\" -> \"" + target + "\": Operation not permitted");
-    uint32_t inode = nodes_[uint32_t(t)].inode;
+    auto [tparent, tbase] = split_parent(target);
+    std::string what = "hardlink \"" + path + "\" -> \"" + target + "\"";
+    Walk t = walk(tparent, true);
+    if (t.err == EXDEV || t.err == ELOOP) throw Error("hardlink \"" + path + "\" points outside the layer");
+    if (t.err) throw SysError(what, t.err);
     remove_child(pd, base);
-    set_child(pd, base, inode);
+    auto it = nodes_[t.node].kids.find(tbase);
+    if (it == nodes_[t.node].kids.end()) throw SysError(what, ENOENT);
+    if (is_dir(it->second)) throw SysError(what, EPERM);
+    set_child(pd, base, nodes_[it->second].inode);
     return;
   }
   uint32_t perm = uint32_t(e.mode) & 07777;
@@ -188,6 +207,7 @@ void TocBuilder::add(const TarEntryView& e, uint64_t data_offset, uint64_t rdev)
   if (dir && existing != nodes_[pd].kids.end() && is_dir(existing->second)) {
     // A directory entry for a directory already there keeps its contents and takes the new
     // owner, mode and xattrs; its first mtime stays (the extractor sets them first-wins).
+    dir_times_.emplace_back(path, e.mtime);
     lazy::TocInode& d = inodes_[nodes_[existing->second].inode];
     d.mode = S_IFDIR | perm;
     d.uid = uint32_t(e.uid);
@@ -212,11 +232,15 @@ void TocBuilder::add(const TarEntryView& e, uint64_t data_offset, uint64_t rdev)
       inode = new_inode(S_IFREG | perm, e);
       inodes_[inode].size = uint64_t(e.size);
       inodes_[inode].offset = data_offset;
+      last_file_ = inode;
       break;
     case '5':
       inode = new_inode(S_IFDIR | perm, e);
+      dir_times_.emplace_back(path, e.mtime);
       break;
     case '2':
+      // symlinkat refuses an empty target, so the extractor fails the layer.
+      if (e.linkname.empty()) throw SysError("symlink \"" + path + "\"", ENOENT);
       inode = new_inode(S_IFLNK | 0777, e);
       inodes_[inode].link = e.linkname;
       inodes_[inode].size = e.linkname.size();
@@ -242,7 +266,25 @@ void TocBuilder::add(const TarEntryView& e, uint64_t data_offset, uint64_t rdev)
   set_child(pd, base, inode);
 }
 
+void TocBuilder::sparse_map(const std::vector<SparseRegion>& regions, uint64_t map_bytes) {
+  if (last_file_ < 0) return;  // an entry the layer does not keep (a whiteout marker, the root)
+  lazy::TocInode& f = inodes_[size_t(last_file_)];
+  f.sparse = true;
+  f.segments.clear();
+  uint64_t at = f.offset + map_bytes;
+  for (const auto& r : regions) {
+    if (r.length > 0) f.segments.push_back({uint64_t(r.offset), uint64_t(r.length), at});
+    at += uint64_t(r.length);
+  }
+}
+
 void TocBuilder::finish(lazy::BlobIndex& ix) {
+  // LayerExtractor::finish_directories: each directory entry's mtime, the last entry first,
+  // on whatever its path names now (O_NOFOLLOW: not through a final symlink).
+  for (auto it = dir_times_.rbegin(); it != dir_times_.rend(); ++it) {
+    Walk w = walk(it->first, false);
+    if (!w.err) inodes_[nodes_[w.node].inode].mtime = it->second;
+  }
   // Only what is still reachable counts: replaced and whited-out entries are gone.
   std::vector<int64_t> renum(inodes_.size(), -1);
   std::vector<uint32_t> links(inodes_.size(), 0);

@@ -20,7 +20,6 @@ if not os.path.exists("/dev/fuse"):
 
 # Where a lazy layer words the same refusal differently.
 LAZY_REASON = {
-    "hardlink-via-symlink": "symlink",
     "diffids-count": "",
 }
 
