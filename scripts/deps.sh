@@ -10,7 +10,7 @@ packages=(
   libssl-dev libcurl4-openssl-dev libcli11-dev libisal-dev libzstd-dev zlib1g-dev
   libgtest-dev libgmock-dev libacl1-dev libseccomp-dev libcap-dev liburing-dev
   # tests: oracle helpers, rootless runs, real image tools
-  attr acl uidmap util-linux kmod python3
+  attr acl uidmap util-linux kmod python3 strace
   umoci skopeo busybox-static docker-registry tar-split zstd isal apache2-utils openssl
   # tests/distro: a Debian rootfs from the apt mirror, podman with strata-fs as mount_program
   mmdebstrap podman runc

@@ -66,6 +66,13 @@ struct Inode {
   // Lower layers whose directory here was scanned for .wh.NAME files (1) and found free of
   // them (2): a name missing there needs no whiteout probe. Lowers do not change under a mount.
   std::unique_ptr<std::atomic<uint8_t>[]> whiteout_scan;  // one per layer, dirs only
+  // Directories: whether the visible directory has a default ACL (0 not known yet, 1 no,
+  // 2 yes), which decides whether a new entry's mode loses the caller's umask. Only xattr
+  // changes through the mount change it (they reset it to 0).
+  std::atomic<uint8_t> default_acl{0};
+  // A file this mount created and no xattr was set on since: it has no security.capability,
+  // which the kernel asks for before the first write and every chown.
+  std::atomic<bool> created_without_caps{false};
 
   // Once no name is left while the kernel or a handle still refers to the Inode, the backing
   // file is held here (O_PATH; for a lower file copied up anonymously, O_RDWR) and answers

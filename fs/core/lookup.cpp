@@ -10,9 +10,17 @@
 
 namespace strata::fs {
 
+bool Overlay::upper_gains_no_whiteout_files() const {
+  if (read_only_) return true;
+  return whiteout_style().device && !wrote_whiteout_files_.load(std::memory_order_acquire);
+}
+
 bool Overlay::may_hold_whiteout_file(Inode* dir, int layer) {
+  // Lowers never change under a mount. The upper changes only through it, which then adds no
+  // .wh.NAME files as long as it writes whiteouts as devices: a scan of an upper directory
+  // stays true as well, and every create and lookup in it probes one name, not two.
   bool lower = layer > 0 || !layers_.has_upper();
-  if (!dir || !lower) return true;
+  if (!dir || (!lower && !upper_gains_no_whiteout_files())) return true;
   // Racing scans under the shared lock write the same answer; the array is made under the
   // exclusive lock when the directory is attached.
   if (!dir->whiteout_scan) return true;
@@ -27,7 +35,7 @@ bool Overlay::may_hold_whiteout_file(Inode* dir, int layer) {
 }
 
 Result<Overlay::Resolved> Overlay::resolve_in(Inode* parent, const std::vector<int>& parent_layers,
-                                              std::string_view name) {
+                                              std::string_view name, Absence* absence) {
   if (is_marker_name(name) || name == "." || name == ".." || name.find('/') != std::string_view::npos)
     return Errno{ENOENT};
   Resolved found;
@@ -40,6 +48,8 @@ Result<Overlay::Resolved> Overlay::resolve_in(Inode* parent, const std::vector<i
       return last_errno();
     }
     const LayerSource& src = source(layer);
+    const bool upper = layer == 0 && layers_.has_upper();
+    if (upper && absence) absence->upper_probed = true;
     struct stat st {};
     if (Status err = src.stat(*dir, n, st); err != 0) {
       if (err != ENOENT && err != ENOTDIR) {
@@ -49,10 +59,16 @@ Result<Overlay::Resolved> Overlay::resolve_in(Inode* parent, const std::vector<i
       if (!may_hold_whiteout_file(parent, layer)) continue;
       if (wh_name.empty()) wh_name = std::string(kWhiteoutPrefix) + n;
       struct stat wst {};
-      if (src.stat(*dir, wh_name, wst) == 0) break;
+      if (src.stat(*dir, wh_name, wst) == 0) {
+        if (upper && absence) absence->whiteout_file = true;
+        break;
+      }
       continue;
     }
-    if (is_whiteout_device(st)) break;
+    if (is_whiteout_device(st)) {
+      if (upper && absence) absence->whiteout_device = true;
+      break;
+    }
     if (found.top < 0 || st.st_mtim.tv_sec > found.newest_mtime.tv_sec ||
         (st.st_mtim.tv_sec == found.newest_mtime.tv_sec && st.st_mtim.tv_nsec > found.newest_mtime.tv_nsec))
       found.newest_mtime = st.st_mtim;
@@ -112,8 +128,14 @@ Result<Entry> Overlay::lookup_in(Inode* parent, std::string_view name, const std
     std::shared_lock lock(tree_);
     seen = version_.load(std::memory_order_acquire);
     std::vector<int> layers = only_layers ? *only_layers : parent->dir_layers;
-    auto r = resolve_in(parent, layers, name);
-    if (!r) return Errno{r.error()};
+    Absence absence;
+    auto r = resolve_in(parent, layers, name, &absence);
+    if (!r) {
+      // The kernel creates or renames onto most names it just failed to find: keep what the
+      // probes saw for that request (only a lookup through every layer says "absent").
+      if (r.error() == ENOENT && !only_layers && !read_only_) negatives_.remember(parent->id, name, seen, absence);
+      return Errno{r.error()};
+    }
     found = std::move(*r);
     // Most lookups find the name bound already, to the file it still is: then there is
     // nothing to change but the count, and no need to wait for the exclusive lock.
@@ -141,6 +163,15 @@ Result<Entry> Overlay::lookup_in(Inode* parent, std::string_view name, const std
 }
 
 Result<Entry> Overlay::lookup(Inode* parent, std::string_view name) { return lookup_in(parent, name, nullptr); }
+
+Result<Overlay::Resolved> Overlay::resolve_for_change(Inode* parent, std::string_view name, Absence& absence) {
+  absence = Absence{};
+  if (!is_marker_name(name) && name != "." && name != ".." && name.find('/') == std::string_view::npos &&
+      negatives_.recall(parent->id, name, version_.load(std::memory_order_acquire), absence))
+    return Errno{ENOENT};
+  absence = Absence{};
+  return resolve_in(parent, parent->dir_layers, name, &absence);
+}
 
 Result<Entry> Overlay::lookup_listed(Inode* dir, const DirEntry& listed, uint64_t listed_version) {
   // Anything may have happened to the name since it was listed (removed, replaced, copied

@@ -28,19 +28,41 @@ bool Overlay::name_in_lowers(Inode* parent, std::string_view name) {
   return false;
 }
 
+bool Overlay::has_default_acl(Inode* dir) {
+  // Asked once per directory, not per create: the answer changes only with the directory's
+  // xattrs, and setxattr and removexattr through the mount forget it.
+  if (uint8_t known = dir->default_acl.load(std::memory_order_acquire)) return known == 2;
+  auto place = place_of(dir, dir->top.load());
+  if (!place) return false;
+  bool has = getxattr_at(*place, "system.posix_acl_default", nullptr, 0) > 0;
+  dir->default_acl.store(has ? 2 : 1, std::memory_order_release);
+  return has;
+}
+
 mode_t Overlay::effective_mode(Inode* parent, mode_t mode, const Caller& caller) {
   if ((caller.umask & 0777) == 0) return mode;
   // A default ACL on the parent replaces the umask: the backing filesystem applies it.
-  if (auto place = place_of(parent, parent->top.load())) {
-    if (getxattr_at(*place, "system.posix_acl_default", nullptr, 0) > 0) return mode;
-  }
+  if (has_default_acl(parent)) return mode;
   return mode & ~(caller.umask & 0777);
+}
+
+Status Overlay::whiteout_at(int dir_fd, std::string_view name) {
+  bool wrote_file = false;
+  Status s = make_whiteout(dir_fd, name, whiteout_style(), &wrote_file);
+  if (wrote_file) wrote_whiteout_files_.store(true, std::memory_order_release);
+  return s;
 }
 
 Status Overlay::set_new_owner(int dirfd, const std::string& name, const Caller& caller, int parent_fd, bool is_dir,
                               mode_t mode) {
   uid_t uid = uids_.to_stored(caller.uid);
   gid_t gid = gids_.to_stored(caller.gid);
+  // Made in place by the daemon for a caller with the daemon's own ids: the backing
+  // filesystem has already given it what this function would, owner and group, including a
+  // set-gid directory's group (and S_ISGID on a new subdirectory), as the kernel does.
+  if (config_.xattr_permissions == XattrPermissions::Off && dirfd == parent_fd && uid == daemon_uid_ &&
+      gid == daemon_gid_)
+    return 0;
   struct stat pst {};
   if (::fstat(parent_fd, &pst) == 0 && (pst.st_mode & S_ISGID)) {
     gid = pst.st_gid;  // BSD group semantics of a set-gid directory, as the kernel applies them
@@ -59,19 +81,22 @@ Status Overlay::set_new_owner(int dirfd, const std::string& name, const Caller& 
     if (S_ISLNK(st.st_mode)) return 0;
     mode_t usable = (st.st_mode & 07777) | (S_ISDIR(st.st_mode) ? 0700 : 0600);
     if (usable != (st.st_mode & 07777)) ::fchmodat(dirfd, name.c_str(), usable, 0);
-    if (uid == ::geteuid() && gid == ::getegid() && usable == (st.st_mode & 07777)) return 0;
+    if (uid == daemon_uid_ && gid == daemon_gid_ && usable == (st.st_mode & 07777)) return 0;
     return write_override(XattrTarget{fd_path(dirfd, name), false}, uid, gid, S_ISLNK(st.st_mode) ? 0777 : (mode & 07777));
   }
-  if (uid == ::geteuid() && gid == ::getegid()) return 0;
+  if (uid == daemon_uid_ && gid == daemon_gid_) return 0;
   if (::fchownat(dirfd, name.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) != 0 && privileged_) return errno;
   return 0;
 }
 
 Result<Entry> Overlay::create_node(Inode* parent, std::string_view name, bool is_dir, const Caller* caller,
-                                   mode_t mode, const std::function<Status(int, const std::string&)>& make) {
+                                   mode_t mode, const std::function<Status(int, const std::string&)>& make,
+                                   const UniqueFd* made_fd, struct stat* made_st) {
   if (read_only_) return Errno{EROFS};
   if (is_marker_name(name) || name == "." || name == "..") return Errno{EINVAL};
-  if (auto existing = resolve(parent, name); existing) return Errno{EEXIST};
+  // The probes that found the name absent also say what the upper holds there.
+  Absence absence;
+  if (auto existing = resolve_for_change(parent, name, absence); existing) return Errno{EEXIST};
   if (Status s = ensure_upper_dir_locked(parent); s != 0) return Errno{s};
   LayerDirRef pfd = layer_dir(parent, 0);
   if (!pfd) return last_errno();
@@ -80,10 +105,15 @@ Result<Entry> Overlay::create_node(Inode* parent, std::string_view name, bool is
 
   std::string n(name);
   std::string wh_file = std::string(kWhiteoutPrefix) + n;
-  struct stat st {};
-  bool wh_device = ::fstatat(upper, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
-  if (wh_device && !is_whiteout_device(st)) return Errno{EEXIST};
-  bool wh_named = ::fstatat(upper, wh_file.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  bool wh_device = absence.whiteout_device;
+  bool wh_named = absence.whiteout_file;
+  if (!absence.upper_probed) {
+    // The upper directory was made just now (or the lookup could not reach it).
+    struct stat st {};
+    wh_device = ::fstatat(upper, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+    if (wh_device && !is_whiteout_device(st)) return Errno{EEXIST};
+    wh_named = ::fstatat(upper, wh_file.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  }
 
   if (wh_device) {
     // Build it aside, then swap it with the whiteout in one step.
@@ -118,7 +148,11 @@ Result<Entry> Overlay::create_node(Inode* parent, std::string_view name, bool is
   // directory of that name is hidden by a whiteout).
   Resolved made;
   made.top = 0;
-  if (::fstatat(upper, n.c_str(), &made.st, AT_SYMLINK_NOFOLLOW) != 0) return last_errno();
+  // What `make` opened is the file, wherever it was made: no name to look up again.
+  int r = made_fd && *made_fd ? ::fstat(made_fd->get(), &made.st)
+                              : ::fstatat(upper, n.c_str(), &made.st, AT_SYMLINK_NOFOLLOW);
+  if (r != 0) return last_errno();
+  if (made_st) *made_st = made.st;
   if (is_dir) {
     made.dir_layers = {0};
     made.opaque = wh_device || wh_named;
@@ -126,6 +160,9 @@ Result<Entry> Overlay::create_node(Inode* parent, std::string_view name, bool is
   bump_version();
   Inode* node = attach(parent, name, made);
   node->nlookup++;
+  if (is_dir && node->whiteout_scan) node->whiteout_scan[0].store(2, std::memory_order_release);  // empty
+  // A new file has no file capability until one is set through the mount (a link is no new file).
+  if (!is_dir && caller) node->created_without_caps.store(true, std::memory_order_release);
   return Entry{node, shown_stat(node, parent, name, made)};
 }
 
@@ -164,12 +201,17 @@ Result<std::pair<Entry, std::unique_ptr<OpenFile>>> Overlay::create(Inode* paren
   if ((open_flags & O_ACCMODE) == O_WRONLY) open_flags = (open_flags & ~O_ACCMODE) | O_RDWR;
   std::unique_lock lock(tree_);
   mode = effective_mode(parent, mode, caller);
-  auto entry = create_node(parent, name, false, &caller, mode, [&](int dirfd, const std::string& rel) -> Status {
-    fd = UniqueFd(::openat(dirfd, rel.c_str(), open_flags, mode));
-    return fd ? 0 : errno;
-  });
+  struct stat st {};
+  auto entry = create_node(
+      parent, name, false, &caller, mode,
+      [&](int dirfd, const std::string& rel) -> Status {
+        fd = UniqueFd(::openat(dirfd, rel.c_str(), open_flags, mode));
+        return fd ? 0 : errno;
+      },
+      &fd, &st);
   if (!entry) return Errno{entry.error()};
   auto file = std::make_unique<OpenFile>();
+  file->created_st = st;
   file->current = fd.get();
   file->fd = std::move(fd);
   file->node = entry->node;
@@ -209,7 +251,7 @@ Status Overlay::remove_upper_entry(int dirfd, const std::string& name, bool is_d
     return errno;
   }
   if (!leave_whiteout) return 0;
-  return make_whiteout(dirfd, name, whiteout_style());
+  return whiteout_at(dirfd, name);
 }
 
 Status Overlay::remove_name_locked(Inode* parent, std::string_view name, const Resolved& found) {
@@ -232,7 +274,7 @@ Status Overlay::remove_name_locked(Inode* parent, std::string_view name, const R
   if (upper && !is_dir && !victim && found.st.st_nlink <= 1) forget_origin(found.st.st_ino);
 
   bool lower = name_in_lowers(parent, name);
-  Status s = upper ? remove_upper_entry(pfd->fd(), n, is_dir, lower) : make_whiteout(pfd->fd(), n, whiteout_style());
+  Status s = upper ? remove_upper_entry(pfd->fd(), n, is_dir, lower) : whiteout_at(pfd->fd(), n);
   if (s != 0) return s;
   bump_version();
   if (victim) {

@@ -24,6 +24,8 @@ Overlay::Overlay(EngineConfig config, LayerStack layers)
   gids_ = IdMapping(config_.gid_mappings, squash_gid);
   read_only_ = !layers_.has_upper() || config_.read_only;
   privileged_ = ::geteuid() == 0;
+  daemon_uid_ = ::geteuid();
+  daemon_gid_ = ::getegid();
 }
 
 Overlay::~Overlay() {

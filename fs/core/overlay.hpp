@@ -45,6 +45,7 @@
 #include "fs/core/inode.hpp"
 #include "fs/core/layer_hardlinks.hpp"
 #include "fs/core/layer_stack.hpp"
+#include "fs/core/negative_memo.hpp"
 #include "fs/core/result.hpp"
 #include "fs/core/unique_fd.hpp"
 #include "fs/core/whiteout.hpp"
@@ -105,6 +106,7 @@ struct OpenFile {
   std::vector<UniqueFd> retired;         // replaced fds stay open until release: readers may hold them
   std::mutex reopen_mutex;
   std::shared_ptr<const LayerFileData> lower_data;  // set when the lower's data is not in `fd` (a blob)
+  std::optional<struct stat> created_st;  // the backing file's stat, when this open created it
   uint8_t kernel_io = 0;                 // the FUSE adapter's bookkeeping (fs/fuse/passthrough.hpp)
 };
 
@@ -210,9 +212,17 @@ class Overlay {
   Result<UniqueFd> open_backing(Inode* node, int flags);
 
   // ---- Lookup (lookup.cpp). ----
-  Result<Resolved> resolve_in(Inode* parent, const std::vector<int>& layers, std::string_view name);
+  // `absence`, when given and the name is not found, receives what the upper held there.
+  Result<Resolved> resolve_in(Inode* parent, const std::vector<int>& layers, std::string_view name,
+                              Absence* absence = nullptr);
   Result<Resolved> resolve(Inode* parent, std::string_view name) { return resolve_in(parent, parent->dir_layers, name); }
+  // resolve() for a change of the tree (exclusive lock) at a name the kernel has usually just
+  // looked up and not found: then that lookup's probes answer (NegativeMemo).
+  Result<Resolved> resolve_for_change(Inode* parent, std::string_view name, Absence& absence);
   bool may_hold_whiteout_file(Inode* dir, int layer);
+  // Whether every .wh.NAME file in the upper was there when its directory was scanned: the
+  // mount writes whiteouts as devices (or is read-only).
+  bool upper_gains_no_whiteout_files() const;
   // Binds `name` in `parent` to the Inode of `found` (an existing one with the same key, or a
   // new one). Exclusive tree lock.
   Inode* attach(Inode* parent, std::string_view name, const Resolved& found);
@@ -271,8 +281,14 @@ class Overlay {
 
   // ---- Namespace helpers (namespace_ops.cpp, rename.cpp). ----
   bool name_in_lowers(Inode* parent, std::string_view name);
+  bool has_default_acl(Inode* dir);
+  // make_whiteout for the upper, noting when it had to write a .wh.NAME file.
+  Status whiteout_at(int dir_fd, std::string_view name);
+  // `made_fd`: the fd `make` opens the new file with, if any (its stat is taken from it);
+  // `made_st` receives the backing file's stat.
   Result<Entry> create_node(Inode* parent, std::string_view name, bool is_dir, const Caller* caller, mode_t mode,
-                            const std::function<Status(int, const std::string&)>& make);
+                            const std::function<Status(int, const std::string&)>& make,
+                            const UniqueFd* made_fd = nullptr, struct stat* made_st = nullptr);
   mode_t effective_mode(Inode* parent, mode_t mode, const Caller& caller);
   Status set_new_owner(int dirfd, const std::string& name, const Caller& caller, int parent_fd, bool is_dir,
                        mode_t mode);
@@ -293,6 +309,9 @@ class Overlay {
   mutable WhiteoutStyle style_;  // whiteout_style() fills it
   bool read_only_ = false;
   bool privileged_ = false;  // may chown to any owner
+  uid_t daemon_uid_ = 0;     // the owner the backing filesystem gives what the daemon creates
+  gid_t daemon_gid_ = 0;
+  std::atomic<bool> wrote_whiteout_files_{false};  // a .wh.NAME file was made in the upper
   UniqueFd work_fd_;         // <workdir>/work: staging for copy-up
   HiddenLinks hidden_links_;
 
@@ -303,6 +322,7 @@ class Overlay {
   std::unordered_map<uint64_t, Inode*> all_;  // every live Inode by id
   uint64_t next_id_ = 1;
   DirFdCache dir_fds_;
+  NegativeMemo negatives_;
 
   mutable std::mutex origins_mutex_;
   std::unordered_map<ino_t, uint64_t> origins_;  // upper ino → st_ino shown before copy-up

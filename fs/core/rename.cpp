@@ -57,7 +57,8 @@ Status Overlay::rename_locked(Inode* parent, std::string_view name, Inode* new_p
   auto src = resolve(parent, name);
   if (!src) return src.error();
   if (parent == new_parent && name == new_name) return 0;
-  auto dst = resolve(new_parent, new_name);
+  Absence dst_absence;  // what the upper holds at the destination when no file is there
+  auto dst = resolve_for_change(new_parent, new_name, dst_absence);
   bool dst_exists = dst.ok();
   if (!dst_exists && dst.error() != ENOENT) return dst.error();
   bool src_is_dir = S_ISDIR(src->st.st_mode);
@@ -140,22 +141,31 @@ Status Overlay::rename_locked(Inode* parent, std::string_view name, Inode* new_p
   if (dst_node) {
     if (LayerDirRef where = layer_dir(new_parent, dst->top)) held = hold_backing(Place{where, to});
   }
-  struct stat ust {};
-  bool in_upper = ::fstatat(npfd->fd(), to.c_str(), &ust, AT_SYMLINK_NOFOLLOW) == 0;
-  if (in_upper && S_ISDIR(ust.st_mode) && dst_is_dir)
+  // What the upper holds at the destination, as the lookup saw it: the file found there, a
+  // whiteout device, or nothing (a name found in a lower has nothing above it). Looked at
+  // again only when the upper directory was made after that lookup.
+  bool upper_dir_there = dst_upper && dst_is_dir;
+  bool upper_whiteout_there = !dst_exists && dst_absence.whiteout_device;
+  if (!dst_exists && !dst_absence.upper_probed) {
+    struct stat ust {};
+    bool in_upper = ::fstatat(npfd->fd(), to.c_str(), &ust, AT_SYMLINK_NOFOLLOW) == 0;
+    upper_dir_there = in_upper && S_ISDIR(ust.st_mode);
+    upper_whiteout_there = in_upper && is_whiteout_device(ust);
+  }
+  if (upper_dir_there && dst_is_dir)
     if (Status s = remove_dir_contents(npfd->fd(), to); s != 0) return s;
-  if (in_upper && src_is_dir && is_whiteout_device(ust) && ::unlinkat(npfd->fd(), to.c_str(), 0) != 0) return errno;
+  if (upper_whiteout_there && src_is_dir && ::unlinkat(npfd->fd(), to.c_str(), 0) != 0) return errno;
 
   unsigned rflags = src_leaves_whiteout ? RENAME_WHITEOUT : 0;
   if (::renameat2(pfd->fd(), from.c_str(), npfd->fd(), to.c_str(), rflags) != 0) {
     if (rflags == 0 || (errno != EINVAL && errno != EPERM && errno != EOPNOTSUPP)) return errno;
     if (::renameat(pfd->fd(), from.c_str(), npfd->fd(), to.c_str()) != 0) return errno;
-    if (Status s = make_whiteout(pfd->fd(), from, whiteout_style()); s != 0) return s;
+    if (Status s = whiteout_at(pfd->fd(), from); s != 0) return s;
   }
   bump_version();
   if (src_is_dir && dst_over_lower)
     if (Status s = mark_opaque(npfd->fd(), to, whiteout_style()); s != 0) return s;
-  ::unlinkat(npfd->fd(), (std::string(kWhiteoutPrefix) + to).c_str(), 0);
+  if (may_hold_whiteout_file(new_parent, 0)) ::unlinkat(npfd->fd(), (std::string(kWhiteoutPrefix) + to).c_str(), 0);
 
   if (dst_node) {
     after_name_removed(dst_node, new_parent, new_name, std::move(held), dst_upper);

@@ -87,7 +87,7 @@ WhiteoutStyle probe_whiteout_style(int upper_fd, int work_fd) {
   return style;
 }
 
-Status make_whiteout(int dir_fd, std::string_view name, const WhiteoutStyle& style) {
+Status make_whiteout(int dir_fd, std::string_view name, const WhiteoutStyle& style, bool* wrote_file) {
   std::string n(name);
   if (style.device) {
     if (::mknodat(dir_fd, n.c_str(), S_IFCHR | 0000, makedev(0, 0)) == 0) return 0;
@@ -97,6 +97,7 @@ Status make_whiteout(int dir_fd, std::string_view name, const WhiteoutStyle& sty
   std::string marker = std::string(kWhiteoutPrefix) + n;
   UniqueFd fd(::openat(dir_fd, marker.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0000));
   if (!fd && errno != EEXIST) return errno;
+  if (wrote_file) *wrote_file = true;
   return 0;
 }
 

@@ -46,8 +46,9 @@ struct WhiteoutStyle {
 WhiteoutStyle probe_whiteout_style(int upper_fd, int work_fd);
 
 // Each of these acts on `name`, one component below the upper directory fd `dir_fd`.
-// Creates a whiteout for `name`.
-Status make_whiteout(int dir_fd, std::string_view name, const WhiteoutStyle& style);
+// Creates a whiteout for `name`. `wrote_file` (if given) is set when it became a .wh.NAME
+// file because the device could not be made.
+Status make_whiteout(int dir_fd, std::string_view name, const WhiteoutStyle& style, bool* wrote_file = nullptr);
 // Marks directory `name` opaque.
 Status mark_opaque(int dir_fd, std::string_view name, const WhiteoutStyle& style);
 // "/proc/self/fd/FD/NAME" (or "/proc/self/fd/FD" for an empty name): the path form that

@@ -12,6 +12,10 @@ namespace strata::fs {
 Result<std::string> Overlay::getxattr(Inode* node, const std::string& name) {
   if (config_.noxattrs) return Errno{ENOTSUP};
   if (is_private_xattr(name)) return Errno{ENODATA};
+  // The kernel asks this of every file before its first write and before every chown
+  // (file_remove_privs, notify_change): a file made here and given no xattr since has none.
+  if (name == "security.capability" && node->created_without_caps.load(std::memory_order_acquire))
+    return Errno{ENODATA};
   std::shared_lock lock(tree_);
   auto place = place_of(node, node->top.load());
   if (!place) return Errno{place.error()};
@@ -64,6 +68,10 @@ Status Overlay::setxattr(Inode* node, const std::string& name, std::string_view 
   std::shared_lock lock(tree_);
   auto place = place_of(node, 0);
   if (!place) return place.error();
+  // What is known of the node's xattrs is forgotten before the change, under the same hold:
+  // a create (exclusive lock) asks again after it.
+  node->created_without_caps.store(false, std::memory_order_release);
+  node->default_acl.store(0, std::memory_order_release);
   return target_of(*place).set(name.c_str(), value.data(), value.size(), flags) == 0 ? 0 : errno;
 }
 
@@ -82,6 +90,7 @@ Status Overlay::removexattr(Inode* node, const std::string& name) {
   std::shared_lock lock(tree_);
   auto place = place_of(node, 0);
   if (!place) return place.error();
+  node->default_acl.store(0, std::memory_order_release);
   return target_of(*place).remove(name.c_str()) == 0 ? 0 : errno;
 }
 

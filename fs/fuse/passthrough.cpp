@@ -45,10 +45,12 @@ void BackingFiles::close_backing(int32_t id) {
 BackingFiles::Grant BackingFiles::acquire(OpenFile& file, bool root_caller) {
   Inode* node = file.node;
   if (!node->is_reg()) return {};
-  // The syscall outside the registry's lock: every open of a regular file comes here.
+  // The syscall outside the registry's lock: every open of a regular file comes here. A file
+  // the open created was stat'ed by the engine already.
   int fd = file.current.load();
   struct stat st {};
-  if (::fstat(fd, &st) != 0) return {};
+  if (file.created_st) st = *file.created_st;
+  else if (::fstat(fd, &st) != 0) return {};
   std::lock_guard lock(mutex_);
   if (!enabled_) return {};
   bool user_writer = (file.flags & O_ACCMODE) != O_RDONLY && !root_caller;

@@ -1,6 +1,7 @@
 """xattrs pass through; overlay-private names stay hidden; xattr_permissions=2 override_stat."""
 
 import os
+import struct
 
 from .. import fixture as fx
 from ..core import case
@@ -99,3 +100,46 @@ def xattr_permissions_2(ctx):
                                f"want {want[0]}:{want[1]}:{oct(want[2])}")
     names = os.listxattr(os.path.join(m.path, "f"))
     ctx.check("user.containers.override_stat" not in names, f"override_stat listed: {names}")
+
+
+def default_acl():
+    """system.posix_acl_default: user::rwx group::rwx other::rwx (no umask for new entries)."""
+    und = 0xFFFFFFFF
+    ents = [(1, 7, und), (4, 7, und), (0x20, 7, und)]
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in ents)
+
+
+CAP = bytes.fromhex("0100000200200000000000000000000000000000")
+
+
+def known_script(mode):
+    def s(t):
+        old = os.umask(0o022)
+        try:
+            t.mkdir("acl")
+            t.create("acl/before", 0o666)
+            t.setxattr("acl", "system.posix_acl_default", default_acl())
+            t.create("acl/with", 0o666)
+            t.mkdir("acl/withdir", 0o777)
+            t.removexattr("acl", "system.posix_acl_default")
+            t.create("acl/after", 0o666)
+            for n in ("before", "with", "withdir", "after"):
+                t.stat(f"acl/{n}", fields=("mode",))
+        finally:
+            os.umask(old)
+        if mode == "root":
+            t.write("capf", "x", "x")
+            t.getxattr("capf", "security.capability")    # ENODATA
+            t.setxattr("capf", "security.capability", CAP)
+            t.getxattr("capf", "security.capability")
+            t.write("capf", "y", "a")                    # a write drops it
+            t.getxattr("capf", "security.capability")
+    return s
+
+
+@case("xattr-new-entries", "xattr", ("root", "rootless", "userns"))
+def xattr_new_entries(ctx):
+    """What the fs knows of entries it created follows xattr changes through the mount: a default
+    ACL set or removed on a directory between creates in it decides the next one's mode; a
+    file capability set on a new file is read back."""
+    ctx.differential("xattr-new", [[F("lowerfile")]], known_script(ctx.mode), share_lowers=True)
