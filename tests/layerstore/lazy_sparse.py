@@ -8,7 +8,7 @@ size, content, nlink, mtime, xattrs), holes read as zeros, stat's st_blocks coun
 and not the holes, and SEEK_DATA/SEEK_HOLE find the same data as in the unpacked file. A
 container over the lazy image appends to the sparse file (a copy-up read from the blob): same
 output as over the unpacked image and the copy keeps its holes. `save` gives back the layer
-tar byte for byte (its diff_id). The old GNU format (--format=gnu, type 'S', which Docker
+tar byte for byte (its diff_id), and `unpack` leaves what load leaves. The old GNU format (--format=gnu, type 'S', which Docker
 refuses) is refused by load, load --lazy and mount --lazy alike, with the store unchanged."""
 import hashlib
 import io
@@ -220,6 +220,11 @@ try:
                 layer = t.extractfile(manifest[0]["Layers"][0]).read()
             if layer != tar:
                 failures.append(f"{name}: save gives another layer tar")
+            # unpack extracts the blob as load does.
+            strata(lazy_store, "unpack", image)
+            unpacked = strata_mount(lazy_store, image, name + "-unpacked")
+            check_view(f"{name}: unpack + mount", unpacked, want, want_facts)
+            umount(unpacked)
 
     # The old GNU format: type 'S', which Go returns as is and Docker refuses.
     tar = gnu_tar("--format=gnu")
