@@ -27,31 +27,49 @@ std::string Overlay::stage_name() {
   return buf;
 }
 
-Status Overlay::copy_xattrs(const Place& src, const XattrTarget& dst) {
-  ssize_t len = listxattr_at(src, nullptr, 0);
+Status Overlay::copy_xattrs(const Place& src, const XattrTarget& dst, int src_fd, bool* no_caps) {
+  // Through the open source file when there is one: no /proc/self/fd path to resolve.
+  auto list = [&](char* names, size_t size) {
+    return src_fd >= 0 ? ::flistxattr(src_fd, names, size) : listxattr_at(src, names, size);
+  };
+  auto get = [&](const char* name, void* value, size_t size) {
+    return src_fd >= 0 ? ::fgetxattr(src_fd, name, value, size) : getxattr_at(src, name, value, size);
+  };
+  ssize_t len = list(nullptr, 0);
+  if (len == 0 && no_caps) *no_caps = true;
   if (len <= 0) return 0;
   std::vector<char> names(size_t(len) + 1);
-  len = listxattr_at(src, names.data(), names.size());
+  len = list(names.data(), names.size());
   if (len <= 0) return 0;
+  bool caps = false;
   std::vector<char> value(4096);
   for (ssize_t off = 0; off < len;) {
     const char* name = names.data() + off;
     off += ssize_t(std::strlen(name)) + 1;
     // Overlay markers of the lower stay there; the recorded owner and mode move with the file.
     if (is_private_xattr(name) && !is_override_stat_xattr(name)) continue;
-    ssize_t n = getxattr_at(src, name, value.data(), value.size());
+    ssize_t n = get(name, value.data(), value.size());
     if (n < 0 && errno == ERANGE) {
-      ssize_t need = getxattr_at(src, name, nullptr, 0);
-      if (need < 0) continue;
+      ssize_t need = get(name, nullptr, 0);
+      if (need < 0) {
+        caps = true;  // unknown: not "none"
+        continue;
+      }
       value.resize(size_t(need));
-      n = getxattr_at(src, name, value.data(), value.size());
+      n = get(name, value.data(), value.size());
     }
-    if (n < 0) continue;
+    if (n < 0) {
+      caps = true;
+      continue;
+    }
     if (dst.set(name, value.data(), size_t(n), 0) != 0) {
       // An unprivileged daemon cannot write trusted.* or security.*: keep what it can.
       if (errno != EPERM && errno != ENOTSUP && errno != EACCES) return errno;
+    } else if (std::strcmp(name, "security.capability") == 0) {
+      caps = true;
     }
   }
+  if (no_caps) *no_caps = !caps;
   return 0;
 }
 
@@ -64,15 +82,16 @@ Status Overlay::sync_copied_data(int fd) const {
   return r == 0 ? 0 : errno;
 }
 
-Status Overlay::stage_copy(const Place& src, const struct stat& st, const std::string& tmp, bool with_data) {
+Status Overlay::stage_copy(const Place& src, const struct stat& st, const std::string& tmp, bool with_data,
+                           bool* no_caps) {
   int work = work_fd_.get();
   mode_t type = st.st_mode & S_IFMT;
+  UniqueFd in;  // the source file, when its data was copied from an fd
   switch (type) {
     case S_IFREG: {
       UniqueFd out(::openat(work, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
       if (!out) return errno;
       if (with_data) {
-        UniqueFd in;
         std::shared_ptr<const LayerFileData> data;
         if (!src.orphan) data = source(src.layer).data(*src.dir, src.name);
         if (data) {
@@ -87,7 +106,7 @@ Status Overlay::stage_copy(const Place& src, const struct stat& st, const std::s
           in = std::move(*opened);
         }
         if (!data) {
-          if (Status s = copy_file_data(in.get(), out.get(), st.st_size); s != 0) return s;
+          if (Status s = copy_file_data(in.get(), out.get(), st, &no_reflink_); s != 0) return s;
           if (Status s = sync_copied_data(out.get()); s != 0) return s;
         }
       }
@@ -111,7 +130,8 @@ Status Overlay::stage_copy(const Place& src, const struct stat& st, const std::s
   if (::fchownat(work, tmp.c_str(), st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) != 0 && privileged_ && errno != EINVAL)
     return errno;
   if (type != S_IFLNK && ::fchmodat(work, tmp.c_str(), st.st_mode & 07777, 0) != 0) return errno;
-  if (Status s = copy_xattrs(src, XattrTarget{fd_path(work, tmp), false}); s != 0) return s;
+  if (Status s = copy_xattrs(src, XattrTarget{fd_path(work, tmp), false}, in ? in.get() : -1, no_caps); s != 0)
+    return s;
   struct timespec times[2] = {st.st_atim, st.st_mtim};
   if (::utimensat(work, tmp.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) return errno;
   return 0;
@@ -127,7 +147,8 @@ class KeepDirTimes {
   ~KeepDirTimes() {
     if (!saved_) return;
     struct timespec times[2] = {st_.st_atim, st_.st_mtim};
-    ::utimensat(AT_FDCWD, fd_path(dir_fd_).c_str(), times, 0);
+    // On the O_PATH fd itself where the kernel allows it (AT_EMPTY_PATH), else through /proc.
+    if (::utimensat(dir_fd_, "", times, AT_EMPTY_PATH) != 0) ::utimensat(AT_FDCWD, fd_path(dir_fd_).c_str(), times, 0);
   }
   KeepDirTimes(const KeepDirTimes&) = delete;
   KeepDirTimes& operator=(const KeepDirTimes&) = delete;
@@ -208,8 +229,10 @@ Status Overlay::copy_up_locked(Inode* node, bool with_data) {
   std::string tmp = stage_name();
   // Other names of a hardlinked file keep their content: never skip its data.
   bool keep_data = with_data || (S_ISREG(st->st_mode) && st->st_nlink > 1);
-  Status s = stage_copy(*place, *st, tmp, keep_data);
+  bool no_caps = false;
+  Status s = stage_copy(*place, *st, tmp, keep_data, &no_caps);
   if (s == 0) s = publish_copy(node, tmp, *st, layer);
+  if (s == 0 && no_caps && !node->is_dir()) node->created_without_caps.store(true, std::memory_order_release);
   if (s != 0) ::unlinkat(work_fd_.get(), tmp.c_str(), S_ISDIR(st->st_mode) ? AT_REMOVEDIR : 0);
   return s;
 }
@@ -244,7 +267,8 @@ Status Overlay::copy_up(Inode* node, bool with_data) {
     place = std::move(*found);
   }
   bool keep_data = with_data || (S_ISREG(st.st_mode) && st.st_nlink > 1);
-  Status s = stage_copy(place, st, tmp, keep_data);
+  bool no_caps = false;
+  Status s = stage_copy(place, st, tmp, keep_data, &no_caps);
   if (s == 0 && config_.copy_up_staged) config_.copy_up_staged();
   bool published = false;
   if (s == 0) {
@@ -254,6 +278,9 @@ Status Overlay::copy_up(Inode* node, bool with_data) {
     if (node->top.load() != 0) {
       s = publish_copy(node, tmp, st, layer);
       published = s == 0;
+      // The copy has no capability unless one was copied: the kernel's GETXATTR before the
+      // first write through it needs no syscall.
+      if (published && no_caps) node->created_without_caps.store(true, std::memory_order_release);
     }
   }
   if (!published) ::unlinkat(work_fd_.get(), tmp.c_str(), 0);

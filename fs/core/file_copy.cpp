@@ -58,10 +58,21 @@ Status copy_range(int src, int dst, off_t off, off_t end, bool& use_cfr) {
 
 }  // namespace
 
-Status copy_file_data(int src_fd, int dst_fd, off_t size) {
+Status copy_file_data(int src_fd, int dst_fd, const struct stat& src_st, std::atomic<bool>* no_reflink) {
+  const off_t size = src_st.st_size;
   if (size == 0) return 0;
-  if (::ioctl(dst_fd, FICLONE, src_fd) == 0) return 0;
+  if (!no_reflink || !no_reflink->load(std::memory_order_relaxed)) {
+    if (::ioctl(dst_fd, FICLONE, src_fd) == 0) return 0;
+    // The destination's filesystem has no reflinks (ext4): it never will during this mount.
+    if (errno == EOPNOTSUPP && no_reflink) no_reflink->store(true, std::memory_order_relaxed);
+  }
   bool use_cfr = true;
+  if (src_st.st_blocks > 0 && size <= off_t(src_st.st_blksize)) {
+    // One block, allocated: no hole to keep, no need to look for one (the common small file).
+    // A file with no blocks may still hold inline data, so it takes the general path.
+    if (Status st = copy_range(src_fd, dst_fd, 0, size, use_cfr); st != 0) return st;
+    return ::ftruncate(dst_fd, size) == 0 ? 0 : errno;
+  }
   off_t off = 0;
   while (off < size) {
     off_t data = ::lseek(src_fd, off, SEEK_DATA);

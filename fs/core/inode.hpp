@@ -70,8 +70,9 @@ struct Inode {
   // 2 yes), which decides whether a new entry's mode loses the caller's umask. Only xattr
   // changes through the mount change it (they reset it to 0).
   std::atomic<uint8_t> default_acl{0};
-  // A file this mount created and no xattr was set on since: it has no security.capability,
-  // which the kernel asks for before the first write and every chown.
+  // A file this mount made (created, or copied up from one without it) and no xattr was set on
+  // since: it has no security.capability, which the kernel asks for before the first write
+  // and every chown.
   std::atomic<bool> created_without_caps{false};
 
   // Once no name is left while the kernel or a handle still refers to the Inode, the backing

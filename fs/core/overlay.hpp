@@ -264,8 +264,11 @@ class Overlay {
   std::string stage_name();
   // Builds a copy of the file at `src` (a Place in `layer`) as work/`tmp`: data (if asked),
   // owner, mode, xattrs, times.
-  Status stage_copy(const Place& src, const struct stat& st, const std::string& tmp, bool with_data);
-  Status copy_xattrs(const Place& src, const XattrTarget& dst);
+  // `no_caps` (if given) is set when the copy is known to have no security.capability.
+  Status stage_copy(const Place& src, const struct stat& st, const std::string& tmp, bool with_data,
+                    bool* no_caps = nullptr);
+  // Reads the source's xattrs through `src_fd` when it is an open fd of the file.
+  Status copy_xattrs(const Place& src, const XattrTarget& dst, int src_fd = -1, bool* no_caps = nullptr);
   // Copy-up entry points. copy_up: no lock held; copies data under copy_mutex only.
   Status copy_up(Inode* node, bool with_data = true);
   // Exclusive tree lock held: the data copy, if any, happens under it.
@@ -312,6 +315,7 @@ class Overlay {
   uid_t daemon_uid_ = 0;     // the owner the backing filesystem gives what the daemon creates
   gid_t daemon_gid_ = 0;
   std::atomic<bool> wrote_whiteout_files_{false};  // a .wh.NAME file was made in the upper
+  std::atomic<bool> no_reflink_{false};  // the upper's filesystem refused a reflink (copy_file_data)
   UniqueFd work_fd_;         // <workdir>/work: staging for copy-up
   HiddenLinks hidden_links_;
 

@@ -11,7 +11,9 @@ directories the mount made, and renamed over absent names as dpkg does:
   files (the mount writes whiteouts as devices);
 - the parent's default ACL is read once per directory, not per create;
 - the kernel's GETXATTR of security.capability on a file the mount created costs no syscall;
-- a file created through the mount is stat'ed through its new fd, never by name again.
+- a file created through the mount is stat'ed through its new fd, never by name again;
+- a small lower file copied up (a byte appended) costs no hole search (lseek), no second
+  reflink attempt on an upper without reflinks, and no capability read for the write.
 Then, with a .wh.NAME whiteout file in the upper (an upper another overlay wrote), the probes
 come back for that directory and the name stays hidden.
 
@@ -30,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fs_daemon import start_strata_fs  # noqa: E402
 
 DIRS, FILES = 3, 40
+COPYUPS = 20
 CALL = re.compile(r'^\d+\s+(\w+)\((.*)$')
 
 
@@ -50,6 +53,9 @@ def workload(mnt):
                 os.write(fd, b"x")
                 os.close(fd)
                 os.rename(p + ".new", p)
+        for f in range(COPYUPS):
+            with open(os.path.join(mnt, "cu", f"c{f:02d}"), "ab") as fh:
+                fh.write(b"+")
     finally:
         os.umask(old)
 
@@ -69,7 +75,7 @@ def traced(binary, base, lower, failures, upper_setup=None):
     calls, line = [], ""
     try:
         tracer = subprocess.Popen(["strace", "-f", "-qq", "-o", log, "-e", "signal=none",
-                                   "-e", "trace=newfstatat,lgetxattr,getxattr,fgetxattr,unlinkat",
+                                   "-e", "trace=newfstatat,lgetxattr,getxattr,fgetxattr,unlinkat,lseek,ioctl",
                                    "-p", str(daemon.pid)], stderr=subprocess.PIPE, text=True)
         # strace writes its first line once attached: until then calls would go uncounted.
         for _ in range(200):
@@ -122,7 +128,8 @@ def check_new_tree(binary, tmp, lower, failures):
             n = len(named(calls, "newfstatat", rf'^\d+, "{re.escape(name)}",'))
             if n != want * DIRS and not failures:
                 failures.append(f"{name}: looked at by name {n} times in {DIRS} dirs (want {want * DIRS})")
-    wh = named(calls, "newfstatat", r'"\.wh\.') + named(calls, "unlinkat", r'"\.wh\.')
+    # (".wh..wh..opq" is the opaque marker, looked for in the lower's copy-up source dir.)
+    wh = named(calls, "newfstatat", r'"\.wh\.(?!\.wh\.\.opq")') + named(calls, "unlinkat", r'"\.wh\.')
     if wh:
         failures.append(f"{len(wh)} .wh.NAME probes or unlinks in upper dirs the mount made, e.g. {wh[:2]}")
     caps = [a for n, a in calls if n.endswith("getxattr") and "security.capability" in a]
@@ -132,7 +139,13 @@ def check_new_tree(binary, tmp, lower, failures):
     if len(acls) > DIRS + 1:
         failures.append(f"the parent's default ACL read {len(acls)} times for {created} creates in "
                         f"{DIRS} dirs (want at most once per dir)")
-    print(f"{created} files: {len(calls)} traced calls; ACL reads {len(acls)}")
+    seeks = [a for n, a in calls if n == "lseek"]
+    if seeks:
+        failures.append(f"{len(seeks)} lseek calls copying up {COPYUPS} one-block files, e.g. {seeks[:2]}")
+    clones = [a for n, a in calls if n == "ioctl" and "FICLONE" in a]
+    if clones and "= 0" not in clones[0] and len(clones) > 1:
+        failures.append(f"reflink tried {len(clones)} times on an upper that refused the first: {clones[0]}")
+    print(f"{created} files: {len(calls)} traced calls; ACL reads {len(acls)}; reflink attempts {len(clones)}")
 
 
 class WhiteoutFileUpper:
@@ -171,6 +184,10 @@ def main():
     with tempfile.TemporaryDirectory(dir="/var/tmp", prefix="strata-syscall-counts-") as tmp:
         lower = os.path.join(tmp, "lower")
         os.makedirs(os.path.join(lower, "old"))
+        os.makedirs(os.path.join(lower, "cu"))
+        for f in range(COPYUPS):
+            with open(os.path.join(lower, "cu", f"c{f:02d}"), "w") as fh:
+                fh.write("small lower file\n")
         with open(os.path.join(lower, "old", "f000"), "w") as f:
             f.write("lower")
         os.mkdir(os.path.join(tmp, "new"))
