@@ -8,7 +8,7 @@ src=$(cd "$(dirname "$0")" && pwd)
 build=$1
 runs=${2:-20000}
 shift $(( $# >= 2 ? 2 : 1 ))
-targets=${*:-tar manifest reference fs_options blob_index}
+targets=${*:-tar manifest reference fs_options blob_index lazy_toc}
 command -v clang++ >/dev/null || { echo "SKIP: clang++ not installed"; exit 77; }
 [ -f "$build/CMakeCache.txt" ] || cmake -S "$src" -B "$build" -G Ninja -DCMAKE_C_COMPILER=clang \
   -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
