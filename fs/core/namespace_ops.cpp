@@ -8,6 +8,8 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <vector>
+
 #include "fs/core/overlay.hpp"
 #include "fs/core/tree_remove.hpp"
 
@@ -89,6 +91,43 @@ Status Overlay::set_new_owner(int dirfd, const std::string& name, const Caller& 
   return 0;
 }
 
+namespace {
+
+// A directory in the workdir with the default ACL of an upper directory, removed (with what is
+// left in it) when it goes out of scope.
+class AclStagingDir {
+ public:
+  explicit AclStagingDir(int work) : work_(work) {}
+  ~AclStagingDir() {
+    if (!name_.empty()) remove_tree(work_, name_);
+  }
+  AclStagingDir(const AclStagingDir&) = delete;
+  AclStagingDir& operator=(const AclStagingDir&) = delete;
+
+  Status make(int upper_dir, const std::string& name) {
+    ssize_t len = ::getxattr(fd_path(upper_dir).c_str(), "system.posix_acl_default", nullptr, 0);
+    if (len <= 0) return len == 0 || errno == ENODATA ? 0 : errno;
+    std::vector<char> acl(size_t(len) + 1);
+    len = ::getxattr(fd_path(upper_dir).c_str(), "system.posix_acl_default", acl.data(), acl.size());
+    if (len < 0) return errno;
+    if (::mkdirat(work_, name.c_str(), 0700) != 0) return errno;
+    name_ = name;
+    fd_ = UniqueFd(::openat(work_, name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd_) return errno;
+    if (::setxattr(fd_path(fd_.get()).c_str(), "system.posix_acl_default", acl.data(), size_t(len), 0) != 0)
+      return errno;
+    return 0;
+  }
+  int fd() const { return fd_ ? fd_.get() : -1; }
+
+ private:
+  int work_;
+  std::string name_;
+  UniqueFd fd_;
+};
+
+}  // namespace
+
 Result<Entry> Overlay::create_node(Inode* parent, std::string_view name, bool is_dir, const Caller* caller,
                                    mode_t mode, const std::function<Status(int, const std::string&)>& make,
                                    const UniqueFd* made_fd, struct stat* made_st) {
@@ -118,19 +157,27 @@ Result<Entry> Overlay::create_node(Inode* parent, std::string_view name, bool is
   if (wh_device) {
     // Build it aside, then swap it with the whiteout in one step.
     std::string tmp = stage_name();
-    Status s = make(work, tmp);
-    if (s == 0 && caller) s = set_new_owner(work, tmp, *caller, upper, is_dir, mode);
-    if (s == 0 && is_dir) s = mark_opaque(work, tmp, whiteout_style());
+    // An entry made in the parent inherits its default ACL (access ACL, mode, and a
+    // directory's default ACL) from the backing filesystem; one built in the workdir would get
+    // none and keep the mode the umask was not applied to. Build it in a staging directory
+    // carrying the parent's default ACL instead.
+    AclStagingDir staging(work);
+    if (caller && has_default_acl(parent))
+      if (Status s = staging.make(upper, stage_name()); s != 0) return Errno{s};
+    const int build = staging.fd() >= 0 ? staging.fd() : work;
+    Status s = make(build, tmp);
+    if (s == 0 && caller) s = set_new_owner(build, tmp, *caller, upper, is_dir, mode);
+    if (s == 0 && is_dir) s = mark_opaque(build, tmp, whiteout_style());
     if (s == 0) {
       if (is_dir) {
-        if (::renameat2(work, tmp.c_str(), upper, n.c_str(), RENAME_EXCHANGE) != 0) s = errno;
-        else ::unlinkat(work, tmp.c_str(), 0);
-      } else if (::renameat(work, tmp.c_str(), upper, n.c_str()) != 0) {
+        if (::renameat2(build, tmp.c_str(), upper, n.c_str(), RENAME_EXCHANGE) != 0) s = errno;
+        else ::unlinkat(build, tmp.c_str(), 0);
+      } else if (::renameat(build, tmp.c_str(), upper, n.c_str()) != 0) {
         s = errno;
       }
     }
     if (s != 0) {
-      remove_tree(work, tmp);
+      remove_tree(build, tmp);
       return Errno{s};
     }
   } else {

@@ -1,3 +1,3 @@
 """Each module registers its cases with @case; importing this package registers them all."""
-from . import (copyup, engine, fileops, idmap, lifecycle, links, lookup, mountflags, namespace,  # noqa: F401
+from . import (acl_over_whiteout, copyup, engine, fileops, idmap, lifecycle, links, lookup, mountflags, namespace,  # noqa: F401
                passthrough, perms, randomops, readdir, stress, xattr)
