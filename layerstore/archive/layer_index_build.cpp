@@ -1,12 +1,11 @@
 #include "layerstore/archive/layer_index_build.hpp"
 
 #include <fcntl.h>
-#include <isa-l/crc.h>
 #include <unistd.h>
-#include <zlib.h>
 #include <zstd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -17,6 +16,8 @@
 
 #include "layerstore/archive/decompress.hpp"
 #include "layerstore/archive/digest.hpp"
+#include "layerstore/archive/gzip_index_inflate.hpp"
+#include "layerstore/archive/index_pass_times.hpp"
 #include "layerstore/archive/tar_split.hpp"
 #include "layerstore/archive/toc_builder.hpp"
 #include "layerstore/error.hpp"
@@ -26,10 +27,6 @@ namespace strata {
 namespace {
 
 constexpr size_t kReadChunk = 1 << 20;
-constexpr size_t kOutChunk = 256 * 1024;
-// Stream starts (gzip members, zstd frames) cost no window; still, one every few bytes
-// (a member per file, as eStargz writes) would make the index large for nothing.
-constexpr uint64_t kMinStreamStartGap = 64 * 1024;
 
 // A tar header's numeric field as Go's parseNumeric: base-256 when the top bit is set, else
 // octal between spaces and NULs.
@@ -52,9 +49,9 @@ uint64_t header_number(const uint8_t* f, size_t n) {
 // just ended and the entry's data starts at the current offset.
 class TarSide {
  public:
-  explicit TarSide(const WarnFn& warn, const UnpackLimits& limits)
-      : toc_(warn), limits_(limits),
-        recorder_({}, [this](TarEntryView&& v) {
+  TarSide(const WarnFn& warn, const UnpackLimits& limits, IndexPassTimes& times)
+      : times_(times), toc_(warn), limits_(limits),
+        recorder_(check_only(), [this](TarEntryView&& v) {
           uint64_t rdev = 0;
           if (v.type == '3' || v.type == '4') {
             rdev = makedev_u(header_number(block_ + 329, 8), header_number(block_ + 337, 8));
@@ -69,7 +66,11 @@ class TarSide {
   void feed(const uint8_t* p, size_t n, uint64_t compressed_so_far, bool compressed) {
     total_ += n;
     check_expansion(compressed_so_far, compressed);
-    diff_.update(p, n);
+    {
+      StageTimer t(times_, IndexStage::TarHash);
+      diff_.update(p, n);
+    }
+    StageTimer t(times_, IndexStage::TarParse);
     while (n) {
       size_t in_block = size_t(offset_ % kTarBlock);
       size_t k = std::min(n, kTarBlock - in_block);
@@ -88,6 +89,11 @@ class TarSide {
   }
 
  private:
+  static TarSplitLimits check_only() {
+    TarSplitLimits l;
+    l.keep_record = false;
+    return l;
+  }
   static uint64_t makedev_u(uint64_t major, uint64_t minor) {
     return (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xffull) << 12) | ((major & ~0xfffull) << 32);
   }
@@ -104,6 +110,7 @@ class TarSide {
                   std::to_string(c) + "); --max-expansion N allows more");
   }
 
+  IndexPassTimes& times_;
   TocBuilder toc_;
   UnpackLimits limits_;
   uint8_t block_[kTarBlock] = {};
@@ -115,19 +122,31 @@ class TarSide {
 // The uncompressed side on a thread of its own, so hashing and reading the tar overlap with
 // decompression (the two are about equal work). A bounded queue keeps the decompressor at
 // most a few MiB ahead, so the expansion cap still stops a bomb early; the first error on
-// either side ends the pass.
+// either side ends the pass. Chunk buffers are reused: a fresh 256 KiB vector each time is an
+// mmap, 64 page faults and a munmap.
 class PipelinedTar {
  public:
-  PipelinedTar(const WarnFn& warn, const UnpackLimits& limits) : tar_(warn, limits), worker_([this] { run(); }) {}
+  PipelinedTar(const WarnFn& warn, const UnpackLimits& limits, IndexPassTimes& times)
+      : times_(times), tar_(warn, limits, times), worker_([this] { run(); }) {}
   ~PipelinedTar() { stop(); }
 
   void feed(const uint8_t* p, size_t n, uint64_t compressed_so_far, bool compressed) {
+    StageTimer t(times_, IndexStage::Handoff);
     std::unique_lock lock(mu_);
     not_full_.wait(lock, [&] { return q_.size() < kDepth || error_; });
     if (error_) std::rethrow_exception(error_);
-    q_.push_back(Chunk{std::vector<uint8_t>(p, p + n), compressed_so_far, compressed});
+    std::vector<uint8_t> data;
+    if (!free_.empty()) {
+      data = std::move(free_.back());
+      free_.pop_back();
+    }
+    lock.unlock();
+    data.assign(p, p + n);
+    lock.lock();
+    q_.push_back(Chunk{std::move(data), compressed_so_far, compressed});
     not_empty_.notify_one();
   }
+  IndexPassTimes& times() { return times_; }
   // Waits for the tar side to take everything, then fills the index's TOC and diff_id.
   void finish(lazy::BlobIndex& ix) {
     stop();
@@ -155,6 +174,8 @@ class PipelinedTar {
       }
       try {
         tar_.feed(c.data.data(), c.data.size(), c.compressed_so_far, c.compressed);
+        std::lock_guard lock(mu_);
+        free_.push_back(std::move(c.data));
       } catch (...) {
         std::lock_guard lock(mu_);
         error_ = std::current_exception();
@@ -173,10 +194,12 @@ class PipelinedTar {
     if (worker_.joinable()) worker_.join();
   }
 
+  IndexPassTimes& times_;
   TarSide tar_;
   std::mutex mu_;
   std::condition_variable not_full_, not_empty_;
   std::deque<Chunk> q_;
+  std::vector<std::vector<uint8_t>> free_;
   bool closed_ = false;
   std::exception_ptr error_;
   std::thread worker_;
@@ -184,17 +207,27 @@ class PipelinedTar {
 
 // Reads the blob in order, handing every chunk to `each(data, len, offset)`.
 template <typename F>
-void read_blob(const BlobRef& blob, const ProgressFn& progress, Sha256& digest, F each) {
+void read_blob(const BlobRef& blob, const ProgressFn& progress, Sha256& digest, IndexPassTimes& times, F each) {
   std::vector<uint8_t> in(kReadChunk);
   posix_fadvise(blob.file->get(), off_t(blob.offset), off_t(blob.length), POSIX_FADV_SEQUENTIAL);
   uint64_t pos = 0;
   while (pos < blob.length) {
     size_t want = size_t(std::min<uint64_t>(kReadChunk, blob.length - pos));
-    ssize_t n = pread(blob.file->get(), in.data(), want, off_t(blob.offset + pos));
+    ssize_t n;
+    {
+      StageTimer t(times, IndexStage::Read);
+      n = pread(blob.file->get(), in.data(), want, off_t(blob.offset + pos));
+    }
     if (n < 0) throw_errno("read " + blob.name);
     if (n == 0) throw Error("unexpected end of file (" + std::to_string(pos) + " of " + std::to_string(blob.length) + " bytes)");
-    digest.update(in.data(), size_t(n));
-    each(in.data(), size_t(n), pos);
+    {
+      StageTimer t(times, IndexStage::BlobHash);
+      digest.update(in.data(), size_t(n));
+    }
+    {
+      StageTimer t(times, IndexStage::Inflate);  // less the handoff inside it, subtracted when printed
+      each(in.data(), size_t(n), pos);
+    }
     pos += uint64_t(n);
     if (progress) progress(pos);
   }
@@ -202,96 +235,19 @@ void read_blob(const BlobRef& blob, const ProgressFn& progress, Sha256& digest, 
 
 void index_plain(const BlobRef& blob, const ProgressFn& progress, Sha256& digest, PipelinedTar& tar, lazy::BlobIndex& ix) {
   ix.points.push_back({});
-  read_blob(blob, progress, digest, [&](const uint8_t* p, size_t n, uint64_t at) { tar.feed(p, n, at + n, false); });
+  read_blob(blob, progress, digest, tar.times(), [&](const uint8_t* p, size_t n, uint64_t at) { tar.feed(p, n, at + n, false); });
 }
 
-// A gzip member's trailer (CRC32 and ISIZE, the 8 bytes before `end` in the blob) against
-// what its data gave.
-void check_member_trailer(const BlobRef& blob, uint64_t end, uint32_t crc, uint32_t isize) {
-  uint8_t t[8];
-  if (end < 8 || pread(blob.file->get(), t, 8, off_t(blob.offset + end - 8)) != 8) throw_errno("read " + blob.name);
-  auto le32 = [](const uint8_t* p) { return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24; };
-  if (le32(t) != crc) throw Error("corrupt gzip data (CRC32 mismatch)");
-  if (le32(t + 4) != isize) throw Error("corrupt gzip data (ISIZE mismatch)");
-}
-
-// zlib rather than ISA-L here: only zlib stops at deflate block ends (Z_BLOCK) and reports
-// the bit offset there, which is what a checkpoint is. zlib's own CRC32 is turned off
-// (inflateValidate) and ISA-L's computes it: zlib's took a fifth of the pass's inflate time.
+// ISA-L, which finds the block boundaries too (gzip_index_inflate.hpp).
 void index_gzip(const BlobRef& blob, const ProgressFn& progress, Sha256& digest, PipelinedTar& tar, lazy::BlobIndex& ix,
                 uint64_t span) {
-  z_stream z{};
-  if (inflateInit2(&z, 31) != Z_OK) throw Error("zlib: out of memory");
-  struct End {
-    z_stream* z;
-    ~End() { inflateEnd(z); }
-  } end{&z};
-  if (inflateValidate(&z, 0) != Z_OK) throw Error("zlib: cannot turn its check off");
-  uint32_t crc = 0, isize = 0;  // of the current member
-  std::vector<uint8_t> out(kOutChunk);
-  std::string window(32768, '\0');
-  uint64_t out_total = 0;
-  bool member_done = false, any = false;
   ix.points.push_back({});
-  read_blob(blob, progress, digest, [&](const uint8_t* p, size_t n, uint64_t at) {
-    z.next_in = const_cast<uint8_t*>(p);
-    z.avail_in = uInt(n);
-    for (;;) {
-      if (member_done) {
-        if (z.avail_in == 0) break;
-        // Another member follows (Go's reader, and so Docker, reads them as one stream).
-        uint64_t in_off = at + (n - z.avail_in);
-        if (inflateReset(&z) != Z_OK) throw Error("zlib: reset failed");
-        member_done = false;
-        crc = 0;
-        isize = 0;
-        if (out_total - ix.points.back().out >= kMinStreamStartGap) {
-          lazy::Checkpoint cp;
-          cp.in = in_off;
-          cp.out = out_total;
-          ix.points.push_back(std::move(cp));
-        }
-      }
-      z.next_out = out.data();
-      z.avail_out = uInt(out.size());
-      int r = inflate(&z, Z_BLOCK);
-      if (r != Z_OK && r != Z_STREAM_END && r != Z_BUF_ERROR) {
-        std::string why = z.msg ? z.msg : "inflate error";
-        if (why == "incorrect data check") why = "CRC32 mismatch";
-        if (why == "incorrect length check") why = "ISIZE mismatch";
-        throw Error("corrupt gzip data (" + why + ")");
-      }
-      any = true;
-      size_t got = out.size() - z.avail_out;
-      out_total += got;
-      if (got) {
-        crc = crc32_gzip_refl(crc, out.data(), got);
-        isize += uint32_t(got);
-        tar.feed(out.data(), got, at + (n - z.avail_in), true);
-      }
-      if (r == Z_STREAM_END) {
-        check_member_trailer(blob, at + (n - z.avail_in), crc, isize);
-        member_done = true;
-        continue;
-      }
-      // At the end of a deflate block that is not the member's last: a checkpoint if far
-      // enough from the previous one.
-      if ((z.data_type & 0xC0) == 0x80 && out_total - ix.points.back().out >= span) {
-        lazy::Checkpoint cp;
-        cp.kind = lazy::Checkpoint::Kind::DeflateBlock;
-        cp.bits = uint8_t(z.data_type & 7);
-        cp.in = at + (n - z.avail_in);
-        cp.out = out_total;
-        uInt wlen = uInt(window.size());
-        if (inflateGetDictionary(&z, reinterpret_cast<Bytef*>(window.data()), &wlen) != Z_OK)
-          throw Error("zlib: cannot read the window");
-        cp.window.assign(window.data(), wlen);
-        ix.points.push_back(std::move(cp));
-      }
-      if (z.avail_in == 0 && z.avail_out != 0) break;  // needs more input
-    }
-  });
-  if (!any || !member_done) throw Error("truncated gzip data (unexpected end of stream)");
+  GzipIndexInflate inflater(span, ix.points);
+  auto sink = [&](const uint8_t* data, size_t len, uint64_t compressed_so_far) {
+    tar.feed(data, len, compressed_so_far, true);
+  };
+  read_blob(blob, progress, digest, tar.times(), [&](const uint8_t* p, size_t n, uint64_t at) { inflater.feed(p, n, at, sink); });
+  inflater.finish();
 }
 
 void index_zstd(const BlobRef& blob, const ProgressFn& progress, Sha256& digest, PipelinedTar& tar, lazy::BlobIndex& ix) {
@@ -307,7 +263,7 @@ void index_zstd(const BlobRef& blob, const ProgressFn& progress, Sha256& digest,
   size_t last = 1;
   bool any = false;
   ix.points.push_back({});
-  read_blob(blob, progress, digest, [&](const uint8_t* p, size_t n, uint64_t at) {
+  read_blob(blob, progress, digest, tar.times(), [&](const uint8_t* p, size_t n, uint64_t at) {
     ZSTD_inBuffer ib{p, n, 0};
     while (ib.pos < ib.size || last != 0) {
       if (last == 0 && ib.pos < ib.size && out_total - ix.points.back().out >= kMinStreamStartGap) {
@@ -346,7 +302,9 @@ lazy::BlobIndex build_blob_index(const BlobRef& blob, const WarnFn& warn, const 
                                             : lazy::BlobCompression::Plain;
   ix.compressed_size = blob.length;
   Sha256 digest;
-  PipelinedTar tar(warn, options.limits);
+  IndexPassTimes times;
+  auto wall = std::chrono::steady_clock::now();
+  PipelinedTar tar(warn, options.limits, times);
   switch (c) {
     case Compression::Gzip: index_gzip(blob, progress, digest, tar, ix, options.span); break;
     case Compression::Zstd: index_zstd(blob, progress, digest, tar, ix); break;
@@ -354,6 +312,8 @@ lazy::BlobIndex build_blob_index(const BlobRef& blob, const WarnFn& warn, const 
   }
   tar.finish(ix);
   ix.digest = digest.finish();
+  times.print(blob.name, uint64_t(std::chrono::nanoseconds(std::chrono::steady_clock::now() - wall).count()),
+              ix.points.size());
   return ix;
 }
 

@@ -117,6 +117,10 @@ std::string go_json_string(std::string_view s) {
 
 void TarSplitRecorder::emit_segment() {
   if (raw_.empty()) return;
+  if (!limits_.keep_record) {
+    raw_.clear();
+    return;
+  }
   json_ += "{\"type\":2,\"payload\":\"";
   json_ += base64_encode(raw_);
   json_ += "\",\"position\":" + std::to_string(position_++) + "}\n";
@@ -124,6 +128,7 @@ void TarSplitRecorder::emit_segment() {
 }
 
 void TarSplitRecorder::emit_file(const std::string& name, int64_t size, bool with_crc) {
+  if (!limits_.keep_record) return;
   json_ += "{\"type\":1,";
   if (valid_utf8(name)) json_ += "\"name\":" + go_json_string(name) + ",";
   else json_ += "\"name_raw\":\"" + base64_encode(name) + "\",";
@@ -359,7 +364,7 @@ void TarSplitRecorder::feed(const uint8_t* p, size_t n) {
       case State::Data:
         k = std::min<size_t>(n, remaining_);
         if (sparse_) on_sparse_data(p, k);
-        else crc_ = crc64_iso(crc_, p, k);
+        else if (limits_.keep_record) crc_ = crc64_iso(crc_, p, k);
         remaining_ -= k;
         if (remaining_ == 0) {
           if (sparse_) on_sparse_data_end();

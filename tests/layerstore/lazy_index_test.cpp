@@ -16,6 +16,7 @@
 #include <cstring>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -452,5 +453,120 @@ TEST(LazyIndexFile, CraftedSizesAllocateNothing) {
       _exit(!ok && e.find("corrupt") != std::string::npos ? 0 : 1);
     };
     EXPECT_EXIT(parse_limited(), ::testing::ExitedWithCode(0), "") << "field " << field;
+  }
+}
+
+namespace {
+
+// gzip with zlib's `strategy`, the level switched between `levels` every MiB (deflateParams
+// ends the block there): level 0 makes stored blocks, Z_FIXED fixed-Huffman ones.
+std::string gzip_mixed(std::string_view data, std::vector<int> levels, int strategy = Z_DEFAULT_STRATEGY) {
+  z_stream z{};
+  deflateInit2(&z, levels[0], Z_DEFLATED, 31, 8, strategy);
+  std::string out;
+  std::vector<char> buf(1 << 20);
+  for (size_t off = 0, piece = 0; off < data.size(); off += 1 << 20, piece++) {
+    if (piece) {
+      // It may end the block: its output goes where next_out points.
+      z.next_out = reinterpret_cast<Bytef*>(buf.data());
+      z.avail_out = uInt(buf.size());
+      EXPECT_EQ(deflateParams(&z, levels[piece % levels.size()], strategy), Z_OK);
+      out.append(buf.data(), buf.size() - z.avail_out);
+    }
+    std::string_view s = data.substr(off, 1 << 20);
+    z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(s.data()));
+    z.avail_in = uInt(s.size());
+    int flush = off + s.size() >= data.size() ? Z_FINISH : Z_NO_FLUSH;
+    int r;
+    do {
+      z.next_out = reinterpret_cast<Bytef*>(buf.data());
+      z.avail_out = uInt(buf.size());
+      r = deflate(&z, flush);
+      out.append(buf.data(), buf.size() - z.avail_out);
+    } while (z.avail_out == 0 || (flush == Z_FINISH && r != Z_STREAM_END));
+  }
+  deflateEnd(&z);
+  return out;
+}
+
+// Every deflate block end (not a member's last) zlib's Z_BLOCK stops at, as "in:bits:out".
+std::set<std::string> zlib_block_ends(const std::string& gz) {
+  std::set<std::string> ends;
+  z_stream z{};
+  inflateInit2(&z, 31);
+  std::vector<uint8_t> out(1 << 16);
+  auto* start = reinterpret_cast<const Bytef*>(gz.data());
+  z.next_in = const_cast<Bytef*>(start);
+  z.avail_in = uInt(gz.size());
+  uint64_t produced = 0;
+  while (z.avail_in) {
+    z.next_out = out.data();
+    z.avail_out = uInt(out.size());
+    int r = inflate(&z, Z_BLOCK);
+    produced += out.size() - z.avail_out;
+    if (r == Z_STREAM_END) {
+      inflateReset(&z);
+      continue;
+    }
+    EXPECT_TRUE(r == Z_OK || r == Z_BUF_ERROR) << r;
+    if (r != Z_OK && r != Z_BUF_ERROR) break;
+    if ((z.data_type & 0xC0) == 0x80)
+      ends.insert(std::to_string(z.next_in - start) + ":" + std::to_string(z.data_type & 7) + ":" + std::to_string(produced));
+  }
+  inflateEnd(&z);
+  return ends;
+}
+
+// The index pass inflates with ISA-L and finds block boundaries by watching its state: each
+// block checkpoint must be one zlib stops at, its window the 32 KiB of the tar before it
+// (less at a member's start), and there must be one about every span.
+void check_block_checkpoints(const std::string& gz, const std::string& tar, uint64_t span, bool expect_blocks) {
+  TempBlob blob(gz);
+  IndexBuildOptions opt;
+  opt.span = span;
+  auto ix = build_blob_index(blob.ref, {}, {}, opt);
+  auto ends = zlib_block_ends(gz);
+  size_t blocks = 0;
+  for (size_t i = 0; i < ix.points.size(); i++) {
+    const auto& p = ix.points[i];
+    if (i) EXPECT_GT(p.out, ix.points[i - 1].out);
+    if (p.kind != lazy::Checkpoint::Kind::DeflateBlock) continue;
+    blocks++;
+    std::string key = std::to_string(p.in) + ":" + std::to_string(p.bits) + ":" + std::to_string(p.out);
+    EXPECT_TRUE(ends.count(key)) << "not a block boundary: " << key;
+    ASSERT_LE(p.window.size(), 32768u);
+    ASSERT_LE(p.window.size(), p.out);
+    EXPECT_TRUE(tar.compare(size_t(p.out - p.window.size()), p.window.size(), p.window) == 0) << "window at " << p.out;
+  }
+  if (expect_blocks) EXPECT_GE(blocks + 2, tar.size() / (span + 256 * 1024)) << blocks << " block checkpoints";
+  check_reads(gz, tar, span);
+}
+
+}  // namespace
+
+TEST_F(LazyIndex, GzipBlockCheckpointsAreZlibBlockEnds) {
+  for (int level : {1, 6, 9}) check_block_checkpoints(gzip_member(tar_, level), tar_, 256 * 1024, true);
+  // Members of a few hundred KiB, checkpoints due in each.
+  check_block_checkpoints(in_pieces(tar_, 23, [](std::string_view s) { return gzip_member(s, 6); }), tar_, 128 * 1024, true);
+}
+
+TEST_F(LazyIndex, GzipStoredAndFixedBlocks) {
+  // Stored (type 0) blocks alone, and between dynamic ones: their boundaries are byte-aligned.
+  check_block_checkpoints(gzip_mixed(tar_, {0}), tar_, 256 * 1024, true);
+  check_block_checkpoints(gzip_mixed(tar_, {0, 6, 1, 0}), tar_, 256 * 1024, true);
+  // Fixed-Huffman blocks: a 3-bit header that input rarely ends inside, so few or no block
+  // checkpoints; reads stay exact from the member start.
+  check_block_checkpoints(gzip_mixed(tar_, {6}, Z_FIXED), tar_, 256 * 1024, false);
+}
+
+TEST(LazyIndexBuild, CorruptDeflateDataFails) {
+  std::mt19937_64 rng(12);
+  std::string tar = make_tar(sample_files(rng, 3 << 20));
+  std::string gz = gzip_member(tar);
+  for (size_t at : {gz.size() / 3, gz.size() / 2, gz.size() - 100}) {
+    std::string bad = gz;
+    bad[at] ^= 0x10;
+    TempBlob blob(bad);
+    EXPECT_THROW(build_blob_index(blob.ref, {}, {}), Error) << "flipped byte at " << at;
   }
 }
