@@ -62,7 +62,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (const auto& i : ix->inodes) {
     if (!i.sparse) continue;
     uint64_t end = 0;
-    for (const auto& g : i.segments) {
+    for (const auto& g : ix->segments_of(i)) {
       if (g.file_offset < end || g.file_offset + g.length > i.size || g.tar_offset + g.length > ix->uncompressed_size)
         fail("a sparse region out of order or outside the file or the tar");
       end = g.file_offset + g.length;

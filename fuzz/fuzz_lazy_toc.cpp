@@ -46,10 +46,10 @@ std::string scratch_base() {
 }
 
 // The bytes of TOC file `ino`: a plain tar's data sits at its offsets in the input.
-std::string toc_bytes(const lazy::TocInode& ino, const uint8_t* tar) {
+std::string toc_bytes(const lazy::BlobIndex& ix, const lazy::TocInode& ino, const uint8_t* tar) {
   if (!ino.sparse) return std::string(reinterpret_cast<const char*>(tar) + ino.offset, ino.size);
   std::string out(ino.size, '\0');
-  for (const auto& g : ino.segments)
+  for (const auto& g : ix.segments_of(ino))
     out.replace(g.file_offset, g.length, reinterpret_cast<const char*>(tar) + g.tar_offset, g.length);
   return out;
 }
@@ -84,7 +84,7 @@ void compare(const lazy::BlobIndex& ix, uint32_t dir, const std::string& disk, c
     } else if (S_ISREG(st.st_mode)) {
       if (uint64_t(st.st_size) != ino.size) differ(r, "another size");
       if (st.st_nlink != ino.nlink) differ(r, "another link count");
-      if (read_file(p) != toc_bytes(ino, tar)) differ(r, "other bytes");
+      if (read_file(p) != toc_bytes(ix, ino, tar)) differ(r, "other bytes");
     } else if (S_ISDIR(st.st_mode)) {
       char v[4];
       bool opaque = getxattr(p.c_str(), "trusted.overlay.opaque", v, sizeof v) == 1 && v[0] == 'y';

@@ -125,9 +125,9 @@ class Reader {
 };
 
 // A sparse file's regions: in order, not overlapping, inside the file, their data inside the tar.
-bool segments_valid(const TocInode& i, uint64_t tar_size) {
+bool segments_valid(std::span<const SparseSegment> segments, const TocInode& i, uint64_t tar_size) {
   uint64_t end = 0;
-  for (const auto& g : i.segments) {
+  for (const auto& g : segments) {
     if (g.file_offset < end || g.length > i.size || g.file_offset > i.size - g.length) return false;
     if (g.tar_offset > tar_size || g.length > tar_size - g.tar_offset) return false;
     end = g.file_offset + g.length;
@@ -210,8 +210,8 @@ std::string BlobIndex::serialize() const {
       body.str(v);
     }
     if (i.sparse) {
-      body.u32(uint32_t(i.segments.size()));
-      for (const auto& g : i.segments) {
+      body.u32(i.segment_count);
+      for (const auto& g : segments_of(i)) {
         body.u64(g.file_offset);
         body.u64(g.length);
         body.u64(g.tar_offset);
@@ -309,12 +309,16 @@ std::optional<BlobIndex> BlobIndex::parse(std::string_view bytes, std::string& e
     }
     if (i.sparse) {
       uint32_t ns = r.count(24);
-      i.segments.resize(ns);
-      for (auto& g : i.segments) {
+      i.first_segment = uint32_t(ix.segments.size());
+      i.segment_count = ns;
+      for (uint32_t k = 0; k < ns && r.ok(); k++) {
+        SparseSegment g;
         g.file_offset = r.u64();
         g.length = r.u64();
         g.tar_offset = r.u64();
+        ix.segments.push_back(g);
       }
+      if (ix.segments.size() > UINT32_MAX) r.fail();
     }
   }
   uint32_t nn = r.count(12);
@@ -349,7 +353,7 @@ std::optional<BlobIndex> BlobIndex::parse(std::string_view bytes, std::string& e
   if (ok) ok = S_ISDIR(ix.inodes[ix.names[0].inode].mode);
   for (const auto& i : ix.inodes) {
     if (!ok) break;
-    ok = !S_ISREG(i.mode) || (i.sparse ? segments_valid(i, ix.uncompressed_size)
+    ok = !S_ISREG(i.mode) || (i.sparse ? segments_valid(ix.segments_of(i), i, ix.uncompressed_size)
                                        : i.offset <= ix.uncompressed_size && i.size <= ix.uncompressed_size - i.offset);
     ok = ok && (!i.sparse || S_ISREG(i.mode));
   }

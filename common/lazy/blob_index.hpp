@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -56,10 +57,12 @@ struct TocInode {
   uint64_t rdev = 0;
   uint32_t nlink = 1;
   bool opaque = false;
-  // A sparse regular file (GNU tar --sparse): its bytes are `segments` (by file offset, not
-  // overlapping, possibly none) and zeros elsewhere, not `size` bytes at `offset`.
+  // A sparse regular file (GNU tar --sparse): its bytes are its regions, BlobIndex::segments
+  // [first_segment, first_segment + segment_count) (by file offset, not overlapping, possibly
+  // none), and zeros elsewhere, not `size` bytes at `offset`. (Kept out of the inode, which a
+  // layer has millions of, so that files that are not sparse pay nothing for them.)
   bool sparse = false;
-  std::vector<SparseSegment> segments;
+  uint32_t first_segment = 0, segment_count = 0;
   std::string link;       // symlink target
   std::vector<std::pair<std::string, std::string>> xattrs;
 };
@@ -81,6 +84,7 @@ struct BlobIndex {
   std::vector<Checkpoint> points;  // by `out`, the first at out 0
   std::vector<TocInode> inodes;
   std::vector<TocName> names;
+  std::vector<SparseSegment> segments;  // the regions of sparse files (TocInode::first_segment)
 
   // Filled by finish_names() (and by parse): for directory name i, its children are
   // names[first_child[i] .. first_child[i] + child_count[i]).
@@ -91,6 +95,10 @@ struct BlobIndex {
   void finish_names();
   // The child `name` of directory name `dir`; nullopt if none.
   std::optional<uint32_t> child(uint32_t dir, std::string_view name) const;
+  // The regions of sparse file `i` (empty for any other).
+  std::span<const SparseSegment> segments_of(const TocInode& i) const {
+    return std::span<const SparseSegment>(segments).subspan(i.first_segment, i.segment_count);
+  }
   // The checkpoint to start from for uncompressed offset `out` (the last one at or before).
   const Checkpoint& point_before(uint64_t out) const;
 

@@ -70,11 +70,12 @@ class BlobFileData final : public LayerFileData {
 // A sparse lazy file: its regions' bytes from the tar, zeros in the holes (no blob read).
 class SparseFileData final : public LayerFileData {
  public:
-  SparseFileData(lazy::BlobReader& reader, const lazy::TocInode& inode) : reader_(reader), inode_(inode) {
+  SparseFileData(lazy::BlobReader& reader, const lazy::TocInode& inode, std::span<const lazy::SparseSegment> segments)
+      : reader_(reader), inode_(inode), segments_(segments) {
     // Where the unpacked file has data on a disk of 4 KiB blocks: each region widened to
     // whole blocks, touching ones merged. SEEK_DATA/SEEK_HOLE answer from these.
     constexpr uint64_t kBlock = 4096;
-    for (const auto& g : inode.segments) {
+    for (const auto& g : segments) {
       uint64_t start = g.file_offset / kBlock * kBlock;
       uint64_t end = std::min(inode.size, (g.file_offset + g.length + kBlock - 1) / kBlock * kBlock);
       if (!extents_.empty() && start <= extents_.back().second) extents_.back().second = std::max(extents_.back().second, end);
@@ -97,7 +98,7 @@ class SparseFileData final : public LayerFileData {
     if (pos >= size) return 0;
     len = size_t(std::min<uint64_t>(len, size - pos));
     char* out = static_cast<char*>(buf);
-    const auto& segs = inode_.segments;
+    const auto& segs = segments_;
     // The first region ending after pos; regions are in order and do not overlap.
     auto it = std::upper_bound(segs.begin(), segs.end(), pos, [](uint64_t p, const lazy::SparseSegment& g) {
       return p < g.file_offset + g.length;
@@ -124,15 +125,16 @@ class SparseFileData final : public LayerFileData {
  private:
   lazy::BlobReader& reader_;
   const lazy::TocInode& inode_;
+  std::span<const lazy::SparseSegment> segments_;
   std::vector<std::pair<uint64_t, uint64_t>> extents_;  // [start, end) with data, in order
 };
 
 // What a sparse file takes on a disk of 4 KiB blocks, in 512-byte units (st_blocks): the
 // blocks its regions touch.
-blkcnt_t sparse_blocks(const lazy::TocInode& ino) {
+blkcnt_t sparse_blocks(std::span<const lazy::SparseSegment> segments) {
   constexpr uint64_t kBlock = 4096;
   uint64_t blocks = 0, counted_to = 0;  // blocks below counted_to are counted
-  for (const auto& g : ino.segments) {
+  for (const auto& g : segments) {
     uint64_t first = std::max(g.file_offset / kBlock, counted_to), end = (g.file_offset + g.length + kBlock - 1) / kBlock;
     if (end > first) blocks += end - first;
     counted_to = std::max(counted_to, end);
@@ -204,7 +206,7 @@ Status BlobLayerSource::stat(const LayerDir& dir, std::string_view name, struct 
   st.st_rdev = dev_t(ino.rdev);
   st.st_size = off_t(S_ISREG(ino.mode) || S_ISLNK(ino.mode) ? ino.size : S_ISDIR(ino.mode) ? 4096 : 0);
   st.st_blksize = 4096;
-  st.st_blocks = ino.sparse ? sparse_blocks(ino) : blkcnt_t((uint64_t(st.st_size) + 511) / 512);
+  st.st_blocks = ino.sparse ? sparse_blocks(index_->segments_of(ino)) : blkcnt_t((uint64_t(st.st_size) + 511) / 512);
   st.st_atim.tv_sec = st.st_mtim.tv_sec = st.st_ctim.tv_sec = time_t(ino.mtime);
   return 0;
 }
@@ -288,7 +290,7 @@ std::shared_ptr<const LayerFileData> BlobLayerSource::data(const LayerDir& dir, 
   auto inode = regular_file(dir, name);
   if (!inode) return nullptr;
   const auto& ino = index_->inodes[*inode];
-  if (ino.sparse) return std::make_shared<const SparseFileData>(reader_, ino);
+  if (ino.sparse) return std::make_shared<const SparseFileData>(reader_, ino, index_->segments_of(ino));
   return std::make_shared<const BlobFileData>(reader_, ino.offset, ino.size);
 }
 

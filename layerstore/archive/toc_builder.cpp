@@ -270,12 +270,14 @@ void TocBuilder::sparse_map(const std::vector<SparseRegion>& regions, uint64_t m
   if (last_file_ < 0) return;  // an entry the layer does not keep (a whiteout marker, the root)
   lazy::TocInode& f = inodes_[size_t(last_file_)];
   f.sparse = true;
-  f.segments.clear();
+  f.first_segment = uint32_t(segments_.size());
   uint64_t at = f.offset + map_bytes;
   for (const auto& r : regions) {
-    if (r.length > 0) f.segments.push_back({uint64_t(r.offset), uint64_t(r.length), at});
+    if (r.length > 0) segments_.push_back({uint64_t(r.offset), uint64_t(r.length), at});
     at += uint64_t(r.length);
   }
+  if (segments_.size() > UINT32_MAX) throw Error("too many sparse regions in one layer");
+  f.segment_count = uint32_t(segments_.size() - f.first_segment);
 }
 
 void TocBuilder::finish(lazy::BlobIndex& ix) {
@@ -290,6 +292,7 @@ void TocBuilder::finish(lazy::BlobIndex& ix) {
   std::vector<uint32_t> links(inodes_.size(), 0);
   ix.names.clear();
   ix.inodes.clear();
+  ix.segments = std::move(segments_);  // inodes keep their places in it
   std::deque<std::pair<uint32_t, uint32_t>> todo{{0, 0}};  // node, its name's index
   auto inode_of = [&](uint32_t old) {
     if (renum[old] < 0) {

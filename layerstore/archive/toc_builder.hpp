@@ -67,6 +67,7 @@ class TocBuilder {
   // extractor does (so the first entry of a directory wins).
   std::vector<std::pair<std::string, int64_t>> dir_times_;
   int64_t last_file_ = -1;  // the inode of the regular file the last entry made
+  std::vector<lazy::SparseSegment> segments_;  // BlobIndex::segments
 };
 
 }  // namespace strata
