@@ -86,15 +86,28 @@ void index_layer(const LayerToLoad& layer, const std::string& diff_id, const std
   write_file_atomic(path, ix.serialize(), 0600);
 }
 
-}  // namespace
+// strata-fs runs in "/" and takes the descriptors' paths as given: a relative --root (or
+// $STRATA_ROOT...) is made absolute.
+std::string absolute_path(const std::string& p) {
+  if (p.empty() || p[0] == '/') return p;
+  char cwd[PATH_MAX];
+  if (!getcwd(cwd, sizeof cwd)) throw_errno("getcwd");
+  return std::string(cwd) + "/" + p;
+}
 
-std::string lazy_cache_dir(const std::string& explicit_root) {
+std::string lazy_cache_dir_as_given(const std::string& explicit_root) {
   if (!explicit_root.empty()) return explicit_root + "/lazy";
   if (const char* r = std::getenv("STRATA_ROOT"); r && *r) return std::string(r) + "/lazy";
   if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::string(x) + "/strata/lazy";
   const char* home = std::getenv("HOME");
   if (!home || !*home) throw Error("no cache dir for lazy indexes: set $XDG_CACHE_HOME or $HOME, or --root");
   return std::string(home) + "/.cache/strata/lazy";
+}
+
+}  // namespace
+
+std::string lazy_cache_dir(const std::string& explicit_root) {
+  return absolute_path(lazy_cache_dir_as_given(explicit_root));
 }
 
 std::string mount_lazy(const LazyMountOptions& opts, const NoteFn& note) {

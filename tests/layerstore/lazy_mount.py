@@ -96,6 +96,17 @@ try:
     run("fusermount3", "-u", mnt)
     mounts.remove(mnt)
 
+    # A relative --root, run from elsewhere: strata-fs (which runs in /) is given absolute
+    # paths. Before, it was handed the descriptors' relative paths ("lowerdir
+    # /rel-cache/lazy/mounts/...: No such file or directory").
+    rel_mnt = os.path.join(work, "rel-mnt")
+    os.makedirs(rel_mnt)
+    r = run(STRATA, "--root", "rel-cache", "mount", "--lazy", layout, rel_mnt, check=False, timeout=300, cwd=work)
+    assert r.returncode == 0, r.stderr
+    mounts.append(rel_mnt)
+    d = diff_listings(ref, listing(rel_mnt))
+    assert not d, "lazy mount with a relative --root differs:\n" + "\n".join(d[:30])
+
     # A corrupted blob: refused, one line, nothing mounted, no index cached for it.
     bad = os.path.join(work, "img-bad")
     shutil.copytree(zstd_layout, bad)
