@@ -154,10 +154,9 @@ size_t GzipIndexInflate::careful_step(const uint8_t* p, size_t n, uint64_t at, c
   }
   if (r.ok || r.failed) {
     // A block ended in this slice: the shortest prefix after which ISA-L waits for the next
-    // block's header is the boundary. Input that ends inside a dynamic header can make
-    // ISA-L 2.30 refuse the header instead of waiting for its rest (it decodes the missing
-    // bits as zeros): such a prefix also reaches past the block's end. A corrupt slice fails
-    // every probe and then again below, for real.
+    // block's header is the boundary. A prefix ISA-L refuses is taken as reaching past the
+    // block's end too (input cut inside a header it does not wait for); a corrupt slice
+    // fails every probe and then again below, for real.
     size_t lo = 0, hi = len;
     while (hi - lo > 1) {
       size_t mid = lo + (hi - lo) / 2;

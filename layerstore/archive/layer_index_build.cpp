@@ -54,7 +54,7 @@ class TarSide {
         recorder_(check_only(), [this](TarEntryView&& v) {
           uint64_t rdev = 0;
           if (v.type == '3' || v.type == '4') {
-            rdev = makedev_u(header_number(block_ + 329, 8), header_number(block_ + 337, 8));
+            rdev = makedev_u(header_number(header_ + 329, 8), header_number(header_ + 337, 8));
           }
           toc_.add(v, offset_, rdev);
         }) {
@@ -74,7 +74,12 @@ class TarSide {
     while (n) {
       size_t in_block = size_t(offset_ % kTarBlock);
       size_t k = std::min(n, kTarBlock - in_block);
-      std::memcpy(block_ + in_block, p, k);
+      if (k == kTarBlock) {
+        header_ = p;  // a whole block in place: no copy (most of the tar)
+      } else {
+        std::memcpy(block_ + in_block, p, k);
+        header_ = block_;
+      }
       offset_ += k;
       recorder_.feed(p, k);
       p += k;
@@ -114,6 +119,7 @@ class TarSide {
   TocBuilder toc_;
   UnpackLimits limits_;
   uint8_t block_[kTarBlock] = {};
+  const uint8_t* header_ = block_;  // the block just fed: block_, or in place when it came whole
   uint64_t offset_ = 0, total_ = 0;
   Sha256 diff_;
   TarSplitRecorder recorder_;
