@@ -7,7 +7,8 @@ hole, one with a trailing hole and a hardlink to the first. Through `mount --laz
 size, content, nlink, mtime, xattrs), holes read as zeros, stat's st_blocks counts the data
 and not the holes, and SEEK_DATA/SEEK_HOLE find the same data as in the unpacked file. A
 container over the lazy image appends to the sparse file (a copy-up read from the blob): same
-output as over the unpacked image and the copy keeps its holes. `save` gives back the layer
+output as over the unpacked image, the copy keeps its holes, and `commit` makes the same layer
+(diff_id). `save` gives back the layer
 tar byte for byte (its diff_id), and `unpack` leaves what load leaves. The old GNU format (--format=gnu, type 'S', which Docker
 refuses) is refused by load, load --lazy and mount --lazy alike, with the store unchanged."""
 import hashlib
@@ -49,7 +50,7 @@ def make_source():
     os.makedirs(os.path.join(src, "bin"))
     os.makedirs(os.path.join(src, "var/log"))
     shutil.copy("/bin/busybox", os.path.join(src, "bin/busybox"))
-    for name in ("sh", "cat", "stat", "sha256sum", "echo"):
+    for name in ("sh", "cat", "stat", "sha256sum", "echo", "touch"):
         os.symlink("busybox", os.path.join(src, "bin", name))
     write_at(os.path.join(src, "big.img"), 64 * MiB,
              [(0, os.urandom(4096)), (10 * MiB, os.urandom(MiB)), (40 * MiB + 123, b"x" * 8000),
@@ -167,6 +168,8 @@ def umount(mnt):
 CONTAINER = ("echo appended >> /big.img && sha256sum /big.img /var/log/lastlog && stat -c '%s' /big.img"
              " && if [ $(($(stat -c '%b' /big.img) * 512)) -lt $((8 * 1024 * 1024)) ]; then echo holes kept; fi")
 
+PIN = " && touch -d '2020-01-02 03:04:05' /big.img /"
+
 try:
     make_source()
     formats = {"0.0": ("--format=posix", "--sparse-version=0.0"),
@@ -204,14 +207,21 @@ try:
             if kind == "plain":
                 continue
             # A container appends to the sparse file: copy-up reads it from the blob.
-            outs = []
+            # commit of it: the same layer (times pinned, the copy's holes written as holes).
+            outs, committed = [], []
             for store in (ref_store, lazy_store):
-                r = strata(store, "run", "--rm", image, "/bin/sh", "-c", CONTAINER, check=False, timeout=120)
+                r = strata(store, "run", "--name", "c", image, "/bin/sh", "-c", CONTAINER + PIN, check=False,
+                           timeout=120)
                 outs.append((r.returncode, r.stdout, r.stderr.strip()))
+                strata(store, "commit", "-q", "c", image + "-c")
+                strata(store, "rm", "c")
+                committed.append(json.loads(strata(store, "inspect", image + "-c").stdout)[0]["Layers"][-1]["diff_id"])
             if outs[0] != outs[1] or outs[1][0] != 0 or "holes kept" not in outs[1][1]:
                 failures.append(f"{name}: container: unpacked {outs[0]} != lazy {outs[1]}")
+            elif committed[0] != committed[1]:
+                failures.append(f"{name}: commit over the lazy layer {committed[1]} != over the unpacked one {committed[0]}")
             else:
-                print(f"ok   {name}: container copy-up of the sparse file")
+                print(f"ok   {name}: container copy-up of the sparse file, the same committed layer")
             # save decompresses the blob into a docker-archive: the layer tar as it was.
             out = os.path.join(work, name + ".tar")
             strata(lazy_store, "save", image, "-o", out, "-q")
