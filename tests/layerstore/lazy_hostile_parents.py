@@ -5,6 +5,7 @@ same one line). The cases attack how the lazy index resolves paths below symlink
 (a symlink replaced later in the same tar, ".." after a followed symlink, chains at the
 40-link limit, hardlinks and whiteouts through symlinks) and sparse maps (overlapping or
 out-of-order regions, regions past the size, holes at the start and end)."""
+import gzip
 import hashlib
 import io
 import json
@@ -53,8 +54,8 @@ def make(entries):
     return buf.getvalue()
 
 
-def layout_of(path, blobs_in):
-    """An OCI layout (untagged) of uncompressed layer tars, bottom-most first."""
+def layout_of(path, blobs_in, gz):
+    """An OCI layout (untagged) of layer tars, bottom-most first, gzip-compressed if `gz`."""
     blobs = os.path.join(path, "blobs", "sha256")
     os.makedirs(blobs)
 
@@ -64,14 +65,16 @@ def layout_of(path, blobs_in):
             f.write(b)
         return "sha256:" + d
 
-    layers = [(put(b), len(b)) for b in blobs_in]
+    diff_ids = ["sha256:" + hashlib.sha256(b).hexdigest() for b in blobs_in]
+    stored = [gzip.compress(b, mtime=0) if gz else b for b in blobs_in]
+    layers = [(put(b), len(b)) for b in stored]
+    media = "application/vnd.oci.image.layer.v1.tar" + ("+gzip" if gz else "")
     config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
-                         "rootfs": {"type": "layers", "diff_ids": [d for d, _ in layers]}}).encode()
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
     manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                                       "digest": put(config), "size": len(config)},
-                           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d,
-                                       "size": n} for d, n in layers]}).encode()
+                           "layers": [{"mediaType": media, "digest": d, "size": n} for d, n in layers]}).encode()
     with open(os.path.join(path, "index.json"), "w") as f:
         json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
                                                       "digest": put(manifest), "size": len(manifest)}]}, f)
@@ -120,6 +123,11 @@ CASES = {
     "whiteout-link-to-lower-dir": [BASE, [("l", "sym", "d"), ("l/.wh.x", "file", b""), ("k", "sym", "l"),
                                           ("k/.wh.y", "file", b"")]],
     "whiteout-of-link-parent": [BASE, [("l", "sym", "d"), ("l/n", "file", b"n\n"), (".wh.l", "file", b"")]],
+    # Entries after a large file: in a gzip layer they start inside later deflate blocks.
+    "after-big-file": [[("big", "file", bytes((i * 2654435761 >> 13) & 255 for i in range(600000))),
+                        ("d", "dir", None), ("l", "sym", "d"), ("l/f", "file", b"after big\n"),
+                        ("s", "sparse", (1 << 20, [(4096, 70000), (900000, 5)], b"J" * 70005)),
+                        ("l/h", "hard", "s")]],
     # Sparse maps (PAX 0.1): holes at the start and the end, regions out of order, overlapping,
     # past the size, a map longer than the data.
     "sparse-holes-ends": [[("f", "sparse", (3 * 65536, [(65536, 4096)], b"A" * 4096))]],
@@ -187,9 +195,11 @@ def holes(root, blocks):
 
 
 try:
-    for name, layers in CASES.items():
+    for (name, layers), gz in [(c, gz) for gz in (False, True) for c in CASES.items()]:
+        if gz:
+            name += ".gz"  # the gzip index pass finds its own entry boundaries
         layout = os.path.join(work, "layouts", name)
-        layout_of(layout, [make(entries) for entries in layers])
+        layout_of(layout, [make(entries) for entries in layers], gz)
         image = f"hostile/{name}:1"
         r = strata(ref_store, "load", "-q", "-i", layout, "--tag", image, check=False)
         if r.returncode != 0:
@@ -231,4 +241,4 @@ finally:
 if failures:
     print("FAILED:\n" + "\n".join(failures))
     sys.exit(1)
-print(f"PASS ({len(CASES)} cases)")
+print(f"PASS ({len(CASES)} cases, plain and gzip)")
