@@ -53,6 +53,12 @@ def make(entries):
                                   "GNU.sparse.realsize": str(size)}
                 t.addfile(ti, io.BytesIO(body))
                 continue
+            if kind in ("chr", "blk"):
+                ti.type = tarfile.CHRTYPE if kind == "chr" else tarfile.BLKTYPE
+                ti.devmajor, ti.devminor = arg
+                ti.mode = 0o600
+                t.addfile(ti)
+                continue
             if kind == "dir":
                 ti.type, ti.mode = tarfile.DIRTYPE, 0o755
             elif kind == "sym":
@@ -137,6 +143,12 @@ CASES = {
                         ("d", "dir", None), ("l", "sym", "d"), ("l/f", "file", b"after big\n"),
                         ("s", "sparse", (1 << 20, [(4096, 70000), (900000, 5)], b"J" * 70005)),
                         ("l/h", "hard", "s")]],
+    # Device numbers are read from the header block itself: headers at every offset of the
+    # inflated stream's chunks (after files of odd sizes), plain and gzip.
+    "devices": [[(f"f{i}", "file", bytes([65 + i % 26]) * (i * 977 + 3)) for i in range(40)] +
+                [(f"c{i}", "chr" if i % 2 else "blk", (i % 250 + 1, i * 7 % 256)) for i in range(120)] +
+                [("big", "file", bytes((i * 2654435761 >> 11) & 255 for i in range(300001))),
+                 ("c-after", "chr", (1, 3)), ("b-after", "blk", (7, 255))]],
     # Sparse maps (PAX 0.1): holes at the start and the end, regions out of order, overlapping,
     # past the size, a map longer than the data.
     "sparse-holes-ends": [[("f", "sparse", (3 * 65536, [(65536, 4096)], b"A" * 4096))]],
