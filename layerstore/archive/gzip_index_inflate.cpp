@@ -18,6 +18,11 @@ constexpr size_t kWindow = 32768;
 // 2-10x) fits the probe buffer; a slice whose output does not is simply passed.
 constexpr size_t kSlice = 8 * 1024;
 constexpr size_t kProbeOut = 4 << 20;
+// Input searched for a boundary before this checkpoint is given up (the next is tried a span
+// later). A slice costs more than its plain inflate, and a block end goes unseen when the
+// next block has the same Huffman codes (fixed-Huffman blocks, or one header reused for every
+// block): without a budget a stream of such blocks was searched from end to end.
+constexpr uint64_t kSearchBudget = 256 * 1024;
 
 bool mid_member(const inflate_state& s) {
   return s.block_state == ISAL_BLOCK_NEW_HDR || s.block_state == ISAL_BLOCK_HDR ||
@@ -73,7 +78,8 @@ void GzipIndexInflate::finish() {
 }
 
 bool GzipIndexInflate::checkpoint_due() const {
-  return in_member_ && mid_member(*st_) && out_total_ - points_.back().out >= std::max<uint64_t>(span_, 1);
+  uint64_t last = std::max(points_.back().out, gave_up_at_);
+  return in_member_ && mid_member(*st_) && out_total_ - last >= std::max<uint64_t>(span_, 1);
 }
 
 void GzipIndexInflate::deliver(const uint8_t* data, size_t len, uint64_t compressed_so_far, const Sink& sink) {
@@ -144,7 +150,13 @@ size_t GzipIndexInflate::careful_step(const uint8_t* p, size_t n, uint64_t at, c
     record(at);
     return 0;
   }
+  if (searched_ >= kSearchBudget) {
+    gave_up_at_ = out_total_;
+    searched_ = 0;
+    return 0;
+  }
   size_t len = std::min(n, kSlice);
+  searched_ += len;
   std::memcpy(static_cast<void*>(saved_.get()), st_.get(), sizeof(inflate_state));
   Probe r = probe(p, len);
   if (r.ok && (st_->block_state == ISAL_BLOCK_HDR || !crossed(r.produced))) {
@@ -191,6 +203,7 @@ void GzipIndexInflate::record(uint64_t at) {
   cp.out = out_total_;
   cp.window = tail_;
   points_.push_back(std::move(cp));
+  searched_ = 0;
 }
 
 }  // namespace strata

@@ -10,7 +10,8 @@
 // the boundary in read_in and tmp_in_buffer, all public in igzip_lib.h). So once a checkpoint
 // is due, the input goes in in slices from a saved copy of the state; a slice during which a
 // block ended is cut in halves until one ends inside the next header. A block whose header
-// cannot be split that way (a fixed-Huffman header is 3 bits) is passed and the next one taken.
+// cannot be split that way (a fixed-Huffman header is 3 bits) is passed and the next one taken;
+// a search that finds none within its budget gives that checkpoint up.
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -65,6 +66,8 @@ class GzipIndexInflate {
   std::vector<uint8_t> out_, probe_out_;
   std::string tail_;  // the member's last 32 KiB of output
   uint64_t out_total_ = 0;
+  uint64_t searched_ = 0;    // input sliced since the checkpoint fell due
+  uint64_t gave_up_at_ = 0;  // output when a search last ran out of budget
   bool in_member_ = false;
   bool any_member_ = false;
 };
