@@ -12,7 +12,9 @@ namespace strata::fs {
 
 bool Overlay::upper_gains_no_whiteout_files() const {
   if (read_only_) return true;
-  return whiteout_style().device && !wrote_whiteout_files_.load(std::memory_order_acquire);
+  // Not probed from a lookup (the probe writes in the workdir): the first entry made does it.
+  if (!style_known_.load(std::memory_order_acquire)) return false;
+  return style_.device && !wrote_whiteout_files_.load(std::memory_order_acquire);
 }
 
 bool Overlay::may_hold_whiteout_file(Inode* dir, int layer) {

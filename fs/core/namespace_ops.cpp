@@ -133,6 +133,9 @@ Result<Entry> Overlay::create_node(Inode* parent, std::string_view name, bool is
                                    const UniqueFd* made_fd, struct stat* made_st) {
   if (read_only_) return Errno{EROFS};
   if (is_marker_name(name) || name == "." || name == "..") return Errno{EINVAL};
+  // The first entry made learns how this mount writes whiteouts: from then on, lookups in
+  // upper directories know whether .wh.NAME files can appear there (lookup.cpp).
+  whiteout_style();
   // The probes that found the name absent also say what the upper holds there.
   Absence absence;
   if (auto existing = resolve_for_change(parent, name, absence); existing) return Errno{EEXIST};

@@ -107,7 +107,10 @@ Result<std::unique_ptr<Overlay>> Overlay::create(const EngineConfig& config, std
 
 const WhiteoutStyle& Overlay::whiteout_style() const {
   // Probed on first use, not at mount: a read-mostly mount never pays for it.
-  std::call_once(style_probed_, [this] { style_ = probe_whiteout_style(layers_.upper_fd(), work_fd_.get()); });
+  std::call_once(style_probed_, [this] {
+    style_ = probe_whiteout_style(layers_.upper_fd(), work_fd_.get());
+    style_known_.store(true, std::memory_order_release);
+  });
   return style_;
 }
 

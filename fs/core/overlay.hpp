@@ -310,6 +310,7 @@ class Overlay {
   IdMapping gids_;
   mutable std::once_flag style_probed_;
   mutable WhiteoutStyle style_;  // whiteout_style() fills it
+  mutable std::atomic<bool> style_known_{false};  // ... and then sets this
   bool read_only_ = false;
   bool privileged_ = false;  // may chown to any owner
   uid_t daemon_uid_ = 0;     // the owner the backing filesystem gives what the daemon creates
