@@ -1,5 +1,7 @@
 #include "layerstore/archive/layer_index_build.hpp"
 
+#include <archive.h>
+#include <archive_entry.h>
 #include <fcntl.h>
 #include <unistd.h>
 #include <zstd.h>
@@ -14,10 +16,13 @@
 #include <thread>
 #include <vector>
 
+#include "layerstore/archive/archive_error.hpp"
 #include "layerstore/archive/decompress.hpp"
 #include "layerstore/archive/digest.hpp"
 #include "layerstore/archive/gzip_index_inflate.hpp"
 #include "layerstore/archive/index_pass_times.hpp"
+#include "layerstore/archive/tar_agreement.hpp"
+#include "layerstore/archive/tar_header.hpp"
 #include "layerstore/archive/tar_split.hpp"
 #include "layerstore/archive/toc_builder.hpp"
 #include "layerstore/error.hpp"
@@ -57,6 +62,7 @@ class TarSide {
             rdev = makedev_u(header_number(header_ + 329, 8), header_number(header_ + 337, 8));
           }
           toc_.add(v, offset_, rdev);
+          entries_.push(std::move(v));
         }) {
     recorder_.on_sparse_map([this](const std::vector<SparseRegion>& regions, int64_t map_bytes) {
       toc_.sparse_map(regions, uint64_t(map_bytes));
@@ -86,8 +92,12 @@ class TarSide {
       n -= k;
     }
   }
+  // The end of the stream: throws if the tar ended early (Go's reading of it).
+  void end_of_stream() { recorder_.finish(); }
+  // The entries Go's reader found, in order, for libarchive's reading to be checked against.
+  TarEntryQueue& entries() { return entries_; }
+  uint64_t total() const { return total_; }
   void finish(lazy::BlobIndex& ix) {
-    recorder_.finish();
     ix.uncompressed_size = total_;
     ix.diff_id = diff_.finish();
     toc_.finish(ix);
@@ -122,11 +132,15 @@ class TarSide {
   const uint8_t* header_ = block_;  // the block just fed: block_, or in place when it came whole
   uint64_t offset_ = 0, total_ = 0;
   Sha256 diff_;
+  TarEntryQueue entries_;
   TarSplitRecorder recorder_;
 };
 
 // The uncompressed side on a thread of its own, so hashing and reading the tar overlap with
-// decompression (the two are about equal work). A bounded queue keeps the decompressor at
+// decompression (the two are about equal work). That thread also reads the tar with
+// libarchive, as extraction does, and checks each entry against Go's reading
+// (tar_agreement.hpp): a tar the two read differently is refused here as `load` refuses it,
+// so a lazy layer is always one `strata unpack` can extract. A bounded queue keeps the decompressor at
 // most a few MiB ahead, so the expansion cap still stops a bomb early; the first error on
 // either side ends the pass. Chunk buffers are reused: a fresh 256 KiB vector each time is an
 // mmap, 64 page faults and a munmap.
@@ -167,28 +181,97 @@ class PipelinedTar {
     uint64_t compressed_so_far;
     bool compressed;
   };
+  // libarchive's input: the next chunk, after the Go-side reader, the hash and the TOC have
+  // taken it (so every entry libarchive reads is already queued by Go's reader). A chunk
+  // stays valid until the next call, as libarchive requires.
+  static la_ssize_t read_chunk(archive* a, void* self, const void** buf) {
+    auto* me = static_cast<PipelinedTar*>(self);
+    try {
+      return me->next_chunk(buf);
+    } catch (...) {
+      me->feed_error_ = std::current_exception();
+      archive_set_error(a, EIO, "the layer stream failed");
+      return -1;
+    }
+  }
+  la_ssize_t next_chunk(const void** buf) {
+    Chunk c;
+    {
+      std::unique_lock lock(mu_);
+      if (!current_.empty()) free_.push_back(std::move(current_));
+      current_.clear();
+      not_empty_.wait(lock, [&] { return !q_.empty() || closed_; });
+      if (q_.empty()) {
+        lock.unlock();
+        if (!stream_ended_) {
+          stream_ended_ = true;
+          tar_.end_of_stream();
+          // Tars that stop right after the last file's data (umoci insert writes them, Go
+          // reads them): libarchive gets the padding and end blocks load gives it too.
+          current_.assign(size_t(tar_padding(int64_t(tar_.total())) + 2 * kTarBlock), 0);
+          *buf = current_.data();
+          return la_ssize_t(current_.size());
+        }
+        return 0;
+      }
+      c = std::move(q_.front());
+      q_.pop_front();
+      not_full_.notify_one();
+    }
+    tar_.feed(c.data.data(), c.data.size(), c.compressed_so_far, c.compressed);
+    current_ = std::move(c.data);
+    *buf = current_.data();
+    return la_ssize_t(current_.size());
+  }
+  void drain() {
+    const void* buf;
+    while (next_chunk(&buf) > 0 || !stream_ended_) {
+    }
+  }
+  void read_with_libarchive() {
+    archive* a = archive_read_new();
+    struct Free {
+      archive* a;
+      ~Free() { archive_read_free(a); }
+    } free_archive{a};
+    archive_read_support_format_tar(a);
+    archive_read_support_format_gnutar(a);
+    auto failed = [&](const std::string& what) {
+      // The stream's own error (corrupt data, the expansion cap, Go's refusal) explains it better.
+      if (feed_error_) std::rethrow_exception(feed_error_);
+      throw Error(what + archive_error_text(a));
+    };
+    if (archive_read_open(a, this, nullptr, read_chunk, nullptr) != ARCHIVE_OK) failed("not a tar archive: ");
+    archive_entry* e;
+    const void* block;
+    size_t size;
+    la_int64_t offset;
+    for (uint64_t n = 1;; n++) {
+      int r = archive_read_next_header(a, &e);
+      if (r == ARCHIVE_EOF) break;
+      if (r < ARCHIVE_WARN) failed("invalid tar: ");
+      check_same_entry(tar_.entries().pop(), e, n);
+      if (archive_entry_filetype(e) != AE_IFREG) continue;
+      std::string entry = archive_entry_pathname(e) ? archive_entry_pathname(e) : "";
+      for (;;) {  // read as extraction reads: its data errors are refusals too
+        r = archive_read_data_block(a, &block, &size, &offset);
+        if (r == ARCHIVE_EOF) break;
+        if (r < ARCHIVE_WARN) failed("read \"" + entry + "\": ");
+      }
+    }
+    if (feed_error_) std::rethrow_exception(feed_error_);
+    // libarchive stops at the end blocks; the rest of the stream still counts for diff_id.
+    drain();
+    check_no_entry_left(tar_.entries().pop());
+  }
   void run() {
-    for (;;) {
-      Chunk c;
-      {
-        std::unique_lock lock(mu_);
-        not_empty_.wait(lock, [&] { return !q_.empty() || closed_; });
-        if (q_.empty()) return;
-        c = std::move(q_.front());
-        q_.pop_front();
-        not_full_.notify_one();
-      }
-      try {
-        tar_.feed(c.data.data(), c.data.size(), c.compressed_so_far, c.compressed);
-        std::lock_guard lock(mu_);
-        free_.push_back(std::move(c.data));
-      } catch (...) {
-        std::lock_guard lock(mu_);
-        error_ = std::current_exception();
-        q_.clear();
-        not_full_.notify_all();
-        return;
-      }
+    try {
+      read_with_libarchive();
+    } catch (...) {
+      std::lock_guard lock(mu_);
+      error_ = std::current_exception();
+      q_.clear();
+      not_full_.notify_all();
     }
   }
   void stop() {
@@ -206,8 +289,9 @@ class PipelinedTar {
   std::condition_variable not_full_, not_empty_;
   std::deque<Chunk> q_;
   std::vector<std::vector<uint8_t>> free_;
-  bool closed_ = false;
-  std::exception_ptr error_;
+  std::vector<uint8_t> current_;  // the chunk libarchive is reading
+  bool closed_ = false, stream_ended_ = false;
+  std::exception_ptr error_, feed_error_;
   std::thread worker_;
 };
 

@@ -3,7 +3,8 @@
 a one-layer image straight from its blob, and the tree through the mount must be the tree
 Docker makes of Go's reading of it (recorded in CASE.go.json), as tar_semantics.py checks for
 `load`; or the mount is refused with one error line and nothing mounted. A tree that differs,
-or a mount of a tar Docker would refuse, fails the test."""
+or a mount of a tar Docker would refuse, fails the test. And the lazy pass refuses exactly what
+`load` refuses: a lazy layer `load` could not extract would be one `strata unpack` fails on."""
 import glob
 import importlib.util
 import json
@@ -43,6 +44,17 @@ try:
         with open(tar_path, "rb") as f:
             one_layer_layout(layout, f.read())
         r = run(STRATA, "--root", cache, "mount", "--lazy", layout, mnt, check=False, timeout=60)
+        store = os.path.join(work, "store-" + case)
+        loaded = run(STRATA, "--root", store, "load", "-q", "-i", layout, "--tag", "corpus/case:1",
+                     check=False, timeout=60)
+        shutil.rmtree(store, ignore_errors=True)
+        if (loaded.returncode == 0) != (r.returncode == 0):
+            failures.append(f"{case}: load {'took' if loaded.returncode == 0 else 'refused'} it "
+                            f"({loaded.stderr.strip()}), mount --lazy {'took' if r.returncode == 0 else 'refused'} "
+                            f"it ({r.stderr.strip()})")
+            if r.returncode == 0:
+                subprocess.run(["fusermount3", "-u", mnt])
+            continue
         if r.returncode != 0:
             err = r.stderr.strip().splitlines()
             if len(err) != 1 or not err[0].startswith(f"strata: mount {layout}: "):
