@@ -170,18 +170,8 @@ CASES = {
 
 work = workdir()
 ref_store, lazy_store, cache = (os.path.join(work, n) for n in ("ref", "lazy", "cache"))
-mounts, failures = [], []
-
-
-def mount_dir(name):
-    mnt = os.path.join(work, "mnt", name)
-    os.makedirs(mnt)
-    mounts.append(mnt)
-    return mnt
-
-
-def umount(mnt):
-    subprocess.run(["fusermount3", "-u", mnt], check=False)
+mounts, failures = FuseMounts(work), []
+mount_dir, umount = mounts.new, mounts.umount
 
 
 def reason(r):
@@ -261,11 +251,6 @@ try:
             else:
                 print(f"ok   {name}: {what} ({len(want[0])} entries)")
 finally:
-    for m in mounts:
-        if os.path.ismount(m):
-            umount(m)
+    mounts.unmount_all()
     shutil.rmtree(work, ignore_errors=True)
-if failures:
-    print("FAILED:\n" + "\n".join(failures))
-    sys.exit(1)
-print(f"PASS ({len(CASES)} cases, plain and gzip)")
+conclude(failures, f"{len(CASES)} cases, plain and gzip")

@@ -34,7 +34,8 @@ src = os.path.join(work, "src")
 ref_store = os.path.join(work, "ref")
 lazy_store = os.path.join(work, "lazy")
 cache = os.path.join(work, "cache")
-mounts = []
+mounts = FuseMounts(work)
+mount_dir, umount = mounts.new, mounts.umount
 failures = []
 
 
@@ -88,13 +89,6 @@ def layout_of(name, tar, kind):
     path = os.path.join(work, "layouts", name)
     one_layer_layout(path, compress(tar, kind), "sha256:" + hashlib.sha256(tar).hexdigest(), MEDIA[kind])
     return path
-
-
-def mount_dir(name):
-    mnt = os.path.join(work, "mnt", name)
-    os.makedirs(mnt)
-    mounts.append(mnt)
-    return mnt
 
 
 def data_map(path):
@@ -159,10 +153,6 @@ def strata_mount(store, image, name):
     mnt = mount_dir(name)
     strata(store, "mount", image, mnt)
     return mnt
-
-
-def umount(mnt):
-    subprocess.run(["fusermount3", "-u", mnt], check=False)
 
 
 CONTAINER = ("echo appended >> /big.img && sha256sum /big.img /var/log/lastlog && stat -c '%s' /big.img"
@@ -253,11 +243,6 @@ try:
         failures.append("gnu-old: mounted")
     print(f"ok   gnu-old: refused: {results[1].stderr.strip()}")
 finally:
-    for m in mounts:
-        if os.path.ismount(m):
-            umount(m)
+    mounts.unmount_all()
     shutil.rmtree(work, ignore_errors=True)
-if failures:
-    print("FAILED:\n" + "\n".join(failures))
-    sys.exit(1)
-print(f"PASS ({n} sparse layers)")
+conclude(failures, f"{n} sparse layers")

@@ -207,6 +207,38 @@ def image_layers(root, image):
     return [os.path.join(root, "overlay2", l["cache_id"], "diff") for l in info["Layers"]]
 
 
+class FuseMounts(list):
+    """Mount points made under WORK/mnt, in order; unmount_all() at the end unmounts those
+    still mounted, so a failing test leaves no FUSE mount behind."""
+
+    def __init__(self, work):
+        super().__init__()
+        self.base = os.path.join(work, "mnt")
+
+    def new(self, name):
+        mnt = os.path.join(self.base, name)
+        os.makedirs(mnt)
+        self.append(mnt)
+        return mnt
+
+    @staticmethod
+    def umount(mnt):
+        subprocess.run(["fusermount3", "-u", mnt], check=False)
+
+    def unmount_all(self):
+        for m in self:
+            if os.path.ismount(m):
+                self.umount(m)
+
+
+def conclude(failures, passed):
+    """Prints the failures and exits 1, or prints PASS (passed)."""
+    if failures:
+        print("FAILED:\n" + "\n".join(failures))
+        sys.exit(1)
+    print(f"PASS ({passed})")
+
+
 class OverlayMount:
     """Read-only kernel overlayfs of an image's layers (top-most lower first)."""
 
