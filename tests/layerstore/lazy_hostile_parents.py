@@ -194,20 +194,7 @@ def holes(root):
             p = os.path.join(dirpath, n)
             if not os.path.isfile(p) or os.path.islink(p):
                 continue
-            fd = os.open(p, os.O_RDONLY)
-            try:
-                size, spans, off = os.fstat(fd).st_size, [], 0
-                while off < size:
-                    try:
-                        d = os.lseek(fd, off, os.SEEK_DATA)
-                    except OSError:
-                        break
-                    h = os.lseek(fd, d, os.SEEK_HOLE)
-                    spans.append((d, h))
-                    off = h
-                out[os.path.relpath(p, root)] = spans
-            finally:
-                os.close(fd)
+            out[os.path.relpath(p, root)] = data_map(p)
     return out
 
 

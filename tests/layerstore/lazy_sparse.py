@@ -91,25 +91,6 @@ def layout_of(name, tar, kind):
     return path
 
 
-def data_map(path):
-    """The (data start, hole start) pairs SEEK_DATA/SEEK_HOLE give."""
-    out = []
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        size, off = os.fstat(fd).st_size, 0
-        while off < size:
-            try:
-                d = os.lseek(fd, off, os.SEEK_DATA)
-            except OSError:
-                break
-            h = os.lseek(fd, d, os.SEEK_HOLE)
-            out.append((d, h))
-            off = h
-    finally:
-        os.close(fd)
-    return out
-
-
 SPARSE = ("big.img", "var/log/lastlog", "holes.bin", "trail.bin")
 
 

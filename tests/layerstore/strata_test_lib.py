@@ -207,6 +207,25 @@ def image_layers(root, image):
     return [os.path.join(root, "overlay2", l["cache_id"], "diff") for l in info["Layers"]]
 
 
+def data_map(path):
+    """The (data start, hole start) pairs SEEK_DATA/SEEK_HOLE give."""
+    out = []
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size, off = os.fstat(fd).st_size, 0
+        while off < size:
+            try:
+                d = os.lseek(fd, off, os.SEEK_DATA)
+            except OSError:
+                break
+            h = os.lseek(fd, d, os.SEEK_HOLE)
+            out.append((d, h))
+            off = h
+    finally:
+        os.close(fd)
+    return out
+
+
 class FuseMounts(list):
     """Mount points made under WORK/mnt, in order; unmount_all() at the end unmounts those
     still mounted, so a failing test leaves no FUSE mount behind."""
