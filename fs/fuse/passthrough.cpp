@@ -64,11 +64,12 @@ BackingFiles::Grant BackingFiles::acquire(OpenFile& file, bool root_caller) {
     return {Mode::Passthrough, e.id};
   }
   // An fd opened before a copy-up that has happened since is the old file: only the daemon
-  // moves it to the copy.
+  // moves it to the copy. A read-only mount has neither copy-ups nor writers.
   bool lower = file.from_lower.load() || file.copyups_seen.load() != node->copyups.load();
+  bool stays_put = never_copies_up_ && !file.lower_data;  // a lazy layer's file has no fd of its data
   // A set-id file goes through the daemon, whoever opens it first: a user's writer opened
   // beside a passthrough open would have to be passthrough too, and keep the bits.
-  if (e.cached > 0 || lower || setid) {
+  if (e.cached > 0 || (lower && !stays_put) || (setid && !never_copies_up_)) {
     e.cached++;
     file.kernel_io = kCounted;
     return {};

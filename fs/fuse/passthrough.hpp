@@ -14,7 +14,12 @@
 //     until all are closed;
 //   - lower files stay cached: a reader holding the lower backing file would pin the inode to
 //     it, and a later copy-up (an open for writing, chmod, truncate) could then neither move
-//     that reader to the copy nor serve any new open of the inode.
+//     that reader to the copy nor serve any new open of the inode;
+//   - except on a read-only mount (no upper layer, or -o ro), where nothing is ever copied up:
+//     there lower files are passthrough too, so reads and mmap use the layer file's own page
+//     cache (large folios, shared with the host and with every other mount of that layer)
+//     instead of FUSE's (one 4 KiB page per folio on Linux 6.18). Files of a lazy layer have
+//     no file to pass through and stay with the daemon.
 //
 // Set-id bits: the kernel writes a passthrough file with the daemon's credentials, which keep
 // them (CAP_FSETID), where a write by a caller without CAP_FSETID must clear them; the daemon
@@ -37,8 +42,9 @@ namespace strata::fs::fuse {
 
 class BackingFiles {
  public:
-  // `dev_fuse`: the session's /dev/fuse fd (ioctls go there).
-  explicit BackingFiles(int dev_fuse) : dev_fuse_(dev_fuse) {}
+  // `dev_fuse`: the session's /dev/fuse fd (ioctls go there). `never_copies_up`: the mount is
+  // read-only, so lower files may be passthrough as well.
+  BackingFiles(int dev_fuse, bool never_copies_up) : dev_fuse_(dev_fuse), never_copies_up_(never_copies_up) {}
 
   enum class Mode { Cached, Passthrough, Busy };
   struct Grant {
@@ -69,6 +75,7 @@ class BackingFiles {
   void close_backing(int32_t id);
 
   int dev_fuse_;
+  bool never_copies_up_;
   std::mutex mutex_;  // never taken with an engine lock held
   std::unordered_map<Inode*, Entry> entries_;
   bool enabled_ = true;  // false once the kernel refused an id (no capability)

@@ -177,7 +177,7 @@ int run_filesystem(const Options& opts) {
       // filesystem drops it when we write) and no attributes before each chown.
       std::optional<BackingFiles> backing;
       if (wants_passthrough(opts)) {
-        backing.emplace(fuse_session_fd(se));
+        backing.emplace(fuse_session_fd(se), ctx.overlay->read_only());
         ctx.backing = &*backing;
       }
       if (int r = add_init_flags(se, kInitHandleKillprivV2, ctx.backing != nullptr); r != 0)

@@ -243,3 +243,62 @@ def passthrough_setid_under_writer(ctx):
               f"chmod u+s under a passthrough writer without CAP_FSETID: {got}, then mode {oct(mode)} "
               "(the kernel kept the bit on its write)")
     ctx.unmount(m)
+
+
+def _lower_reads(mnt):
+    """Reads every lower file whole, by read(2) and through a private mapping, and the
+    hardlinked pair through both names at once. Returns {name: bytes read}."""
+    out = {}
+    for name in ("d/big", "d/small", "d/setuid", "d/link-a", "d/link-b"):
+        p = os.path.join(mnt, name)
+        with open(p, "rb") as f:
+            out[name] = f.read()
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            with mmap.mmap(fd, 0, prot=mmap.PROT_READ) as mm:
+                out[name + " mmap"] = mm[:]
+        finally:
+            os.close(fd)
+    a = os.open(os.path.join(mnt, "d/link-a"), os.O_RDONLY)
+    b = os.open(os.path.join(mnt, "d/link-b"), os.O_RDONLY)
+    out["both names"] = os.pread(a, 64, 0) + os.pread(b, 64, 0)
+    os.close(a)
+    os.close(b)
+    return out
+
+
+@case("passthrough-readonly-lower", "passthrough", ("root",))
+def passthrough_readonly_lower(ctx):
+    """On a read-only mount (no upper layer, or -o ro with one) nothing is ever copied up, so
+    lower files are passthrough too: reads and mmap of them send the daemon no READ and read
+    the same bytes as the layer files (a set-id file and a hardlinked pair included). With an
+    upper layer and rw, lower files stay with the daemon (a reader opened before a copy-up must
+    move to the copy), and passthrough=off sends READs either way."""
+    ctx.require_root()
+    base = ctx.path("rolower")
+    big = bytes(range(256)) * (3 * MIB // 256) + b"tail"
+    tree = [[D("d"), F("d/big", big), F("d/small", "small lower file"),
+             F("d/setuid", "set-uid program", mode=0o4755), F("d/link-a", "linked data")]]
+    reads = {}
+    for name, has_upper, opts in (("no-upper", False, "debug"), ("ro", True, "debug,ro"),
+                                  ("rw", True, "debug"), ("no-upper-off", False, "debug,passthrough=off")):
+        lowers, up, work = fx.build_stack(os.path.join(base, name), tree, ctx.kernel_form)
+        os.link(os.path.join(lowers[0], "d/link-a"), os.path.join(lowers[0], "d/link-b"))
+        mnt = os.path.join(base, name, "mnt")
+        m = ctx.mount_fs(lowers, up if has_upper else None, work if has_upper else None, mnt, opts=opts)
+        if name == "no-upper" and not _negotiated(m):
+            ctx.unmount(m)
+            raise Skip("the kernel offers no FUSE passthrough (Linux 6.9+, CONFIG_FUSE_PASSTHROUGH)")
+        got = _lower_reads(m.path)
+        reads[name] = _requests(m, "READ")
+        ctx.log(f"{name} ({opts}): {reads[name]} READ requests")
+        for f in ("d/big", "d/small", "d/setuid", "d/link-a", "d/link-b"):
+            with open(os.path.join(lowers[0], f), "rb") as src:
+                want = src.read()
+            ctx.check(got[f] == want and got[f + " mmap"] == want, f"{name}: {f} reads differ from the layer file")
+        ctx.check(got["both names"] == b"linked data" * 2, f"{name}: the hardlinked pair read {got['both names']!r}")
+        ctx.unmount(m)
+    ctx.check(reads["no-upper"] == 0, f"no upper layer: the daemon served {reads['no-upper']} READs of lower files")
+    ctx.check(reads["ro"] == 0, f"-o ro: the daemon served {reads['ro']} READs of lower files")
+    ctx.check(reads["rw"] > 0, "rw with an upper: lower files were passthrough (a copy-up could not move their readers)")
+    ctx.check(reads["no-upper-off"] > 0, "passthrough=off: the log shows no READ; the counter does not see them")
