@@ -5,16 +5,28 @@
 #   - time from the command to the first `ls /` and to the first read of a file deep in the
 #     bottom layer: `strata mount --lazy` with a cold index cache, again with the index cached,
 #     `strata load` + `strata mount`, and `strata load --lazy` + `strata mount` (the image kept
-#     lazy in a store); page cache dropped before each;
+#     lazy in a store); page cache dropped before each. The three cold rows are the median of
+#     N tries (--tries, default 3), taken interleaved (lazy, load, load --lazy, lazy, ...) so a
+#     slow spell of the machine hits all three alike; each row prints the tries' range too;
 #   - disk used: the blobs + the index cache against the store after load and after load --lazy;
 #   - sequential read of the big file through the lazy layer and through the unpacked one.
 #   - a container's first read of the deep file, end to end: `strata load --lazy` + `strata run`
 #     against `strata load` + `strata run` (the image has no programs: the host's static busybox
 #     is bound in read-only to run `cat`).
-# Usage: bench/lazy.sh [--quick] [STRATA_BIN]   (root; --quick: a tiny image, a smoke run only)
+# Usage: bench/lazy.sh [--quick] [--tries N] [--start-only] [STRATA_BIN]
+#   (root; --quick: a tiny image, a smoke run only; --start-only: the time-to-read rows and the
+#   disk only, no big-file throughput and no containers)
 set -euo pipefail
-quick=0
-if [[ ${1:-} == --quick ]]; then quick=1; shift; fi
+quick=0 tries=3 start_only=0
+while [[ ${1:-} == --* ]]; do
+  case $1 in
+    --quick) quick=1; shift ;;
+    --tries) tries=$2; shift 2 ;;
+    --start-only) start_only=1; shift ;;
+    *) echo "bench/lazy.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+[[ $tries =~ ^[1-9][0-9]*$ ]] || { echo "bench/lazy.sh: --tries takes a positive number" >&2; exit 2; }
 here=$(dirname "$(realpath "$0")")
 strata=$(realpath "${1:-$here/../build/tools/strata}")
 [[ $(id -u) == 0 ]] || { echo "bench/lazy.sh: needs root (drop_caches, mounts)" >&2; exit 1; }
@@ -32,6 +44,7 @@ if ((quick)); then layers=2 files=50 size=10000 big_mib=8; else layers=4 files=2
 skopeo copy -q --dest-compress-format zstd oci:img-gzip:v1 oci:img-zstd:v1
 deep="l0/d49/f$((files - 1))"
 
+if ((!start_only)); then
 # The big file: 1 MiB blocks, each half random and half text (compresses about 2:1).
 python3 - "$big_mib" <<'PY'
 import io, os, sys, tarfile
@@ -76,6 +89,7 @@ zstd -q -3 -c big.tar > big.tar.zst
 make_one_layer big-gzip big.tar.gz application/vnd.oci.image.layer.v1.tar+gzip
 make_one_layer big-zstd big.tar.zst application/vnd.oci.image.layer.v1.tar+zstd
 rm -f big.tar big.tar.gz big.tar.zst
+fi
 
 now() { date +%s.%N; }
 cold() { sync; echo 3 > /proc/sys/vm/drop_caches; }
@@ -104,33 +118,53 @@ start() {
 # (100x + 64 MiB: one layer is 84.8 MB from 176 KB); every strata command here gets the same
 # higher cap, so each path does the same work.
 cap=(--max-expansion 1000)
-printf '%-6s %-34s %9s %9s\n' variant run "ls / ms" "read ms"
+# The median of a row's tries and their range: "MEDIAN_LS MEDIAN_READ MIN-MAX_READ", or failed.
+summary() {  # "LS READ" pairs, one per try
+  python3 - "$@" <<'PY'
+import statistics, sys
+if "failed" in sys.argv[1:]:
+    print(f"{'failed':>9} {'failed':>9}")
+else:
+    ls = [float(p.split()[0]) for p in sys.argv[1:]]
+    rd = [float(p.split()[1]) for p in sys.argv[1:]]
+    print(f"{statistics.median(ls):9.0f} {statistics.median(rd):9.0f}   {min(rd):.0f}-{max(rd):.0f}")
+PY
+}
+median_of() { python3 -c 'import statistics, sys; print(statistics.median(float(p.split()[1]) for p in sys.argv[1:]))' "$@"; }
+row() { printf '%-6s %-34s %s\n' "$1" "$2" "$3"; }
+
+printf '%-6s %-34s %9s %9s   %s\n' variant run "ls / ms" "read ms" "read: range of $tries tries"
 for v in gzip zstd; do
   img=$work/img-$v
   cache=$work/cache-$v
   store=$work/store-$v
-  start "$v-cold" "$strata" --root "$cache" mount --lazy "${cap[@]}" "$img"
-  printf '%-6s %-34s %9s %9s\n' "$v" "mount --lazy, cold index" "$a" "$b"; cold_ms=$b
-  umount_all
-  start "$v-warm" "$strata" --root "$cache" mount --lazy "${cap[@]}" "$img"
-  printf '%-6s %-34s %9s %9s\n' "$v" "mount --lazy, index cached" "$a" "$b"; warm_ms=$b
-  umount_all
-  load_and_mount() { "$strata" --root "$store" load "${cap[@]}" -q -i "$img" --tag bench/lazy:v1 >/dev/null && "$strata" --root "$store" mount bench/lazy:v1 "$1"; }
-  start "$v-load" load_and_mount
-  printf '%-6s %-34s %9s %9s\n' "$v" "load + mount" "$a" "$b"; load_ms=$b
-  umount_all
   lstore=$work/lstore-$v
+  load_and_mount() { "$strata" --root "$store" load "${cap[@]}" -q -i "$img" --tag bench/lazy:v1 >/dev/null && "$strata" --root "$store" mount bench/lazy:v1 "$1"; }
   lazy_load_and_mount() { "$strata" --root "$lstore" load --lazy "${cap[@]}" -q -i "$img" --tag bench/lazy:v1 >/dev/null && "$strata" --root "$lstore" mount bench/lazy:v1 "$1"; }
-  if start "$v-load-lazy" lazy_load_and_mount; then
-    printf '%-6s %-34s %9s %9s\n' "$v" "load --lazy + mount" "$a" "$b"
-  else
-    printf '%-6s %-34s %9s %9s\n' "$v" "load --lazy + mount" failed failed
-  fi
-  umount_all
+  cold_runs=() load_runs=() lazy_load_runs=() warm_runs=()
+  for ((i = 0; i < tries; i++)); do  # interleaved, each from an empty cache or store
+    rm -rf "$cache" "$store" "$lstore"
+    start "$v-cold" "$strata" --root "$cache" mount --lazy "${cap[@]}" "$img"
+    cold_runs+=("$a $b"); umount_all
+    start "$v-load" load_and_mount
+    load_runs+=("$a $b"); umount_all
+    if start "$v-load-lazy" lazy_load_and_mount; then lazy_load_runs+=("$a $b"); else lazy_load_runs+=(failed); fi
+    umount_all
+  done
+  for ((i = 0; i < tries; i++)); do  # the index the last cold try cached
+    start "$v-warm" "$strata" --root "$cache" mount --lazy "${cap[@]}" "$img"
+    warm_runs+=("$a $b"); umount_all
+  done
+  row "$v" "mount --lazy, cold index" "$(summary "${cold_runs[@]}")"
+  row "$v" "mount --lazy, index cached" "$(summary "${warm_runs[@]}")"
+  row "$v" "load + mount" "$(summary "${load_runs[@]}")"
+  row "$v" "load --lazy + mount" "$(summary "${lazy_load_runs[@]}")"
+  cold_ms=$(median_of "${cold_runs[@]}") warm_ms=$(median_of "${warm_runs[@]}") load_ms=$(median_of "${load_runs[@]}")
   blobs=$(du_b "$img/blobs"); index=$(du_b "$cache/lazy/index"); unpacked=$(du_b "$store")
   echo "$v: disk: store after load --lazy $(($(du_b "$lstore") >> 20)) MiB"
   echo "$v: disk: blobs $((blobs >> 20)) MiB + index $((index >> 10)) KiB ($(python3 -c "print(f'{$index / $blobs * 100:.2f}')")% of the blobs; target <= 3%) vs store after load $((unpacked >> 20)) MiB"
-  python3 -c "print(f'$v: lazy cold / load = {$cold_ms / $load_ms:.2f} (target <= 0.5); cached: {$warm_ms:.0f} ms (target <= 500)')"
+  python3 -c "print(f'$v: lazy cold / load = {$cold_ms / $load_ms:.2f} (medians; target <= 0.5); cached: {$warm_ms:.0f} ms (target <= 500)')"
+  ((start_only)) && continue
 
   # Read throughput of the big file: lazy against unpacked, page cache dropped first.
   bcache=$work/bcache-$v bstore=$work/bstore-$v
@@ -149,6 +183,7 @@ for v in gzip zstd; do
   umount_all
 done
 
+((start_only)) && exit 0
 # A container reading the deep file, from the command to its exit: load --lazy + run against
 # load + run, page cache dropped before each.
 bb=$(command -v busybox)
