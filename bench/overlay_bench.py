@@ -310,8 +310,8 @@ def walk_manifest(top):
 # ------------------------------------------------------------------------------ mounts
 
 class Mount:
-    def __init__(self, impl, tree, base, extra_opts, want_uring=False):
-        self.impl, self.tree, self.want_uring = impl, tree, want_uring
+    def __init__(self, impl, tree, base, extra_opts, want_uring=False, readonly=False):
+        self.impl, self.tree, self.want_uring, self.readonly = impl, tree, want_uring, readonly
         self.upper = os.path.join(base, "upper")
         self.work = os.path.join(base, "work")
         self.mnt = os.path.join(base, "mnt")
@@ -322,7 +322,9 @@ class Mount:
 
     def mount(self):
         opts = f"lowerdir={self.tree.lowerdir},upperdir={self.upper},workdir={self.work}"
-        if self.extra:
+        if self.readonly:  # the layers alone; the kernel's index and redirect options need an upper
+            opts = f"lowerdir={self.tree.lowerdir}"
+        if self.extra and not (self.readonly and self.impl == "kernel"):
             opts += "," + self.extra
         if self.impl == "kernel":
             cmd = ["mount", "-t", "overlay", "overlay", "-o", opts, self.mnt]
@@ -409,8 +411,8 @@ class W:
     """A workload. run(ctx) is timed; check(ctx, out) returns an error string or None."""
 
     def __init__(self, key, label, unit, run, check, cold=False, prime=None, setup=None,
-                 nbytes=None, target=None, fresh=True):
-        self.key, self.label, self.unit = key, label, unit
+                 nbytes=None, target=None, fresh=True, readonly=False):
+        self.key, self.label, self.unit, self.readonly = key, label, unit, readonly
         self.run, self.check, self.cold = run, check, cold
         self.prime, self.setup, self.nbytes, self.target = prime, setup, nbytes, target
 
@@ -639,6 +641,13 @@ def workloads():
           nbytes=lambda t: t.big_size, target=("kernel", 0.25)),
         W("read_big_warm", "re-read big file (dd), warm", "MB/s", read_big, read_big_check,
           prime=read_big, nbytes=lambda t: t.big_size, target=("kernel", 0.8)),
+        # The same two reads through a read-only mount (lowerdir only: an image looked at with
+        # `strata mount`), where strata-fs hands the kernel the layer files (passthrough).
+        W("read_small_cold_ro", "read small files (cat), cold, read-only mount", "s", read_small,
+          read_small_check, cold=True, readonly=True),
+        W("read_big_warm_ro", "re-read big file (dd), warm, read-only mount", "MB/s", read_big,
+          read_big_check, prime=read_big, nbytes=lambda t: t.big_size, readonly=True,
+          target=("kernel", 0.8)),
         W("par4", "4 parallel readers of small files, warm", "s", par4, par4_check, prime=par4),
         W("create_small", "create small files (cp -r)", "s", create_small, create_check,
           target=("kernel", 3.0)),
@@ -719,7 +728,7 @@ class Bench:
     def try_once(self, w, impl, rep):
         self.seq += 1
         base = os.path.join(self.run, "tries", f"{self.seq:04d}-{w.key}-{impl}")
-        m = Mount(impl, self.tree, base, self.opts[impl], impl in self.on_uring)
+        m = Mount(impl, self.tree, base, self.opts[impl], impl in self.on_uring, w.readonly)
         self.mounts.append(m)
         rec = {"rep": rep}
         t_try = time.perf_counter()
