@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "layerstore/archive/archive_error.hpp"
+#include "layerstore/archive/blob_prefetch.hpp"
 #include "layerstore/archive/decompress.hpp"
 #include "layerstore/archive/digest.hpp"
 #include "layerstore/archive/gzip_index_inflate.hpp"
@@ -30,8 +31,6 @@
 namespace strata {
 
 namespace {
-
-constexpr size_t kReadChunk = 1 << 20;
 
 // A tar header's numeric field as Go's parseNumeric: base-256 when the top bit is set, else
 // octal between spaces and NULs.
@@ -295,52 +294,45 @@ class PipelinedTar {
   std::thread worker_;
 };
 
-// Reads the blob in order, handing every chunk to `each(data, len, offset)`.
+// Reads the blob in order (blob_prefetch.hpp), handing every chunk to `each(data, len, offset)`.
 template <typename F>
-void read_blob(const BlobRef& blob, const ProgressFn& progress, Sha256& digest, IndexPassTimes& times, F each) {
-  std::vector<uint8_t> in(kReadChunk);
-  posix_fadvise(blob.file->get(), off_t(blob.offset), off_t(blob.length), POSIX_FADV_SEQUENTIAL);
+void read_blob(const BlobRef& blob, bool around_page_cache, const ProgressFn& progress, Sha256& digest,
+               IndexPassTimes& times, F each) {
+  BlobPrefetch reader(blob, around_page_cache, times);
   uint64_t pos = 0;
-  while (pos < blob.length) {
-    size_t want = size_t(std::min<uint64_t>(kReadChunk, blob.length - pos));
-    ssize_t n;
-    {
-      StageTimer t(times, IndexStage::Read);
-      n = pread(blob.file->get(), in.data(), want, off_t(blob.offset + pos));
-    }
-    if (n < 0) throw_errno("read " + blob.name);
-    if (n == 0) throw Error("unexpected end of file (" + std::to_string(pos) + " of " + std::to_string(blob.length) + " bytes)");
+  for (auto chunk = reader.next(); !chunk.empty(); chunk = reader.next()) {
     {
       StageTimer t(times, IndexStage::BlobHash);
-      digest.update(in.data(), size_t(n));
+      digest.update(chunk.data(), chunk.size());
     }
     {
       StageTimer t(times, IndexStage::Inflate);  // less the handoff inside it, subtracted when printed
-      each(in.data(), size_t(n), pos);
+      each(chunk.data(), chunk.size(), pos);
     }
-    pos += uint64_t(n);
+    pos += chunk.size();
     if (progress) progress(pos);
   }
 }
 
-void index_plain(const BlobRef& blob, const ProgressFn& progress, Sha256& digest, PipelinedTar& tar, lazy::BlobIndex& ix) {
+void index_plain(const BlobRef& blob, bool around_page_cache, const ProgressFn& progress, Sha256& digest, PipelinedTar& tar,
+                 lazy::BlobIndex& ix) {
   ix.points.push_back({});
-  read_blob(blob, progress, digest, tar.times(), [&](const uint8_t* p, size_t n, uint64_t at) { tar.feed(p, n, at + n, false); });
+  read_blob(blob, around_page_cache, progress, digest, tar.times(), [&](const uint8_t* p, size_t n, uint64_t at) { tar.feed(p, n, at + n, false); });
 }
 
 // ISA-L, which finds the block boundaries too (gzip_index_inflate.hpp).
-void index_gzip(const BlobRef& blob, const ProgressFn& progress, Sha256& digest, PipelinedTar& tar, lazy::BlobIndex& ix,
+void index_gzip(const BlobRef& blob, bool around_page_cache, const ProgressFn& progress, Sha256& digest, PipelinedTar& tar, lazy::BlobIndex& ix,
                 uint64_t span) {
   ix.points.push_back({});
   GzipIndexInflate inflater(span, ix.points);
   auto sink = [&](const uint8_t* data, size_t len, uint64_t compressed_so_far) {
     tar.feed(data, len, compressed_so_far, true);
   };
-  read_blob(blob, progress, digest, tar.times(), [&](const uint8_t* p, size_t n, uint64_t at) { inflater.feed(p, n, at, sink); });
+  read_blob(blob, around_page_cache, progress, digest, tar.times(), [&](const uint8_t* p, size_t n, uint64_t at) { inflater.feed(p, n, at, sink); });
   inflater.finish();
 }
 
-void index_zstd(const BlobRef& blob, const ProgressFn& progress, Sha256& digest, PipelinedTar& tar, lazy::BlobIndex& ix) {
+void index_zstd(const BlobRef& blob, bool around_page_cache, const ProgressFn& progress, Sha256& digest, PipelinedTar& tar, lazy::BlobIndex& ix) {
   ZSTD_DStream* ds = ZSTD_createDStream();
   if (!ds) throw Error("zstd: out of memory");
   struct End {
@@ -353,7 +345,7 @@ void index_zstd(const BlobRef& blob, const ProgressFn& progress, Sha256& digest,
   size_t last = 1;
   bool any = false;
   ix.points.push_back({});
-  read_blob(blob, progress, digest, tar.times(), [&](const uint8_t* p, size_t n, uint64_t at) {
+  read_blob(blob, around_page_cache, progress, digest, tar.times(), [&](const uint8_t* p, size_t n, uint64_t at) {
     ZSTD_inBuffer ib{p, n, 0};
     while (ib.pos < ib.size || last != 0) {
       if (last == 0 && ib.pos < ib.size && out_total - ix.points.back().out >= kMinStreamStartGap) {
@@ -396,9 +388,9 @@ lazy::BlobIndex build_blob_index(const BlobRef& blob, const WarnFn& warn, const 
   auto wall = std::chrono::steady_clock::now();
   PipelinedTar tar(warn, options.limits, times);
   switch (c) {
-    case Compression::Gzip: index_gzip(blob, progress, digest, tar, ix, options.span); break;
-    case Compression::Zstd: index_zstd(blob, progress, digest, tar, ix); break;
-    default: index_plain(blob, progress, digest, tar, ix); break;
+    case Compression::Gzip: index_gzip(blob, options.around_page_cache, progress, digest, tar, ix, options.span); break;
+    case Compression::Zstd: index_zstd(blob, options.around_page_cache, progress, digest, tar, ix); break;
+    default: index_plain(blob, options.around_page_cache, progress, digest, tar, ix); break;
   }
   tar.finish(ix);
   ix.digest = digest.finish();

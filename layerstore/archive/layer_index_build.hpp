@@ -20,6 +20,9 @@ constexpr uint64_t kDefaultCheckpointSpan = 2 << 20;
 struct IndexBuildOptions {
   uint64_t span = kDefaultCheckpointSpan;
   UnpackLimits limits;
+  // Read a blob that is not in the page cache with O_DIRECT (blob_prefetch.hpp): for a blob
+  // read once in place, as `mount --lazy` reads an archive.
+  bool around_page_cache = false;
 };
 
 // Throws strata::Error (corrupt or truncated data, a tar the load would refuse, a bomb).

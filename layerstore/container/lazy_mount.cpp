@@ -76,6 +76,7 @@ void index_layer(const LayerToLoad& layer, const std::string& diff_id, const std
   try {
     IndexBuildOptions options;
     options.limits.max_expansion = max_expansion;
+    options.around_page_cache = true;  // the archive's blobs are read once, in place
     ix = build_blob_index(layer.blob, note, {}, options);
   } catch (const Error& e) {
     throw Error(what + ": " + e.what());

@@ -571,3 +571,17 @@ TEST(LazyIndexBuild, CorruptDeflateDataFails) {
     EXPECT_THROW(build_blob_index(blob.ref, {}, {}), Error) << "flipped byte at " << at;
   }
 }
+
+// mount --lazy reads a blob not in the page cache with O_DIRECT (blob_prefetch.hpp): the same
+// index as through the page cache.
+TEST_F(LazyIndex, SameIndexReadAroundThePageCache) {
+  for (const std::string& blob_bytes : {gzip_member(tar_), in_pieces(tar_, 9, zstd_frame), tar_}) {
+    TempBlob blob(blob_bytes);
+    std::string cached = build_blob_index(blob.ref, {}, {}).serialize();
+    fdatasync(blob.ref.file->get());
+    posix_fadvise(blob.ref.file->get(), 0, 0, POSIX_FADV_DONTNEED);
+    IndexBuildOptions opt;
+    opt.around_page_cache = true;
+    EXPECT_EQ(build_blob_index(blob.ref, {}, {}, opt).serialize(), cached);
+  }
+}
