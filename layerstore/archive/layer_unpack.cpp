@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "layerstore/archive/archive_error.hpp"
+#include "layerstore/archive/blob_prefetch.hpp"
 #include "layerstore/archive/digest.hpp"
 #include "layerstore/archive/tar_agreement.hpp"
 #include "layerstore/archive/tar_split.hpp"
@@ -188,20 +189,14 @@ uint64_t parse_max_expansion(const std::string& text) {
   return n;
 }
 
+// The blob read as the lazy index pass reads it (blob_prefetch.hpp): ahead of the
+// decompressor on a thread of its own, and around the page cache when it is not there yet,
+// since extraction reads each byte once.
 BlobStream blob_file_stream(const BlobRef& blob) {
   return [&blob](const BlobWriter& write) {
-    std::vector<uint8_t> in(kReadChunk);
-    posix_fadvise(blob.file->get(), blob.offset, blob.length, POSIX_FADV_SEQUENTIAL);
-    uint64_t pos = 0;
-    while (pos < blob.length) {
-      size_t want = std::min<uint64_t>(kReadChunk, blob.length - pos);
-      ssize_t n = pread(blob.file->get(), in.data(), want, blob.offset + pos);
-      if (n < 0) throw_errno("read " + blob.name);
-      if (n == 0)
-        throw Error("unexpected end of file (" + std::to_string(pos) + " of " + std::to_string(blob.length) + " bytes)");
-      write(in.data(), n);
-      pos += n;
-    }
+    IndexPassTimes unused;
+    BlobPrefetch reader(blob, true, unused);
+    for (auto chunk = reader.next(); !chunk.empty(); chunk = reader.next()) write(chunk.data(), chunk.size());
   };
 }
 
