@@ -57,7 +57,12 @@ BackingFiles::Grant BackingFiles::acquire(OpenFile& file, bool root_caller) {
   bool setid = has_setid(st.st_mode);
   Entry& e = entries_[node];
   if (e.passthrough > 0) {
-    if (st.st_dev != e.dev || st.st_ino != e.ino || (user_writer && setid)) return {Mode::Busy, 0};
+    // Another file behind the inode than its passthrough opens use: a copy-up since, or, on
+    // a read-only mount, the layer file replaced beside the mount. There the inode goes on
+    // being the file the mount looked up (its cached attributes describe that one), as on
+    // kernel overlayfs, which keeps the lower file it found: this open reads it too.
+    bool replaced = st.st_dev != e.dev || st.st_ino != e.ino;
+    if ((replaced && !never_copies_up_) || (user_writer && setid)) return {Mode::Busy, 0};
     e.passthrough++;
     e.user_writers += user_writer;
     file.kernel_io = user_writer ? kPassthroughWriter : kPassthrough;

@@ -302,3 +302,51 @@ def passthrough_readonly_lower(ctx):
     ctx.check(reads["ro"] == 0, f"-o ro: the daemon served {reads['ro']} READs of lower files")
     ctx.check(reads["rw"] > 0, "rw with an upper: lower files were passthrough (a copy-up could not move their readers)")
     ctx.check(reads["no-upper-off"] > 0, "passthrough=off: the log shows no READ; the counter does not see them")
+
+
+def _replace_beside(mnt, layer):
+    """Opens g, replaces the layer's g by a rename beside the mount (as an editor or a
+    package manager does), opens g again while the first open lasts. Returns what each open
+    read, or the error of the second."""
+    first = open(os.path.join(mnt, "g"), "rb")
+    try:
+        new = os.path.join(layer, "g.new")
+        with open(new, "wb") as f:
+            f.write(b"replaced beside the mount\n")
+        os.rename(new, os.path.join(layer, "g"))
+        try:
+            with open(os.path.join(mnt, "g"), "rb") as second:
+                again = second.read()
+        except OSError as e:
+            again = f"open: {os.strerror(e.errno)}"
+        return first.read(), again
+    finally:
+        first.close()
+
+
+@case("passthrough-readonly-replaced-lower", "passthrough", ("root",))
+def passthrough_readonly_replaced_lower(ctx):
+    """A lower file replaced by a rename in its layer dir while a passthrough open of it lasts
+    (read-only mount): a new open of the name reads what kernel overlayfs reads — the file the
+    mount looked up, which it keeps showing — instead of failing. The kernel lets an inode
+    have one backing file, and the name now opens another: strata-fs answered ETXTBSY."""
+    ctx.require_root()
+    base = ctx.path("roreplaced")
+    tree = [[F("top", "top layer")], [F("g", "the lower file\n")]]
+    got = {}
+    for name in ("kernel", "fs"):
+        lowers, _, _ = fx.build_stack(os.path.join(base, name), tree, ctx.kernel_form)
+        mnt = os.path.join(base, name, "mnt")
+        os.makedirs(mnt)
+        if name == "kernel":
+            m = ctx.mount_kernel(lowers, None, None, mnt, opts="")
+        else:
+            m = ctx.mount_fs(lowers, None, None, mnt, opts="debug")
+            if not _negotiated(m):
+                ctx.unmount(m)
+                raise Skip("the kernel offers no FUSE passthrough (Linux 6.9+, CONFIG_FUSE_PASSTHROUGH)")
+        got[name] = _replace_beside(mnt, lowers[1])
+        ctx.log(f"{name}: {got[name]}")
+        ctx.unmount(m)
+    ctx.check(got["fs"] == got["kernel"], f"a lower file replaced beside the mount: strata-fs read {got['fs']}, "
+              f"kernel overlayfs {got['kernel']}")
