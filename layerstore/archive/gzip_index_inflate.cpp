@@ -31,9 +31,11 @@ bool mid_member(const inflate_state& s) {
 
 }  // namespace
 
-GzipIndexInflate::GzipIndexInflate(uint64_t span, std::vector<lazy::Checkpoint>& points)
-    : span_(span), points_(points), st_(std::make_unique<inflate_state>()),
-      saved_(std::make_unique<inflate_state>()), out_(kOutChunk) {}
+GzipIndexInflate::GzipIndexInflate(uint64_t span, std::vector<lazy::Checkpoint>& points, OutputSpace space)
+    : span_(span), points_(points), space_(std::move(space)), st_(std::make_unique<inflate_state>()),
+      saved_(std::make_unique<inflate_state>()) {
+  if (!space_) out_.resize(kOutChunk);
+}
 
 GzipIndexInflate::~GzipIndexInflate() = default;
 
@@ -100,11 +102,13 @@ size_t GzipIndexInflate::normal_step(const uint8_t* p, size_t n, uint64_t at, co
   st_->next_in = const_cast<uint8_t*>(p);
   st_->avail_in = uint32_t(n);
   for (;;) {
-    st_->next_out = out_.data();
-    st_->avail_out = uint32_t(out_.size());
+    // ISA-L keeps the history it needs itself, so each call may write somewhere else.
+    std::span<uint8_t> out = space_ ? space_() : std::span<uint8_t>(out_);
+    st_->next_out = out.data();
+    st_->avail_out = uint32_t(out.size());
     check(isal_inflate(st_.get()));
     size_t used = n - st_->avail_in;
-    deliver(out_.data(), out_.size() - st_->avail_out, at + used, sink);
+    deliver(out.data(), out.size() - st_->avail_out, at + used, sink);
     if (st_->block_state == ISAL_BLOCK_FINISH) {
       in_member_ = false;
       // Bytes ISA-L holds in its bit buffer past the trailer belong to the next member.

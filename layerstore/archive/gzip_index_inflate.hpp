@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -33,8 +34,13 @@ class GzipIndexInflate {
   // Output in order: `len` bytes at `data`, decoded from the blob's first `compressed_so_far` bytes.
   using Sink = std::function<void(const uint8_t* data, size_t len, uint64_t compressed_so_far)>;
 
-  // Appends checkpoints to `points` (which holds the stream start at 0 already).
-  GzipIndexInflate(uint64_t span, std::vector<lazy::Checkpoint>& points);
+  // Where to inflate to next: the sink's own buffer, so output handed to it at that address
+  // needs no copy (PipelinedTar in layer_index_build.cpp). Asked again after every sink call.
+  using OutputSpace = std::function<std::span<uint8_t>()>;
+
+  // Appends checkpoints to `points` (which holds the stream start at 0 already). Without
+  // `space`, output goes to a buffer of this inflater's.
+  GzipIndexInflate(uint64_t span, std::vector<lazy::Checkpoint>& points, OutputSpace space = {});
   ~GzipIndexInflate();
   GzipIndexInflate(const GzipIndexInflate&) = delete;
   GzipIndexInflate& operator=(const GzipIndexInflate&) = delete;
@@ -62,6 +68,7 @@ class GzipIndexInflate {
 
   uint64_t span_;
   std::vector<lazy::Checkpoint>& points_;
+  OutputSpace space_;
   std::unique_ptr<inflate_state> st_, saved_;
   std::vector<uint8_t> out_, probe_out_;
   std::string tail_;  // the member's last 32 KiB of output

@@ -13,6 +13,7 @@
 #include <deque>
 #include <exception>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -142,27 +143,40 @@ class TarSide {
 // so a lazy layer is always one `strata unpack` can extract. A bounded queue keeps the decompressor at
 // most a few MiB ahead, so the expansion cap still stops a bomb early; the first error on
 // either side ends the pass. Chunk buffers are reused: a fresh 256 KiB vector each time is an
-// mmap, 64 page faults and a munmap.
+// mmap, 64 page faults and a munmap. A decompressor writes straight into one of them
+// (space()), so its output crosses to the tar thread without a copy.
 class PipelinedTar {
  public:
   PipelinedTar(const WarnFn& warn, const UnpackLimits& limits, IndexPassTimes& times)
       : times_(times), tar_(warn, limits, times), worker_([this] { run(); }) {}
   ~PipelinedTar() { stop(); }
 
+  // A buffer to decompress into; `n` bytes written at its start are then fed without a copy.
+  std::span<uint8_t> space() {
+    if (space_.empty()) {
+      std::lock_guard lock(mu_);
+      space_ = spare_buffer();
+    }
+    if (space_.size() < kSpace) space_.resize(kSpace);
+    return space_;
+  }
   void feed(const uint8_t* p, size_t n, uint64_t compressed_so_far, bool compressed) {
     StageTimer t(times_, IndexStage::Handoff);
     std::unique_lock lock(mu_);
     not_full_.wait(lock, [&] { return q_.size() < kDepth || error_; });
     if (error_) std::rethrow_exception(error_);
     std::vector<uint8_t> data;
-    if (!free_.empty()) {
-      data = std::move(free_.back());
-      free_.pop_back();
+    if (n && p == space_.data()) {
+      data = std::move(space_);  // written in place
+      space_.clear();
+    } else {
+      data = spare_buffer();
+      lock.unlock();
+      if (data.size() < n) data.resize(n);
+      std::memcpy(data.data(), p, n);
+      lock.lock();
     }
-    lock.unlock();
-    data.assign(p, p + n);
-    lock.lock();
-    q_.push_back(Chunk{std::move(data), compressed_so_far, compressed});
+    q_.push_back(Chunk{std::move(data), n, compressed_so_far, compressed});
     not_empty_.notify_one();
   }
   IndexPassTimes& times() { return times_; }
@@ -175,11 +189,20 @@ class PipelinedTar {
 
  private:
   static constexpr size_t kDepth = 16;
+  static constexpr size_t kSpace = 256 * 1024;
   struct Chunk {
-    std::vector<uint8_t> data;
+    std::vector<uint8_t> data;  // its first `len` bytes (buffers are reused, never shrunk)
+    size_t len;
     uint64_t compressed_so_far;
     bool compressed;
   };
+  // Under mu_.
+  std::vector<uint8_t> spare_buffer() {
+    if (free_.empty()) return {};
+    std::vector<uint8_t> b = std::move(free_.back());
+    free_.pop_back();
+    return b;
+  }
   // libarchive's input: the next chunk, after the Go-side reader, the hash and the TOC have
   // taken it (so every entry libarchive reads is already queued by Go's reader). A chunk
   // stays valid until the next call, as libarchive requires.
@@ -209,7 +232,7 @@ class PipelinedTar {
           // reads them): libarchive gets the padding and end blocks load gives it too.
           current_.assign(size_t(tar_padding(int64_t(tar_.total())) + 2 * kTarBlock), 0);
           *buf = current_.data();
-          return la_ssize_t(current_.size());
+          return la_ssize_t(current_.size());  // the end: this buffer is not reused
         }
         return 0;
       }
@@ -217,10 +240,10 @@ class PipelinedTar {
       q_.pop_front();
       not_full_.notify_one();
     }
-    tar_.feed(c.data.data(), c.data.size(), c.compressed_so_far, c.compressed);
+    tar_.feed(c.data.data(), c.len, c.compressed_so_far, c.compressed);
     current_ = std::move(c.data);
     *buf = current_.data();
-    return la_ssize_t(current_.size());
+    return la_ssize_t(c.len);
   }
   void drain() {
     const void* buf;
@@ -289,6 +312,7 @@ class PipelinedTar {
   std::deque<Chunk> q_;
   std::vector<std::vector<uint8_t>> free_;
   std::vector<uint8_t> current_;  // the chunk libarchive is reading
+  std::vector<uint8_t> space_;    // the decompressor's, see space()
   bool closed_ = false, stream_ended_ = false;
   std::exception_ptr error_, feed_error_;
   std::thread worker_;
@@ -324,7 +348,7 @@ void index_plain(const BlobRef& blob, bool around_page_cache, const ProgressFn& 
 void index_gzip(const BlobRef& blob, bool around_page_cache, const ProgressFn& progress, Sha256& digest, PipelinedTar& tar, lazy::BlobIndex& ix,
                 uint64_t span) {
   ix.points.push_back({});
-  GzipIndexInflate inflater(span, ix.points);
+  GzipIndexInflate inflater(span, ix.points, [&tar] { return tar.space(); });
   auto sink = [&](const uint8_t* data, size_t len, uint64_t compressed_so_far) {
     tar.feed(data, len, compressed_so_far, true);
   };
@@ -340,7 +364,6 @@ void index_zstd(const BlobRef& blob, bool around_page_cache, const ProgressFn& p
     ~End() { ZSTD_freeDStream(d); }
   } end{ds};
   ZSTD_initDStream(ds);
-  std::vector<uint8_t> out(ZSTD_DStreamOutSize());
   uint64_t out_total = 0;
   size_t last = 1;
   bool any = false;
@@ -355,6 +378,7 @@ void index_zstd(const BlobRef& blob, bool around_page_cache, const ProgressFn& p
         cp.out = out_total;
         ix.points.push_back(std::move(cp));
       }
+      std::span<uint8_t> out = tar.space();  // zstd keeps its window itself: any buffer will do
       ZSTD_outBuffer ob{out.data(), out.size(), 0};
       size_t r = ZSTD_decompressStream(ds, &ob, &ib);
       if (ZSTD_isError(r)) throw Error(std::string("corrupt zstd data (") + ZSTD_getErrorName(r) + ")");
