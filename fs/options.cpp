@@ -254,6 +254,7 @@ bool apply_option(const std::string& token, Options& o, bool& upper_given, bool&
     if (!need_value()) return false;
     if (!parse_bool01(value, o.writeback))
       return error = bad_value(key, value) + " (expected 0 or 1)", false;
+    o.writeback_given = true;
   } else if (key == "passthrough") {
     if (!need_value()) return false;
     if (!parse_choice<bool>(value, {{"auto", true}, {"on", true}, {"1", true}, {"off", false}, {"0", false}},
@@ -477,7 +478,7 @@ std::string usage_text(std::string_view program) {
          "                         shows: fsync, written out first (default), not at all\n"
          "  threaded=N             at most N worker threads (0 or 1: one per core, at least 2)\n"
          "  timeout=SECONDS        kernel entry/attr cache timeout (default 1.0)\n"
-         "  writeback=0|1          writeback caching (default 0)\n"
+         "  writeback=0|1          writeback caching (default: 1 rootless, 0 as root)\n"
          "  passthrough=auto|off   the kernel reads and writes open upper files directly\n"
          "                         (root, kernel 6.9+; default auto)\n"
          "  uring=auto|off         FUSE over io_uring, one queue per CPU, when the kernel\n"

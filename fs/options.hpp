@@ -48,7 +48,12 @@ struct Options {
   int threads = 0;        // threaded=N as given; 0 or 1 (fuse-overlayfs's "on"): pick the default
   bool clone_fd = false;  // clone_fd (a libfuse loop setting, not a mount option)
   double timeout = 1.0;   // seconds the kernel may cache entries and attrs of upper/merged nodes
-  bool writeback = false; // writeback=1
+  // writeback=0|1: the kernel's writeback cache. Not given: on where passthrough cannot be
+  // (a writable mount by a daemon without CAP_SYS_ADMIN in the initial user namespace:
+  // rootless, podman's user namespace), as fuse-overlayfs has it; off on root mounts, where
+  // passthrough writes faster and the kernel would turn passthrough off under the cache.
+  bool writeback = false;
+  bool writeback_given = false;
   // passthrough=auto|off: reads, writes and mmap of open upper files go straight to the
   // backing file when the kernel offers FUSE passthrough and the daemon may use it (root);
   // fs/fuse/passthrough.hpp says why not lower files.

@@ -66,6 +66,8 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   if (ctx->options->writeback) want(FUSE_CAP_WRITEBACK_CACHE);
   else conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
   ctx->writeback = (conn->want & FUSE_CAP_WRITEBACK_CACHE) != 0;
+  spdlog::debug("writeback cache: {}{}", ctx->writeback ? "on" : "off",
+                ctx->options->writeback_given ? "" : " (writeback= not given: on where no passthrough can be)");
   // Locks are left to the kernel: with one mount per tree, local locking is exact.
   conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
   conn->max_write = 1 << 20;
@@ -93,10 +95,9 @@ void log_from_libfuse(fuse_log_level level, const char* fmt, va_list ap) {
   else spdlog::debug("{}", buf);
 }
 
-// Backing files need CAP_SYS_ADMIN in the initial user namespace, and the kernel turns
-// passthrough off when the writeback cache is on.
-bool wants_passthrough(const Options& opts) {
-  if (!opts.passthrough || opts.writeback || ::geteuid() != 0) return false;
+// Backing files need CAP_SYS_ADMIN in the initial user namespace: root there.
+bool may_register_backing_files() {
+  if (::geteuid() != 0) return false;
   std::FILE* f = std::fopen("/proc/self/uid_map", "re");
   if (!f) return false;
   unsigned long inside = 1, outside = 1, count = 0;
@@ -104,6 +105,21 @@ bool wants_passthrough(const Options& opts) {
                  count == 4294967295ul;
   std::fclose(f);
   return initial;
+}
+
+// The kernel turns passthrough off when the writeback cache is on.
+bool wants_passthrough(const Options& opts) {
+  return opts.passthrough && !opts.writeback && may_register_backing_files();
+}
+
+// writeback= not given: the cache where every write(2) would otherwise be a request (no
+// passthrough) and there is something to write. Measured rootless (README, "The writeback
+// cache"): big writes 1.8x faster, the other rows even; fuse-overlayfs has it on too.
+Options with_default_writeback(const Options& given) {
+  Options opts = given;
+  if (!opts.writeback_given)
+    opts.writeback = !opts.upperdir.empty() && !opts.read_only && !may_register_backing_files();
+  return opts;
 }
 
 // fuse-overlayfs's defaults (as root: allow_other,suid) unless the caller chose otherwise.
@@ -128,7 +144,8 @@ size_t raise_open_file_limit(size_t wanted_cache) {
 
 }  // namespace
 
-int run_filesystem(const Options& opts) {
+int run_filesystem(const Options& given) {
+  const Options opts = with_default_writeback(given);
   auto logger = spdlog::stderr_color_mt("strata-fs");
   logger->set_pattern("strata-fs: %^%l%$: %v");
   spdlog::set_default_logger(logger);

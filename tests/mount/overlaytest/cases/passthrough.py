@@ -350,3 +350,41 @@ def passthrough_readonly_replaced_lower(ctx):
         ctx.unmount(m)
     ctx.check(got["fs"] == got["kernel"], f"a lower file replaced beside the mount: strata-fs read {got['fs']}, "
               f"kernel overlayfs {got['kernel']}")
+
+
+def _init_reply_writeback(m):
+    """Whether the INIT reply the daemon logged (libfuse's debug output: the reply's
+    `   flags=0x...` line, indented) asks for the writeback cache (FUSE_WRITEBACK_CACHE)."""
+    os.stat(m.path)  # answered after INIT
+    replies = re.findall(r"debug:\s{3,}flags=0x([0-9a-f]+)", m.stderr())
+    if not replies:
+        raise AssertionError("no INIT reply in the daemon's debug log")
+    return bool(int(replies[-1], 16) & 0x10000)
+
+
+@case("io-mode-defaults", "passthrough", ("root", "rootless", "userns"))
+def io_mode_defaults(ctx):
+    """Without writeback=, a writable mount gets the kernel's writeback cache where passthrough
+    cannot be (rootless, a user namespace: as fuse-overlayfs has it) and not as root (there
+    passthrough writes, and the kernel turns it off under the cache); a read-only mount never;
+    writeback=0|1 decides when given."""
+    if os.environ.get("OVERLAYTEST_FS_OPTS"):
+        raise Skip("run.py --fs-opts gives every mount options of its own: the defaults are not what runs")
+    base = ctx.path("iomode")
+    rootful = ctx.mode == "root"
+    want = {"default": not rootful, "readonly": False, "wb0": False, "wb1": True}
+    for name, opts, has_upper in (("default", "debug", True), ("readonly", "debug", False),
+                                  ("wb0", "debug,writeback=0", True), ("wb1", "debug,writeback=1", True)):
+        lowers, up, work = fx.build_stack(os.path.join(base, name), [[F("f", "data")]], ctx.kernel_form)
+        mnt = os.path.join(base, name, "mnt")
+        m = ctx.mount_fs(lowers, up if has_upper else None, work if has_upper else None, mnt, opts=opts)
+        got = _init_reply_writeback(m)
+        ctx.log(f"{ctx.mode} {name} ({opts}): writeback cache {'on' if got else 'off'}")
+        if has_upper:  # the cache in use: a write and its read-back through the mount
+            with open(os.path.join(m.path, "f"), "ab") as f:
+                f.write(b"+more")
+            with open(os.path.join(m.path, "f"), "rb") as f:
+                ctx.check(f.read() == b"data+more", f"{name}: the appended file reads back wrong")
+        ctx.unmount(m)
+        ctx.check(got == want[name], f"{ctx.mode}, {name} ({opts}): writeback cache {'on' if got else 'off'}, "
+                  f"want {'on' if want[name] else 'off'}")
