@@ -184,14 +184,26 @@ std::unique_ptr<InputFiles> open_dir_files(const std::string& dir) { return std:
 
 std::unique_ptr<InputFiles> open_input_files(const std::string& path, const std::string& spool_dir,
                                              uint64_t max_stdin_bytes) {
-  if (path == "-") {
+  // A stream read once into a spool. With no room for one (max_stdin_bytes 0: a lazy mount,
+  // which reads blobs where they lie), say so rather than name a cap the command lacks.
+  auto spool_stream = [&](int in, const std::string& label) {
+    if (max_stdin_bytes == 0)
+      throw Error(label + ": a stream cannot be read in place: give an archive file or a directory");
     auto fd = std::make_shared<UniqueFd>(
-        spool(0, spool_dir, "stdin", max_stdin_bytes, " to spool (raise the cap with --max-stdin-size)"));
-    return std::make_unique<TarFiles>(fd, "stdin");
-  }
+        spool(in, spool_dir, label, max_stdin_bytes, " to spool (raise the cap with --max-stdin-size)"));
+    return std::make_unique<TarFiles>(fd, label);
+  };
+  if (path == "-") return spool_stream(0, "stdin");
   struct stat st;
   if (stat(path.c_str(), &st) != 0) throw_errno(path);
   if (S_ISDIR(st.st_mode)) return open_dir_files(path);
+  if (!S_ISREG(st.st_mode)) {
+    // A pipe (`-i <(zcat x.tar.gz)`, /dev/stdin) or a device: it reads once, from the start,
+    // where an archive is read at offsets.
+    UniqueFd in(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!in) throw_errno(path);
+    return spool_stream(in.get(), path);
+  }
   auto fd = std::make_shared<UniqueFd>(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd->valid()) throw_errno(path);
   uint8_t magic[4] = {0, 0, 0, 0};

@@ -4,7 +4,10 @@ access), and no more of it than --max-stdin-size (default 32 GiB):
 - 64 MiB of stdin against a 1 MiB cap: one line naming the cap and the flag, strata stops
   reading (it took far less than 64 MiB), the store is unchanged, nothing left in its tmp;
 - a real docker-archive under a cap just above its size loads; a cap below it fails;
-- a malformed size: one line."""
+- a malformed size: one line;
+- the same archive given as a pipe by name (`-i <(cat img.tar)`, `-i <(gzip -c ...)`, a named
+  FIFO) loads, under the same cap (it was read at offsets: "not a tar archive"); `mount --lazy`
+  of a pipe says it needs a file."""
 import os
 import shutil
 import subprocess
@@ -74,6 +77,20 @@ try:
     assert "Loaded image: test/img:1" in r.stdout, r.stdout
     r, _ = load_stdin(os.path.join(work, "store2"), data)  # the default cap
     assert r.returncode == 0 and "test/img:1" in r.stdout, r.stderr
+
+    # A pipe by name, as bash's process substitution gives one.
+    for name, cmd in (("plain", f"cat {archive}"), ("gzip", f"gzip -1 -c {archive}")):
+        r = subprocess.run(["bash", "-c", f'"$0" --root "$1" load -q -i <({cmd}) --tag pipe/{name}:1',
+                            STRATA, os.path.join(work, "store3")], capture_output=True, text=True)
+        assert r.returncode == 0 and f"pipe/{name}:1" in r.stdout, f"load -i <({cmd}): {r.stderr}"
+    fifo = os.path.join(work, "fifo")
+    os.mkfifo(fifo)
+    r = subprocess.run(["bash", "-c", f'cat {archive} > {fifo} 2>/dev/null & exec "$0" --root "$1" load -q -i {fifo} '
+                        "--max-stdin-size 1K", STRATA, os.path.join(work, "store4")], capture_output=True, text=True)
+    one_line_error(r, f"load {fifo}", "more than 1024 bytes", "--max-stdin-size")
+    r = subprocess.run(["bash", "-c", f'"$0" --root "$1" mount --lazy <(cat {archive}) "$2"', STRATA,
+                        os.path.join(work, "store5"), os.path.join(work, "mnt")], capture_output=True, text=True)
+    one_line_error(r, "mount", "give an archive file or a directory")
     print("PASS")
 finally:
     shutil.rmtree(work, ignore_errors=True)
