@@ -36,7 +36,6 @@ std::string BlobRef::read_all(uint64_t limit) const {
 
 namespace {
 
-constexpr size_t kReadChunk = 1 << 20;
 constexpr size_t kQueueDepth = 16;
 
 // Decompressed chunks from the producer to libarchive; bounded so memory stays flat.
@@ -248,23 +247,19 @@ UnpackResult unpack_layer_stream(const BlobStream& stream, int diff_dirfd, const
 BlobHashes hash_layer_blob(const BlobRef& blob, const ProgressFn& progress) {
   Sha256 digest, diff;
   std::unique_ptr<Decompressor> dec;
-  std::vector<uint8_t> in(kReadChunk);
   TarSplitRecorder tar;  // also proves the stream is a complete tar
   auto sink = [&](const uint8_t* p, size_t n) {
     diff.update(p, n);
     tar.feed(p, n);
   };
   uint64_t pos = 0;
-  while (pos < blob.length) {
-    ssize_t n = pread(blob.file->get(), in.data(), std::min<uint64_t>(kReadChunk, blob.length - pos), blob.offset + pos);
-    if (n < 0) throw_errno("read " + blob.name);
-    if (n == 0) throw Error("unexpected end of file");
-    if (!dec) dec = make_decompressor(detect_compression(in.data(), n));
-    digest.update(in.data(), n);
-    dec->feed(in.data(), n, sink);
+  blob_file_stream(blob)([&](const uint8_t* p, size_t n) {
+    if (!dec) dec = make_decompressor(detect_compression(p, n));
+    digest.update(p, n);
+    dec->feed(p, n, sink);
     pos += n;
     if (progress) progress(pos);
-  }
+  });
   if (!dec) throw Error("empty layer blob");
   dec->finish();
   tar.finish();

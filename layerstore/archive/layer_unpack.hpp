@@ -50,7 +50,8 @@ UnpackResult unpack_layer(const BlobRef& blob, int diff_dirfd, const WhiteoutSty
 // producer thread.
 UnpackResult unpack_layer_stream(const BlobStream& stream, int diff_dirfd, const WhiteoutStyle& style,
                                  const WarnFn& warn, const ProgressFn& progress, UnpackLimits limits = {});
-// A BlobStream over a BlobRef (pread in 1 MiB chunks); `blob` must outlive it.
+// A BlobStream over a BlobRef (blob_prefetch.hpp: read ahead, around a cold page cache);
+// `blob` must outlive it.
 BlobStream blob_file_stream(const BlobRef& blob);
 
 // Digest and diff_id of a blob without extracting it: for layers already in the store,

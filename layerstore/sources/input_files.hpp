@@ -25,7 +25,9 @@ class InputFiles {
 constexpr uint64_t kDefaultMaxStdinBytes = uint64_t{32} << 30;
 
 // `path` may be "-" (stdin). `spool_dir` is where O_TMPFILE spools go (the store's tmp dir).
-// Stdin's spool (the archive after decompression) may hold at most `max_stdin_bytes`.
+// Stdin's spool (the archive after decompression) may hold at most `max_stdin_bytes`; a pipe
+// given by name is spooled as stdin is. 0: no spool (a lazy mount reads blobs in place), so a
+// stream is refused.
 std::unique_ptr<InputFiles> open_input_files(const std::string& path, const std::string& spool_dir,
                                              uint64_t max_stdin_bytes = kDefaultMaxStdinBytes);
 std::unique_ptr<InputFiles> open_dir_files(const std::string& dir);
