@@ -111,7 +111,7 @@ int exec_in_container(const Container& c, const ExecRequest& r) {
     if (master) {
       copy_window_size(master.get());
       if (r.keep_stdin) raw.emplace();
-      (void)!write(tty_sock.get(), "g", 1);
+      (void)!send(tty_sock.get(), "g", 1, MSG_NOSIGNAL);  // an init gone already: EPIPE, not our death
       relay.emplace(std::move(master), r.keep_stdin);
     }
     tty_sock.reset();

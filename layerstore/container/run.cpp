@@ -326,7 +326,7 @@ int run_container(const StoreLayout& l, Container& c, const NoteFn& note, const 
     if (master) {
       copy_window_size(master.get());
       if (opt.keep_stdin) raw.emplace();
-      (void)!write(tty_sock.get(), "g", 1);
+      (void)!send(tty_sock.get(), "g", 1, MSG_NOSIGNAL);  // an init gone already: EPIPE, not our death
       relay.emplace(std::move(master), opt.keep_stdin);
     }
   }

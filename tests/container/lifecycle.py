@@ -165,9 +165,19 @@ def main():
         check(S("wait", "dt").stdout == "0\n", "run -d -t exit")
         check(logs_of(S, "dt").strip() == "/dev/pts/0", f"run -d -t logs: {logs_of(S, 'dt')!r}")
 
+        # A monitor killed (SIGKILL: nothing it can record) takes its container down with it;
+        # `wait` then says the exit code is unknown in one line, and rm -f still cleans up.
+        S("run", "-d", "--name", "orphan", IMG, "sleep", "100000")
+        monitor = container_state(store, "orphan")[1]["State"]["MonitorPid"]
+        os.kill(monitor, signal.SIGKILL)
+        one_line_error(S("wait", "orphan", check=False), "wait after the monitor was killed",
+                       "exit code is unknown (its monitor was killed")
+        r = S("rm", "-f", "orphan", check=False)
+        check(r.returncode == 0 and "orphan" not in S("ps", "-a").stdout, f"rm -f of a monitor-less container: {r.stderr!r}")
+
         return report(failures, "lifecycle", rootless)
     finally:
-        for name in ("svc", "fg", "dt"):
+        for name in ("svc", "fg", "dt", "orphan"):
             try:
                 subprocess.run(as_user([STRATA, "--root", store, "rm", "-f", name], user), capture_output=True,
                                timeout=120)
