@@ -156,6 +156,10 @@ std::unique_ptr<BlobLayerSource> BlobLayerSource::open(const std::string& descri
     error = d->blob + ": " + std::strerror(errno);
     return nullptr;
   }
+  if (d->verified && lazy::BlobFileIdentity::of(st) != *d->verified) {
+    error = d->blob + ": changed or replaced since its blob was verified (" + ix->digest + "): mount it again";
+    return nullptr;
+  }
   if (uint64_t(st.st_size) < d->offset || uint64_t(st.st_size) - d->offset < ix->compressed_size) {
     error = d->blob + ": shorter than the blob its index describes (" + ix->digest + ")";
     return nullptr;

@@ -38,6 +38,12 @@ std::optional<LazyLayerDescriptor> read_lazy_layer_file(const std::string& path,
       errno = 0;
       d.offset = std::strtoull(value.c_str(), &end, 10);
       has_offset = !value.empty() && *end == '\0' && errno == 0;
+    } else if (key == "verified") {
+      d.verified = lazy::BlobFileIdentity::parse(value);
+      if (!d.verified) {
+        error = path + ": verified= is not DEV:INO:SIZE:MTIME_NS:CTIME_NS";
+        return std::nullopt;
+      }
     } else {
       error = path + ": unknown key \"" + key + "\"";
       return std::nullopt;

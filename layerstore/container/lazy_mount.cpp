@@ -12,10 +12,12 @@
 #include <mutex>
 #include <thread>
 
+#include "common/lazy/blob_file_identity.hpp"
 #include "common/lazy/blob_index.hpp"
 #include "layerstore/archive/digest.hpp"
 #include "layerstore/archive/fs_util.hpp"
 #include "layerstore/archive/layer_index_build.hpp"
+#include "layerstore/archive/layer_unpack.hpp"
 #include "layerstore/container/fuse_mount.hpp"
 #include "layerstore/error.hpp"
 #include "layerstore/sources/input_files.hpp"
@@ -66,6 +68,30 @@ std::optional<lazy::BlobIndex> cached_index(const std::string& path, const Layer
 
 std::string layer_what(size_t i, const LayerToLoad& layer) {
   return "layer " + std::to_string(i + 1) + " (" + layer.blob.name + ")";
+}
+
+lazy::BlobFileIdentity identity_of(const BlobRef& blob) {
+  struct stat st {};
+  if (fstat(blob.file->get(), &st) != 0) throw_errno("stat " + blob.name);
+  return lazy::BlobFileIdentity::of(st);
+}
+
+// The cache's record that this blob, in this file as it is now (blob_file_identity.hpp), was
+// verified: present, the cached index serves it without reading it; absent, the blob is
+// verified first, as another file naming the same digest has to be.
+std::string verified_marker(const std::string& cache, const std::string& index_name, const BlobRef& blob,
+                            const lazy::BlobFileIdentity& id) {
+  std::string key = index_name + "\n" + std::to_string(blob.offset) + "\n" + std::to_string(blob.length) + "\n" + id.str();
+  return cache + "/verified/" + digest_hex(sha256_digest(key));
+}
+
+// A cached index's blob in a file not verified yet: its digest checked, no index rebuilt
+// (the index follows from the blob's bytes, which the digest fixes).
+void verify_digest(const LayerToLoad& layer, const std::string& what) {
+  Sha256 h;
+  blob_file_stream(layer.blob)([&](const uint8_t* p, size_t n) { h.update(p, n); });
+  std::string got = h.finish();
+  if (got != layer.digest) throw Error(what + ": digest mismatch (want " + layer.digest + ", got " + got + ")");
 }
 
 // One pass over the blob: its index, checked against the digest and diff_id the image
@@ -136,18 +162,29 @@ std::string mount_lazy(const LazyMountOptions& opts, const NoteFn& note) {
 
   // Layers whose index is not cached yet are verified and indexed two at a time (each pass
   // is one thread of decompression and hashing).
-  std::vector<std::string> paths(img.layers.size());
-  std::vector<size_t> todo;
+  std::vector<std::string> paths(img.layers.size()), markers(img.layers.size());
+  std::vector<lazy::BlobFileIdentity> ids(img.layers.size());
+  std::vector<size_t> todo;     // to index: a full pass
+  std::vector<bool> digest_only(img.layers.size());  // of those, the index is cached: the digest alone
+  mkdirs(opts.cache + "/verified", 0700);
   for (size_t i = 0; i < img.layers.size(); i++) {
     const LayerToLoad& layer = img.layers[i];
     if (layer.size >= 0 && uint64_t(layer.size) != layer.blob.length)
       throw Error(layer_what(i, layer) + ": size mismatch (the manifest says " + std::to_string(layer.size) +
                   " bytes, the blob has " + std::to_string(layer.blob.length) + ")");
-    paths[i] = index_dir + "/" + cache_name(layer, img.diff_ids[i]);
-    // The same blob twice in one image is indexed once (and written once).
+    std::string name = cache_name(layer, img.diff_ids[i]);
+    paths[i] = index_dir + "/" + name;
+    ids[i] = identity_of(layer.blob);
+    markers[i] = verified_marker(opts.cache, name, layer.blob, ids[i]);
+    // The same blob twice in one image is verified once (and its index written once).
     bool queued = false;
-    for (size_t k : todo) queued = queued || (paths[k] == paths[i] && img.diff_ids[k] == img.diff_ids[i]);
-    if (!queued && !cached_index(paths[i], layer, img.diff_ids[i], note)) todo.push_back(i);
+    for (size_t k : todo) queued = queued || markers[k] == markers[i];
+    if (queued) continue;
+    bool cached = cached_index(paths[i], layer, img.diff_ids[i], note).has_value();
+    if (cached && path_exists(markers[i])) continue;
+    // A docker-archive names no digest: its blob is verified by diff_id, which takes the pass.
+    digest_only[i] = cached && !layer.digest.empty();
+    todo.push_back(i);
   }
   std::vector<std::exception_ptr> errors(img.layers.size());
   std::atomic<size_t> next{0};
@@ -160,8 +197,13 @@ std::string mount_lazy(const LazyMountOptions& opts, const NoteFn& note) {
     for (size_t k; (k = next++) < todo.size();) {
       size_t i = todo[k];
       try {
-        index_layer(img.layers[i], img.diff_ids[i], layer_what(i, img.layers[i]), paths[i], opts.max_expansion,
-                    locked_note);
+        if (digest_only[i])
+          verify_digest(img.layers[i], layer_what(i, img.layers[i]));
+        else
+          index_layer(img.layers[i], img.diff_ids[i], layer_what(i, img.layers[i]), paths[i], opts.max_expansion,
+                      locked_note);
+        // Unsynced: the index it vouches for is on disk already, and a marker lost costs a rehash.
+        write_file_at(AT_FDCWD, markers[i], img.layers[i].blob.name + "\n", 0600);
       } catch (...) {
         errors[i] = std::current_exception();
       }
@@ -180,10 +222,10 @@ std::string mount_lazy(const LazyMountOptions& opts, const NoteFn& note) {
     const LayerToLoad& layer = img.layers[i];
     const std::string& path = paths[i];
     std::string desc = "strata-lazy-layer 1\nindex=" + path + "\nblob=" + blob_file_path(layer.blob) +
-                       "\noffset=" + std::to_string(layer.blob.offset) + "\n";
+                       "\noffset=" + std::to_string(layer.blob.offset) + "\nverified=" + ids[i].str() + "\n";
     if (desc.find('\n', desc.find("blob=")) != desc.find("\noffset=")) throw Error("blob path with a newline");
     std::string name = desc_dir + "/layer-" + std::to_string(i);
-    write_file_atomic(name, desc, 0600);
+    write_file_at(AT_FDCWD, name, desc, 0600);  // read once by strata-fs as it starts, then removed: no fsync
     descriptors.push_back(name);
   }
 
