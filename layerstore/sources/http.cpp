@@ -3,11 +3,12 @@
 #include "layerstore/sources/http.hpp"
 
 #include <arpa/inet.h>
-#include <curl/curl.h>
 
 #include <algorithm>
 #include <exception>
 #include <mutex>
+
+#include "layerstore/sources/curl_api.hpp"
 
 namespace strata {
 namespace {
@@ -16,18 +17,18 @@ struct Share {
   CURLSH* sh;
   std::mutex locks[CURL_LOCK_DATA_LAST];
   Share() {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    sh = curl_share_init();
-    curl_share_setopt(sh, CURLSHOPT_LOCKFUNC, +[](CURL*, curl_lock_data d, curl_lock_access, void* p) {
+    curl_api().global_init(CURL_GLOBAL_DEFAULT);
+    sh = curl_api().share_init();
+    curl_api().share_setopt(sh, CURLSHOPT_LOCKFUNC, +[](CURL*, curl_lock_data d, curl_lock_access, void* p) {
       static_cast<Share*>(p)->locks[d].lock();
     });
-    curl_share_setopt(sh, CURLSHOPT_UNLOCKFUNC, +[](CURL*, curl_lock_data d, void* p) {
+    curl_api().share_setopt(sh, CURLSHOPT_UNLOCKFUNC, +[](CURL*, curl_lock_data d, void* p) {
       static_cast<Share*>(p)->locks[d].unlock();
     });
-    curl_share_setopt(sh, CURLSHOPT_USERDATA, this);
-    curl_share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-    curl_share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-    curl_share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+    curl_api().share_setopt(sh, CURLSHOPT_USERDATA, this);
+    curl_api().share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    curl_api().share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    curl_api().share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
   }
 };
 
@@ -67,7 +68,7 @@ size_t on_body(char* p, size_t size, size_t n, void* ud) {
   auto* t = static_cast<Transfer*>(ud);
   size_t len = size * n;
   long status = 0;
-  curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
+  curl_api().easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
   try {
     if (status >= 200 && status < 300 && t->req.sink) {
       if (status == 200 && t->skipped < t->req.skip_if_full) {
@@ -118,7 +119,7 @@ int on_connected(void* ud, char* peer_ip, char*, int, int) {
 
 std::string primary_ip(CURL* c) {
   char* ip = nullptr;
-  return curl_easy_getinfo(c, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip ? ip : "";
+  return curl_api().easy_getinfo(c, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip ? ip : "";
 }
 
 }  // namespace
@@ -132,57 +133,57 @@ bool TransportError::tls_handshake_problem() const { return curl_code == CURLE_S
 
 HttpResponse http_perform(const HttpRequest& req) {
   HttpResponse resp;
-  CURL* c = curl_easy_init();
-  if (!c) throw Error("cannot start an HTTP client (curl_easy_init)");
-  std::unique_ptr<CURL, void (*)(CURL*)> guard(c, curl_easy_cleanup);
+  CURL* c = curl_api().easy_init();
+  if (!c) throw Error("cannot start an HTTP client (curl_api().easy_init)");
+  std::unique_ptr<CURL, void (*)(CURL*)> guard(c, curl_api().easy_cleanup);
   Transfer t{req, resp, c, nullptr};
   curl_slist* hdrs = nullptr;
-  for (const auto& h : req.headers) hdrs = curl_slist_append(hdrs, h.c_str());
-  std::unique_ptr<curl_slist, void (*)(curl_slist*)> hguard(hdrs, curl_slist_free_all);
+  for (const auto& h : req.headers) hdrs = curl_api().slist_append(hdrs, h.c_str());
+  std::unique_ptr<curl_slist, void (*)(curl_slist*)> hguard(hdrs, curl_api().slist_free_all);
   char errbuf[CURL_ERROR_SIZE] = "";
-  curl_easy_setopt(c, CURLOPT_SHARE, share().sh);
-  curl_easy_setopt(c, CURLOPT_URL, req.url.c_str());
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-  curl_easy_setopt(c, CURLOPT_USERAGENT, "strata/0.1");
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
+  curl_api().easy_setopt(c, CURLOPT_SHARE, share().sh);
+  curl_api().easy_setopt(c, CURLOPT_URL, req.url.c_str());
+  curl_api().easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+  curl_api().easy_setopt(c, CURLOPT_USERAGENT, "strata/0.1");
+  curl_api().easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+  curl_api().easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_api().easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_api().easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_api().easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
   // A stalled transfer (no byte for 60 s) is a transport error, so it can be resumed.
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
-  curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024);
-  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
-  curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, on_connected);
-  curl_easy_setopt(c, CURLOPT_PREREQDATA, &t);
+  curl_api().easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  curl_api().easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
+  curl_api().easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024);
+  curl_api().easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+  curl_api().easy_setopt(c, CURLOPT_HEADERDATA, &t);
+  curl_api().easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+  curl_api().easy_setopt(c, CURLOPT_WRITEDATA, &t);
+  curl_api().easy_setopt(c, CURLOPT_PREREQFUNCTION, on_connected);
+  curl_api().easy_setopt(c, CURLOPT_PREREQDATA, &t);
   if (req.tls) {
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, req.tls->verify ? 1L : 0L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, req.tls->verify ? 2L : 0L);
+    curl_api().easy_setopt(c, CURLOPT_SSL_VERIFYPEER, req.tls->verify ? 1L : 0L);
+    curl_api().easy_setopt(c, CURLOPT_SSL_VERIFYHOST, req.tls->verify ? 2L : 0L);
     if (!req.tls->ca_pem.empty()) {
       curl_blob blob{const_cast<char*>(req.tls->ca_pem.data()), req.tls->ca_pem.size(), CURL_BLOB_NOCOPY};
-      curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob);
+      curl_api().easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob);
     }
   }
   if (req.method == "HEAD") {
-    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    curl_api().easy_setopt(c, CURLOPT_NOBODY, 1L);
   } else if (req.method != "GET") {
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req.method.c_str());
-    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
-    curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
-    curl_easy_setopt(c, CURLOPT_READDATA, &t);
-    if (!req.reader) curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
+    curl_api().easy_setopt(c, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+    curl_api().easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    curl_api().easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+    curl_api().easy_setopt(c, CURLOPT_READDATA, &t);
+    if (!req.reader) curl_api().easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
   }
-  CURLcode rc = curl_easy_perform(c);
+  CURLcode rc = curl_api().easy_perform(c);
   if (t.error) std::rethrow_exception(t.error);
   if (rc != CURLE_OK) {
-    std::string why = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+    std::string why = errbuf[0] ? errbuf : curl_api().easy_strerror(rc);
     throw TransportError(req.method + " " + req.url + ": " + why, rc, resp.sink_bytes, primary_ip(c));
   }
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
+  curl_api().easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
   resp.peer_ip = primary_ip(c);
   return resp;
 }
@@ -222,22 +223,22 @@ bool is_loopback_address(const std::string& ip) {
 }
 
 std::string resolve_url(const std::string& base, const std::string& location) {
-  CURLU* u = curl_url();
-  std::unique_ptr<CURLU, void (*)(CURLU*)> g(u, curl_url_cleanup);
-  if (curl_url_set(u, CURLUPART_URL, base.c_str(), 0) != CURLUE_OK ||
-      curl_url_set(u, CURLUPART_URL, location.c_str(), 0) != CURLUE_OK)
+  CURLU* u = curl_api().url();
+  std::unique_ptr<CURLU, void (*)(CURLU*)> g(u, curl_api().url_cleanup);
+  if (curl_api().url_set(u, CURLUPART_URL, base.c_str(), 0) != CURLUE_OK ||
+      curl_api().url_set(u, CURLUPART_URL, location.c_str(), 0) != CURLUE_OK)
     throw Error("bad redirect location \"" + location + "\"");
   char* out = nullptr;
-  if (curl_url_get(u, CURLUPART_URL, &out, 0) != CURLUE_OK) throw Error("bad redirect location \"" + location + "\"");
+  if (curl_api().url_get(u, CURLUPART_URL, &out, 0) != CURLUE_OK) throw Error("bad redirect location \"" + location + "\"");
   std::string r = out;
-  curl_free(out);
+  curl_api().free(out);
   return r;
 }
 
 std::string url_escape(const std::string& s) {
-  char* e = curl_easy_escape(nullptr, s.data(), static_cast<int>(s.size()));
+  char* e = curl_api().easy_escape(nullptr, s.data(), static_cast<int>(s.size()));
   std::string r = e ? e : "";
-  curl_free(e);
+  curl_api().free(e);
   return r;
 }
 
