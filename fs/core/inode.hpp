@@ -22,6 +22,7 @@
 namespace strata::fs {
 
 struct Inode;
+class LayerDir;  // fs/core/layer_source.hpp
 
 struct Alias {
   Inode* parent;
@@ -79,6 +80,10 @@ struct Inode {
   // file is held here (O_PATH; for a lower file copied up anonymously, O_RDWR) and answers
   // getattr, setattr, open and xattrs.
   UniqueFd orphan;
+  // The same for a file of a layer without fds (a lazy layer's blob), which no fd can hold:
+  // its directory there and its name, which never change (lower layers are read-only).
+  std::shared_ptr<const LayerDir> orphan_dir;
+  std::string orphan_name;
 
   std::mutex copy_mutex;  // one data copy-up at a time (taken before the tree lock)
 

@@ -165,6 +165,7 @@ Result<Overlay::Place> Overlay::place_of(Inode* node, int layer) {
     if (!fd) return last_errno();
     return Place{std::make_shared<const FdLayerDir>(std::move(fd)), "", layer, true};
   }
+  if (node->orphan_dir && node->top.load() == layer) return Place{node->orphan_dir, node->orphan_name, layer, false};
   return Errno{ENOENT};
 }
 
@@ -239,6 +240,7 @@ void Overlay::add_alias(Inode* node, Inode* parent, std::string_view name) {
   node->aliases.push_back(Alias{parent, std::string(name)});
   parent->children[std::string(name)] = node;
   node->orphan.reset();
+  node->orphan_dir.reset();
 }
 
 void Overlay::remove_alias(Inode* node, Inode* parent, std::string_view name) {
@@ -305,7 +307,8 @@ void Overlay::forget(Inode* node, uint64_t count) {
 }
 
 UniqueFd Overlay::hold_backing(const Place& place) {
-  // A layer source without fds (a blob) cannot pin a file: its open handles still work.
+  // A layer source without fds (a blob) cannot pin a file: after_name_removed keeps its place.
+  if (place.fd() < 0) return UniqueFd();
   return UniqueFd(::openat(place.fd(), place.name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
 }
 
@@ -318,6 +321,15 @@ void Overlay::after_name_removed(Inode* victim, Inode* parent, std::string_view 
   if (!victim->aliases.empty()) return;
   if (!(known && st.st_nlink > 0)) drop_key(victim);
   if (victim->is_dir()) dir_fds_.forget(victim->id, layers_.size());
+  if (!held && !upper) {
+    // A lazy layer's file: no fd can hold it, but its place in the layer stays as it is, so
+    // open files keep answering fstat, and a write-back of their times (the kernel's
+    // writeback cache sends one at close after a rename over the file) copies it up.
+    if (LayerDirRef d = layer_dir(parent, victim->top.load()); d && d->fd() < 0) {
+      victim->orphan_dir = std::move(d);
+      victim->orphan_name = std::string(name);
+    }
+  }
   victim->orphan = std::move(held);
 }
 
