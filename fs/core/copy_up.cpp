@@ -126,10 +126,21 @@ Status Overlay::stage_copy(const Place& src, const struct stat& st, const std::s
       break;
   }
 
+  // With xattr_permissions every upper file keeps the daemon's ids and the record holds its
+  // owner: a rootless store's user reads, diffs and removes the upper outside the container's
+  // user namespace. A layer on disk is stored that way (copy_xattrs moves its record); a lazy
+  // layer's entries carry the image's owners: record those rather than chown the copy to them.
+  const bool record_owner = config_.xattr_permissions != XattrPermissions::Off && !src.orphan && src.fd() < 0;
   // chown clears set-id bits and capabilities: owner first, then mode, then xattrs.
-  if (::fchownat(work, tmp.c_str(), st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) != 0 && privileged_ && errno != EINVAL)
+  if (!record_owner && ::fchownat(work, tmp.c_str(), st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) != 0 && privileged_ &&
+      errno != EINVAL)
     return errno;
   if (type != S_IFLNK && ::fchmodat(work, tmp.c_str(), st.st_mode & 07777, 0) != 0) return errno;
+  if (record_owner) {
+    // user.* xattrs cannot be set on symlinks: their owner is not recorded (as setattr does).
+    Status s = write_override(XattrTarget{fd_path(work, tmp), false}, st.st_uid, st.st_gid, st.st_mode);
+    if (s != 0 && !(type == S_IFLNK && (s == EPERM || s == ENOTSUP))) return s;
+  }
   if (Status s = copy_xattrs(src, XattrTarget{fd_path(work, tmp), false}, in ? in.get() : -1, no_caps); s != 0)
     return s;
   struct timespec times[2] = {st.st_atim, st.st_mtim};
