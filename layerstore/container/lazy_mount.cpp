@@ -14,6 +14,7 @@
 
 #include "common/lazy/blob_file_identity.hpp"
 #include "common/lazy/blob_index.hpp"
+#include "common/lazy/trusted_file.hpp"
 #include "layerstore/archive/digest.hpp"
 #include "layerstore/archive/fs_util.hpp"
 #include "layerstore/archive/layer_index_build.hpp"
@@ -68,6 +69,47 @@ std::optional<lazy::BlobIndex> cached_index(const std::string& path, const Layer
 
 std::string layer_what(size_t i, const LayerToLoad& layer) {
   return "layer " + std::to_string(i + 1) + " (" + layer.blob.name + ")";
+}
+
+// A lazy mount reads the blob in place for as long as it is mounted, long after its digest was
+// checked: a user who can write the file could change what the mount serves (set-uid programs
+// included) at any time. So it must be a file only the caller or root can write.
+void check_blob_writers(const BlobRef& blob, const std::string& what) {
+  struct stat st {};
+  if (fstat(blob.file->get(), &st) != 0) throw_errno("stat " + blob.name);
+  std::string who = lazy::other_writers(st, geteuid());
+  if (!who.empty())
+    throw Error(what + ": " + who + ": a lazy mount reads it in place, where another user could change it once verified" +
+                " (copy it, or strata load --lazy)");
+}
+
+// The cache decides what a lazy mount serves without reading the blob again (an index says
+// which files, owners and modes a layer has; verified/ lets a known file skip the hash), and
+// strata writes into it as the caller, root too. So it must be the caller's alone: the cache
+// and its index/, verified/ and mounts/ real directories of the caller's that nobody else
+// can write, below directories that only the caller or root can change (a sticky /tmp is
+// fine). A cache another user can write is refused, not used: they could plant an index that
+// makes a set-uid root shell of a blob's bytes, or a symlink that strata writes through.
+// Returns the cache's real path, used from then on.
+std::string private_cache_dir(const std::string& given) {
+  for (const char* sub : {"/index", "/verified", "/mounts"}) mkdirs(given + sub, 0700);
+  char real[PATH_MAX];
+  if (!realpath(given.c_str(), real)) throw_errno(given);
+  std::string cache = real;
+  uid_t me = geteuid();
+  auto check = [&](const std::string& path, bool own) {
+    struct stat st {};
+    if (lstat(path.c_str(), &st) != 0) throw_errno(path);
+    std::string who = !S_ISDIR(st.st_mode)     ? "not a directory"
+                      : own && st.st_uid != me ? "owned by uid " + std::to_string(st.st_uid)
+                                               : lazy::other_writers(st, me, !own);
+    if (!who.empty())
+      throw Error("cache dir " + path + ": " + who + ": a lazy mount's cache must be yours alone (--root, $XDG_CACHE_HOME)");
+  };
+  check("/", false);
+  for (size_t slash = 0; (slash = cache.find('/', slash + 1)) != std::string::npos;) check(cache.substr(0, slash), false);
+  for (const char* sub : {"", "/index", "/verified", "/mounts"}) check(cache + sub, true);
+  return cache;
 }
 
 lazy::BlobFileIdentity identity_of(const BlobRef& blob) {
@@ -147,11 +189,10 @@ std::string mount_lazy(const LazyMountOptions& opts, const NoteFn& note) {
   if (img.layers.empty()) throw Error("image has no layers");
   if (img.layers.size() != img.diff_ids.size()) throw Error("manifest and config disagree on the number of layers");
 
-  std::string index_dir = opts.cache + "/index";
-  mkdirs(index_dir, 0700);
+  const std::string cache = private_cache_dir(opts.cache);
+  std::string index_dir = cache + "/index";
   std::vector<std::string> descriptors;  // bottom first
-  std::string state = opts.cache + "/mounts";
-  mkdirs(state, 0700);
+  std::string state = cache + "/mounts";
   std::string tmpl = state + "/" + digest_hex(img.image_id).substr(0, 12) + "-XXXXXX";
   if (!mkdtemp(tmpl.data())) throw_errno("mkdtemp " + tmpl);
   std::string desc_dir = tmpl;
@@ -166,7 +207,6 @@ std::string mount_lazy(const LazyMountOptions& opts, const NoteFn& note) {
   std::vector<lazy::BlobFileIdentity> ids(img.layers.size());
   std::vector<size_t> todo;     // to index: a full pass
   std::vector<bool> digest_only(img.layers.size());  // of those, the index is cached: the digest alone
-  mkdirs(opts.cache + "/verified", 0700);
   for (size_t i = 0; i < img.layers.size(); i++) {
     const LayerToLoad& layer = img.layers[i];
     if (layer.size >= 0 && uint64_t(layer.size) != layer.blob.length)
@@ -174,8 +214,9 @@ std::string mount_lazy(const LazyMountOptions& opts, const NoteFn& note) {
                   " bytes, the blob has " + std::to_string(layer.blob.length) + ")");
     std::string name = cache_name(layer, img.diff_ids[i]);
     paths[i] = index_dir + "/" + name;
+    check_blob_writers(layer.blob, layer_what(i, layer));
     ids[i] = identity_of(layer.blob);
-    markers[i] = verified_marker(opts.cache, name, layer.blob, ids[i]);
+    markers[i] = verified_marker(cache, name, layer.blob, ids[i]);
     // The same blob twice in one image is verified once (and its index written once).
     bool queued = false;
     for (size_t k : todo) queued = queued || markers[k] == markers[i];
@@ -229,7 +270,7 @@ std::string mount_lazy(const LazyMountOptions& opts, const NoteFn& note) {
     descriptors.push_back(name);
   }
 
-  std::string target = opts.target.empty() ? opts.cache + "/mnt/" + digest_hex(img.image_id) : opts.target;
+  std::string target = opts.target.empty() ? cache + "/mnt/" + digest_hex(img.image_id) : opts.target;
   mkdirs(target, 0755);
   char real[PATH_MAX];
   if (!realpath(target.c_str(), real)) throw_errno(target);

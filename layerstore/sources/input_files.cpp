@@ -20,14 +20,16 @@ class DirFiles : public InputFiles {
     root_ = UniqueFd(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!root_) throw_errno(dir_);
   }
+  // O_NONBLOCK: a FIFO planted among a layout's files would block the open forever (a
+  // writer could also feed it); it is opened at once and refused as not a regular file.
   bool exists(const std::string& rel) const override {
     int err = 0;
-    return open_beneath(root_.get(), clean_entry_path(rel), O_RDONLY, 0, err).valid();
+    return open_beneath(root_.get(), clean_entry_path(rel), O_RDONLY | O_NONBLOCK, 0, err).valid();
   }
   BlobRef blob(const std::string& rel) const override {
     int err = 0;
     std::string clean = clean_entry_path(rel);
-    UniqueFd fd = open_beneath(root_.get(), clean, O_RDONLY, 0, err);
+    UniqueFd fd = open_beneath(root_.get(), clean, O_RDONLY | O_NONBLOCK, 0, err);
     if (!fd) {
       if (err == ENOENT) throw Error(rel + ": missing from " + dir_);
       throw SysError(dir_ + "/" + rel, err);
@@ -35,6 +37,7 @@ class DirFiles : public InputFiles {
     struct stat st;
     if (fstat(fd.get(), &st) != 0) throw_errno(rel);
     if (!S_ISREG(st.st_mode)) throw Error(rel + ": not a regular file");
+    if (fcntl(fd.get(), F_SETFL, fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK) != 0) throw_errno(rel);
     BlobRef b;
     b.file = std::make_shared<UniqueFd>(std::move(fd));
     b.length = st.st_size;
