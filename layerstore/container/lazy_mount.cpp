@@ -41,8 +41,8 @@ std::string blob_file_path(const BlobRef& blob) {
   return path;
 }
 
-// A layer's cache key: its digest; a docker-archive names none, so its diff_id, size and
-// compression (the same tar compressed another way is another blob).
+// A layer's name in the key of its verified/ record: its digest; a docker-archive names none,
+// so its diff_id, size and compression.
 std::string cache_name(const LayerToLoad& layer, const std::string& diff_id) {
   if (!layer.digest.empty()) return "sha256-" + digest_hex(layer.digest);
   uint8_t head[4] = {};
@@ -51,9 +51,28 @@ std::string cache_name(const LayerToLoad& layer, const std::string& diff_id) {
   return "diff-" + digest_hex(diff_id) + "-" + std::to_string(layer.blob.length) + "-" + kind;
 }
 
-// The cached index when it describes this blob, else nullopt.
+// Where the index of the blob with this digest is cached. Every index is named by its blob's
+// digest, a docker-archive's too: its manifest names no digest, so the verified/ record of its
+// file names the one its pass computed. (Named by diff_id, size and compression, two archives
+// holding the same tar compressed apart into blobs of one size shared one index: the second
+// one's replaced the first's, and the first, still recorded as verified, was read through the
+// other blob's checkpoints: EIO or other bytes.)
+std::string index_path(const std::string& index_dir, const std::string& digest) {
+  return index_dir + "/sha256-" + digest_hex(digest);
+}
+
+// The blob digest a verified/ record names, or "" (none, or a record of another form).
+std::string recorded_digest(const std::string& marker) {
+  if (!path_exists(marker)) return "";
+  std::string text = read_file(marker);
+  if (!text.starts_with("sha256:") || !text.ends_with("\n")) return "";
+  return text.substr(0, text.size() - 1);
+}
+
+// The cached index when it describes this blob (of digest `digest`), else nullopt.
 std::optional<lazy::BlobIndex> cached_index(const std::string& path, const LayerToLoad& layer,
-                                            const std::string& diff_id, const NoteFn& note) {
+                                            const std::string& diff_id, const std::string& digest,
+                                            const NoteFn& note) {
   if (!path_exists(path)) return std::nullopt;
   std::string err;
   auto ix = lazy::load_index_file(path, err);
@@ -61,8 +80,7 @@ std::optional<lazy::BlobIndex> cached_index(const std::string& path, const Layer
     note("ignoring cached index " + path + ": " + err);
     return std::nullopt;
   }
-  if (ix->compressed_size != layer.blob.length || ix->diff_id != diff_id ||
-      (!layer.digest.empty() && ix->digest != layer.digest))
+  if (ix->compressed_size != layer.blob.length || ix->diff_id != diff_id || ix->digest != digest)
     return std::nullopt;  // another blob under that name: verify this one from scratch
   return ix;
 }
@@ -137,9 +155,9 @@ void verify_digest(const LayerToLoad& layer, const std::string& what) {
 }
 
 // One pass over the blob: its index, checked against the digest and diff_id the image
-// names, written to the cache only when both match.
-void index_layer(const LayerToLoad& layer, const std::string& diff_id, const std::string& what,
-                 const std::string& path, uint64_t max_expansion, const NoteFn& note) {
+// names, written to the cache only when both match. Returns the blob's digest.
+std::string index_layer(const LayerToLoad& layer, const std::string& diff_id, const std::string& what,
+                        const std::string& index_dir, uint64_t max_expansion, const NoteFn& note) {
   lazy::BlobIndex ix;
   try {
     IndexBuildOptions options;
@@ -152,7 +170,12 @@ void index_layer(const LayerToLoad& layer, const std::string& diff_id, const std
   if (!layer.digest.empty() && ix.digest != layer.digest)
     throw Error(what + ": digest mismatch (want " + layer.digest + ", got " + ix.digest + ")");
   if (ix.diff_id != diff_id) throw Error(what + ": diff_id mismatch (want " + diff_id + ", got " + ix.diff_id + ")");
-  write_file_atomic(path, ix.serialize(), 0600);
+  // Two layers of one image may be one blob in two places (a docker-archive's members): the
+  // same index, written by two threads under write_file_atomic's one temporary name.
+  static std::mutex write_mu;
+  std::lock_guard lock(write_mu);
+  write_file_atomic(index_path(index_dir, ix.digest), ix.serialize(), 0600);
+  return ix.digest;
 }
 
 // strata-fs runs in "/" and takes the descriptors' paths as given: a relative --root (or
@@ -213,16 +236,23 @@ std::string mount_lazy(const LazyMountOptions& opts, const NoteFn& note) {
       throw Error(layer_what(i, layer) + ": size mismatch (the manifest says " + std::to_string(layer.size) +
                   " bytes, the blob has " + std::to_string(layer.blob.length) + ")");
     std::string name = cache_name(layer, img.diff_ids[i]);
-    paths[i] = index_dir + "/" + name;
     check_blob_writers(layer.blob, layer_what(i, layer));
     ids[i] = identity_of(layer.blob);
     markers[i] = verified_marker(cache, name, layer.blob, ids[i]);
-    // The same blob twice in one image is verified once (and its index written once).
+    // The same blob twice in one image is verified once (and its index written once), when
+    // the config names the same diff_id for both: another diff_id for it is a mismatch to find.
     bool queued = false;
-    for (size_t k : todo) queued = queued || markers[k] == markers[i];
+    for (size_t k : todo) queued = queued || (markers[k] == markers[i] && img.diff_ids[k] == img.diff_ids[i]);
     if (queued) continue;
-    bool cached = cached_index(paths[i], layer, img.diff_ids[i], note).has_value();
-    if (cached && path_exists(markers[i])) continue;
+    // The blob's digest: the manifest's, else (a docker-archive) the one its record names.
+    std::string recorded = recorded_digest(markers[i]);
+    std::string digest = layer.digest.empty() ? recorded : layer.digest;
+    bool cached = !digest.empty() &&
+                  cached_index(index_path(index_dir, digest), layer, img.diff_ids[i], digest, note).has_value();
+    if (cached && recorded == digest) {
+      paths[i] = index_path(index_dir, digest);
+      continue;
+    }
     // A docker-archive names no digest: its blob is verified by diff_id, which takes the pass.
     digest_only[i] = cached && !layer.digest.empty();
     todo.push_back(i);
@@ -238,13 +268,15 @@ std::string mount_lazy(const LazyMountOptions& opts, const NoteFn& note) {
     for (size_t k; (k = next++) < todo.size();) {
       size_t i = todo[k];
       try {
+        std::string digest = img.layers[i].digest;
         if (digest_only[i])
           verify_digest(img.layers[i], layer_what(i, img.layers[i]));
         else
-          index_layer(img.layers[i], img.diff_ids[i], layer_what(i, img.layers[i]), paths[i], opts.max_expansion,
-                      locked_note);
+          digest = index_layer(img.layers[i], img.diff_ids[i], layer_what(i, img.layers[i]), index_dir,
+                               opts.max_expansion, locked_note);
+        paths[i] = index_path(index_dir, digest);
         // Unsynced: the index it vouches for is on disk already, and a marker lost costs a rehash.
-        write_file_at(AT_FDCWD, markers[i], img.layers[i].blob.name + "\n", 0600);
+        write_file_at(AT_FDCWD, markers[i], digest + "\n", 0600);
       } catch (...) {
         errors[i] = std::current_exception();
       }
@@ -258,6 +290,10 @@ std::string mount_lazy(const LazyMountOptions& opts, const NoteFn& note) {
   }
   for (const auto& e : errors)
     if (e) std::rethrow_exception(e);
+  // A blob a layer before names too: its index.
+  for (size_t i = 0; i < img.layers.size(); i++)
+    for (size_t k = 0; paths[i].empty() && k < i; k++)
+      if (markers[k] == markers[i]) paths[i] = paths[k];
 
   for (size_t i = 0; i < img.layers.size(); i++) {
     const LayerToLoad& layer = img.layers[i];
