@@ -13,9 +13,11 @@
 #   - a container's first read of the deep file, end to end: `strata load --lazy` + `strata run`
 #     against `strata load` + `strata run` (the image has no programs: the host's static busybox
 #     is bound in read-only to run `cat`).
+#   - real files (this host's /usr/include and /usr/lib/python3 as one gzip and one one-frame
+#     zstd layer) read cold at random and as a whole tree: lazy against unpacked.
 # Usage: bench/lazy.sh [--quick] [--tries N] [--start-only] [STRATA_BIN]
 #   (root; --quick: a tiny image, a smoke run only; --start-only: the time-to-read rows and the
-#   disk only, no big-file throughput and no containers)
+#   disk only, no big-file throughput, containers or real files)
 set -euo pipefail
 quick=0 tries=3 start_only=0
 while [[ ${1:-} == --* ]]; do
@@ -57,17 +59,18 @@ with tarfile.open("big.tar", "w", format=tarfile.PAX_FORMAT) as t:
     t.add("big.bin", arcname="big.bin")
 os.unlink("big.bin")
 PY
-make_one_layer() {  # DIR BLOB-FILE MEDIA-TYPE
+make_one_layer() {  # DIR BLOB-FILE MEDIA-TYPE [TAR: what the blob holds, big.tar by default]
   python3 - "$@" <<'PY'
 import hashlib, json, os, sys
-out, blob_path, media = sys.argv[1:]
+out, blob_path, media = sys.argv[1:4]
+tar_path = sys.argv[4] if len(sys.argv) > 4 else "big.tar"
 os.makedirs(os.path.join(out, "blobs", "sha256"))
 def put(b):
     d = hashlib.sha256(b).hexdigest()
     open(os.path.join(out, "blobs", "sha256", d), "wb").write(b)
     return "sha256:" + d
 h = hashlib.sha256()
-with open("big.tar", "rb") as f:
+with open(tar_path, "rb") as f:
     for chunk in iter(lambda: f.read(1 << 20), b""):
         h.update(chunk)
 blob = open(blob_path, "rb").read()
@@ -89,6 +92,26 @@ zstd -q -3 -c big.tar > big.tar.zst
 make_one_layer big-gzip big.tar.gz application/vnd.oci.image.layer.v1.tar+gzip
 make_one_layer big-zstd big.tar.zst application/vnd.oci.image.layer.v1.tar+zstd
 rm -f big.tar big.tar.gz big.tar.zst
+
+# Real files, read as programs read them: a one-layer image of this host's /usr/include and
+# /usr/lib/python3 (text and code, ~12,000 files, ~170 MB; --quick: /usr/include/linux), as
+# gzip -6 and as zstd -3 in one frame (as podman and skopeo write zstd layers); read cold
+# through mount --lazy and through the same image loaded and mounted: 300 of its files in a
+# random order (the same order each run), then the whole tree with tar.
+real_src=(usr/include usr/lib/python3); ((quick)) && real_src=(usr/include/linux)
+tar -cf real.tar -C / "${real_src[@]}"
+gzip -6 -c real.tar > real.tar.gz
+zstd -q -3 -c real.tar > real.tar.zst
+make_one_layer real-gzip real.tar.gz application/vnd.oci.image.layer.v1.tar+gzip real.tar
+make_one_layer real-zstd real.tar.zst application/vnd.oci.image.layer.v1.tar+zstd real.tar
+python3 - <<'PY' > real-files.txt
+import random, tarfile
+names = [m.name for m in tarfile.open("real.tar") if m.isfile()]
+for n in random.Random(15).sample(names, min(300, len(names))):
+    print(n)
+PY
+real_bytes=$(stat -c %s real.tar); real_files=$(tar -tf real.tar | wc -l)
+rm -f real.tar real.tar.gz real.tar.zst
 fi
 
 now() { date +%s.%N; }
@@ -201,3 +224,38 @@ for v in gzip zstd; do
     fi
   done
 done
+
+# Real files read cold (see above): lazy gzip, lazy zstd (one frame) and unpacked.
+printf '%-30s %12s %12s\n' "real files ($((real_bytes >> 20)) MiB, $real_files entries)" "300 random" "tar of all"
+real_reads() {  # MOUNTPOINT: sets r (ms for the random files) and w (ms for the whole tree)
+  local t0 t1 t2 t3
+  cold; t0=$(now)
+  while IFS= read -r f; do cat "$1/$f" >/dev/null; done < real-files.txt
+  t1=$(now)
+  cold; t2=$(now)
+  tar -C "$1" -cf - usr | cat >/dev/null
+  t3=$(now)
+  r=$(ms "$t0" "$t1") w=$(ms "$t2" "$t3")
+}
+declare -A real_r real_w
+for v in gzip zstd; do
+  rmnt=$work/real-$v; mkdir -p "$rmnt"
+  "$strata" --root "$work/real-cache" mount --lazy "$work/real-$v" "$rmnt" >/dev/null
+  real_reads "$rmnt"; real_r[$v]=$r real_w[$v]=$w
+  umount_all
+done
+umnt=$work/real-unpacked; mkdir -p "$umnt"
+"$strata" --root "$work/real-store" load -q -i "$work/real-gzip" --tag bench/real:v1 >/dev/null
+"$strata" --root "$work/real-store" mount bench/real:v1 "$umnt" >/dev/null
+real_reads "$umnt"; real_r[unpacked]=$r real_w[unpacked]=$w
+umount_all
+for v in gzip zstd unpacked; do
+  case $v in unpacked) label="unpacked (load + mount)" ;; *) label="mount --lazy, $v" ;; esac
+  printf '%-30s %9s ms %9s ms\n' "$label" "${real_r[$v]}" "${real_w[$v]}"
+done
+python3 -c "
+r = {'gzip': ${real_r[gzip]}, 'zstd': ${real_r[zstd]}, 'u': ${real_r[unpacked]}}
+w = {'gzip': ${real_w[gzip]}, 'zstd': ${real_w[zstd]}, 'u': ${real_w[unpacked]}}
+for v in ('gzip', 'zstd'):
+    print(f'real files, lazy {v} / unpacked: random {r[v] / r[\"u\"]:.2f}x, whole tree {w[v] / w[\"u\"]:.2f}x')
+"
