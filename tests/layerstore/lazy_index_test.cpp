@@ -457,6 +457,25 @@ TEST(LazyIndexFile, CraftedSizesAllocateNothing) {
   }
 }
 
+// The body must be exactly one whole zstd frame, whether it is decompressed in one call (a size
+// near its compressed one, as real bodies are) or into a growing buffer: a frame cut short,
+// or followed by a skippable frame or a second frame, is refused.
+TEST(LazyIndexFile, BodyIsOneWholeFrame) {
+  std::mt19937_64 rng(10);
+  TempBlob blob(make_tar(sample_files(rng, 1 << 16)));
+  std::string file = build_blob_index(blob.ref, {}, {}).serialize();
+  std::string e;
+  ASSERT_TRUE(lazy::BlobIndex::parse(file, e)) << e;
+  std::string body = file.substr(48);
+  const std::string skippable("\x50\x2a\x4d\x18\x04\x00\x00\x00abcd", 12);
+  for (const std::string& changed : {body.substr(0, body.size() - 1), body + skippable, body + body}) {
+    std::string bad = file.substr(0, 48) + changed;
+    for (int i = 0; i < 8; i++) bad[40 + i] = char(uint64_t(changed.size()) >> (8 * i));
+    EXPECT_FALSE(lazy::BlobIndex::parse(bad, e)) << "a body of " << changed.size() << " bytes (" << body.size()
+                                                  << " whole)";
+  }
+}
+
 namespace {
 
 // gzip with zlib's `strategy`, the level switched between `levels` every MiB (deflateParams
