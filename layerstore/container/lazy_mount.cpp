@@ -110,22 +110,43 @@ void check_blob_writers(const BlobRef& blob, const std::string& what) {
 // makes a set-uid root shell of a blob's bytes, or a symlink that strata writes through.
 // Returns the cache's real path, used from then on.
 std::string private_cache_dir(const std::string& given) {
-  for (const char* sub : {"/index", "/verified", "/mounts"}) mkdirs(given + sub, 0700);
-  char real[PATH_MAX];
-  if (!realpath(given.c_str(), real)) throw_errno(given);
-  std::string cache = real;
   uid_t me = geteuid();
-  auto check = [&](const std::string& path, bool own) {
+  auto check = [&](const std::string& path, bool own, bool follow = false) {
     struct stat st {};
-    if (lstat(path.c_str(), &st) != 0) throw_errno(path);
+    if ((follow ? stat(path.c_str(), &st) : lstat(path.c_str(), &st)) != 0) throw_errno(path);
     std::string who = !S_ISDIR(st.st_mode)     ? "not a directory"
                       : own && st.st_uid != me ? "owned by uid " + std::to_string(st.st_uid)
                                                : lazy::other_writers(st, me, !own);
     if (!who.empty())
       throw Error("cache dir " + path + ": " + who + ": a lazy mount's cache must be yours alone (--root, $XDG_CACHE_HOME)");
   };
-  check("/", false);
-  for (size_t slash = 0; (slash = cache.find('/', slash + 1)) != std::string::npos;) check(cache.substr(0, slash), false);
+  // "/" and the directories above `path` that exist; `follow`: the path as given, symlinks in
+  // it followed (each directory a name is looked up in, the real path's below).
+  auto check_above = [&](const std::string& path, bool follow = false) {
+    check("/", false);
+    for (size_t slash = 0; (slash = path.find('/', slash + 1)) != std::string::npos && path_exists(path.substr(0, slash));)
+      check(path.substr(0, slash), false, follow);
+  };
+  // Nothing is made before the part of the path that exists is known safe: no directory is
+  // created in, or through a symlink in, a directory another user can change.
+  check_above(given, true);
+  std::string existing = given, rest;
+  while (!path_exists(existing)) {
+    size_t slash = existing.rfind('/');
+    if (slash == std::string::npos) throw Error("cache dir " + given + ": not an absolute path");
+    if (existing.substr(slash + 1) == "..") throw Error("cache dir " + given + ": \"..\" below a directory to be made");
+    rest = existing.substr(slash) + rest;
+    existing.resize(slash == 0 ? 1 : slash);
+  }
+  char real[PATH_MAX];
+  if (!realpath(existing.c_str(), real)) throw_errno(existing);
+  std::string cache = (std::string(real) == "/" ? "" : std::string(real)) + rest;
+  check_above(cache);
+  if (rest.empty()) check(cache, true);
+  for (const char* sub : {"/index", "/verified", "/mounts"}) mkdirs(cache + sub, 0700);
+  if (!realpath(cache.c_str(), real)) throw_errno(cache);
+  cache = real;
+  check_above(cache);
   for (const char* sub : {"", "/index", "/verified", "/mounts"}) check(cache + sub, true);
   return cache;
 }

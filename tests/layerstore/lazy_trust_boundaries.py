@@ -5,7 +5,8 @@ and offsets, and strata-fs (root, as podman's mount program) reads whatever file
 names. Each case below is an attack by another user (uid 65534) that worked before:
 - a cache dir that user owns: they plant a symlink where strata, as root, writes its
   verified/ record (predictable from the blob's stat), and strata wrote through it; a cache
-  anyone can write, or whose index/ is a symlink, is refused too; one in sticky /tmp is fine;
+  anyone can write, or whose index/ is a symlink, or reached through a symlink in their dir,
+  is refused too, with no directory made first; one in sticky /tmp is fine;
 - a blob file that user can write: mounted, then rewritten in place: the mount served the
   new bytes (a set-uid program's too) though only the old ones were verified;
 - a descriptor (and index) that user wrote naming a root-only file: root's strata-fs served
@@ -120,6 +121,13 @@ try:
     refused(lazy_mount(shared, good), "owned by uid 65534", "a cache dir another user owns")
     with open(victim) as f:
         check(f.read() == "root's own data\n", "strata wrote through a symlink in another user's cache dir")
+    check(sorted(os.listdir(os.path.join(shared, "lazy"))) == ["verified"], "strata made dirs in another user's cache dir")
+    # A --root through a symlink in the other user's dir (to a dir of root's): refused, nothing made.
+    target = os.path.join(work, "target")
+    os.makedirs(target)
+    os.symlink(target, os.path.join(shared, "link"))
+    refused(lazy_mount(os.path.join(shared, "link"), good), "owned by uid 65534", "a cache through their symlink")
+    check(os.listdir(target) == [], "strata made dirs through a symlink in another user's dir")
 
     # A cache anyone can write, and one whose index/ is a symlink (to a dir the other user owns).
     open_cache = os.path.join(work, "open")
