@@ -467,7 +467,7 @@ TEST(LazyIndexFile, BodyIsOneWholeFrame) {
   std::string e;
   ASSERT_TRUE(lazy::BlobIndex::parse(file, e)) << e;
   std::string body = file.substr(48);
-  const std::string skippable("\x50\x2a\x4d\x18\x04\x00\x00\x00abcd", 12);
+  const std::string skippable("\x50\x2a\x4d\x18\x04\x00\x00\x00" "abcd", 12);
   for (const std::string& changed : {body.substr(0, body.size() - 1), body + skippable, body + body}) {
     std::string bad = file.substr(0, 48) + changed;
     for (int i = 0; i < 8; i++) bad[40 + i] = char(uint64_t(changed.size()) >> (8 * i));
