@@ -115,9 +115,8 @@ void note_stderr(const std::string& s) { std::fprintf(stderr, "strata: %s\n", s.
   _exit(code);
 }
 
-// The last stderr line in the log since `from`, without strata's prefix; with `strata_only`,
-// the last of the monitor's own ("strata: ..."), not the command's.
-std::string last_error_in_log(const std::string& path, off_t from, bool strata_only = false) {
+// The last line the monitor wrote to stderr in the log since `from`, for the caller's error.
+std::string last_error_in_log(const std::string& path, off_t from) {
   std::string text;
   try {
     text = read_file(path);
@@ -130,9 +129,7 @@ std::string last_error_in_log(const std::string& path, off_t from, bool strata_o
   while ((nl = text.find('\n', start)) != std::string::npos) {
     auto j = json::parse(text.substr(start, nl - start), nullptr, false);
     start = nl + 1;
-    if (!j.is_object() || j.value("stream", std::string()) != "stderr") continue;
-    std::string line = j.value("log", std::string());
-    if (!strata_only || line.rfind("strata: ", 0) == 0) last = line;
+    if (j.is_object() && j.value("stream", std::string()) == "stderr") last = j.value("log", std::string());
   }
   while (!last.empty() && last.back() == '\n') last.pop_back();
   for (const char* prefix : {"strata: run: ", "strata: "})
@@ -225,12 +222,7 @@ int wait_container(const StoreLayout& l, const Container& c0) {
     }
     c = wait_exit_recorded(l, c);
   }
-  if (state_running(c)) {
-    // The monitor died without recording the exit. Its own last words, if it left any, say why.
-    std::string why = last_error_in_log(container_log_path(l, c), 0, true);
-    throw Error("container " + c.name + " exited but its exit code is unknown (its monitor was killed" +
-                (why.empty() ? std::string(")") : "; its last error: " + why + ")"));
-  }
+  if (state_running(c)) throw Error("container " + c.name + " exited but its exit code is unknown (its monitor was killed)");
   return c.cfg["State"].value("ExitCode", 0);
 }
 
