@@ -201,7 +201,7 @@ def diff_commit():
 
 
 try:
-    layout = debian_gzip_layout(STRATA, work, IMG)
+    layout = debian_gzip_layout(STRATA, work)
     image_ready = time.time()
     if user:
         run("chown", "-R", user, work)

@@ -22,6 +22,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y --no-install-recommends procps less
 '''
+BUILD_TAG = "strata-test/debian-procps:12"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 
@@ -98,13 +99,14 @@ def _build(strata, work, rootfs, rootfs_digest, out, tag):
     os.unlink(archive)
 
 
-def debian_gzip_layout(strata, work, tag):
-    """Path of the cached two-layer gzip OCI layout (tagged `tag` in its index.json), built
-    with `strata` when missing. Skips (77) when the mirror does not answer."""
+def debian_gzip_layout(strata, work):
+    """Path of the cached two-layer gzip OCI layout (load it with --tag: its index.json names
+    BUILD_TAG only as containerd's annotation), built with `strata` when missing. Skips (77)
+    when the mirror does not answer."""
     mirror = apt_mirror()
     need_mirror(mirror)
     rootfs, rootfs_digest = debian_rootfs(mirror)
-    key = hashlib.sha256(json.dumps([rootfs_digest, LAYER2_SCRIPT, tag, "gzip -n -6"]).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps([rootfs_digest, LAYER2_SCRIPT, BUILD_TAG, "gzip -n -6"]).encode()).hexdigest()[:12]
     layout = os.path.join(CACHE_DIR, f"debian-{SUITE}-2layer-gzip-{key}")
     meta_path = layout + ".json"
     with open(os.path.join(CACHE_DIR, f"debian-{SUITE}-2layer.lock"), "w") as lock:
@@ -125,7 +127,7 @@ def debian_gzip_layout(strata, work, tag):
         t = time.monotonic()
         build = tempfile.mkdtemp(prefix="strata-lazy-image-", dir=work)
         partial = os.path.join(CACHE_DIR, os.path.basename(layout) + ".partial")
-        _build(strata, build, rootfs, rootfs_digest, partial, tag)
+        _build(strata, build, rootfs, rootfs_digest, partial, BUILD_TAG)
         shutil.rmtree(build, ignore_errors=True)
         blobs = {n: _sha256_file(os.path.join(partial, "blobs", "sha256", n))
                  for n in os.listdir(os.path.join(partial, "blobs", "sha256"))}
@@ -137,7 +139,5 @@ def debian_gzip_layout(strata, work, tag):
         return layout
 
 
-if __name__ == "__main__":  # for bench/ and by hand: print the layout's path
-    import sys
-    print(debian_gzip_layout(os.environ.get("STRATA_BIN", "strata"), tempfile.gettempdir(),
-                             sys.argv[1] if len(sys.argv) > 1 else "strata-test/debian-procps:12"))
+if __name__ == "__main__":  # for bench/lazy_distro.sh and by hand: print the layout's path
+    print(debian_gzip_layout(os.environ.get("STRATA_BIN", "strata"), tempfile.gettempdir()))
