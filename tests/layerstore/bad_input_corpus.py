@@ -77,6 +77,25 @@ def layout(path, layers_tars, compress="gzip", mutate=None):
     return path
 
 
+
+def layer_blob(path):
+    """The file of the first layer blob of an OCI layout, found through its manifest."""
+    def blob(digest):
+        return os.path.join(path, "blobs/sha256", digest.split(":")[1])
+    with open(os.path.join(path, "index.json")) as f:
+        manifest = json.load(f)["manifests"][0]["digest"]
+    with open(blob(manifest)) as f:
+        return blob(json.load(f)["layers"][0]["digest"])
+
+
+def read_then_unmount(mnt, name):
+    """The bytes of MNT/NAME; MNT is unmounted (fusermount3 -u) whatever happens."""
+    try:
+        with open(os.path.join(mnt, name), "rb") as f:
+            return f.read()
+    finally:
+        subprocess.run(["fusermount3", "-u", mnt], check=True)
+
 def set_blob(ctx, i, blob, keep_digest=False):
     d = ctx["layers"][i]["digest"]
     if keep_digest:

@@ -13,7 +13,6 @@ layer) showed its own content as the verified layer's. Here:
 - strata-fs itself refuses a lazy layer descriptor whose blob file is not the one strata
   verified (verified=DEV:INO:SIZE:MTIME_NS:CTIME_NS), the file swapped between the two."""
 import glob
-import json
 import os
 import shutil
 import subprocess
@@ -21,7 +20,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from strata_test_lib import *  # noqa: E402,F403
-from bad_input_corpus import GOOD, layout, make_tar  # noqa: E402
+from bad_input_corpus import GOOD, layer_blob, layout, make_tar, read_then_unmount  # noqa: E402
 
 need_root()
 need_tools("fusermount3")
@@ -49,22 +48,8 @@ def lazy_mount(path):
     return run(STRATA, "--root", cache, "mount", "--lazy", path, mnt, check=False, timeout=60)
 
 
-def motd_then_unmount():
-    try:
-        with open(os.path.join(mnt, "etc/motd"), "rb") as f:
-            return f.read()
-    finally:
-        run("fusermount3", "-u", mnt)
 
 
-def layer_blob(path):
-    """The file of the one layer blob of an OCI layout, found through its manifest."""
-    def blob(digest):
-        return os.path.join(path, "blobs/sha256", digest.split(":")[1])
-    with open(os.path.join(path, "index.json")) as f:
-        manifest = json.load(f)["manifests"][0]["digest"]
-    with open(blob(manifest)) as f:
-        return blob(json.load(f)["layers"][0]["digest"])
 
 
 def refused(r, path, reason, what):
@@ -79,7 +64,7 @@ try:
     for compress in ("plain", "gzip"):
         good = layout(os.path.join(work, f"good-{compress}"), [make_tar(ENTRIES)], compress=compress)
         r = lazy_mount(good)
-        check(r.returncode == 0 and motd_then_unmount() == GENUINE, f"{compress}: the good image: {r.stderr!r}")
+        check(r.returncode == 0 and read_then_unmount(mnt, "etc/motd") == GENUINE, f"{compress}: the good image: {r.stderr!r}")
         index = glob.glob(os.path.join(cache, "lazy/index/sha256-*"))
         index_mtimes = {p: os.stat(p).st_mtime_ns for p in index}
 
@@ -87,7 +72,7 @@ try:
         copy = os.path.join(work, f"copy-{compress}")
         shutil.copytree(good, copy)
         r = lazy_mount(copy)
-        check(r.returncode == 0 and motd_then_unmount() == GENUINE, f"{compress}: a copy of the good image: {r.stderr!r}")
+        check(r.returncode == 0 and read_then_unmount(mnt, "etc/motd") == GENUINE, f"{compress}: a copy of the good image: {r.stderr!r}")
         check({p: os.stat(p).st_mtime_ns for p in index} == index_mtimes, f"{compress}: the copy rebuilt the index")
 
         # Other bytes under the same digest, same size: another archive naming it.
@@ -118,7 +103,7 @@ try:
         with open(blob, "r+b") as f:
             f.write(original)
         r = lazy_mount(good)
-        check(r.returncode == 0 and motd_then_unmount() == GENUINE, f"{compress}: the blob put back: {r.stderr!r}")
+        check(r.returncode == 0 and read_then_unmount(mnt, "etc/motd") == GENUINE, f"{compress}: the blob put back: {r.stderr!r}")
 
     # A docker-archive names no blob digest: its layers are keyed and verified by diff_id.
     store = os.path.join(work, "store")
@@ -126,7 +111,7 @@ try:
     archive = os.path.join(work, "good.tar")
     strata(store, "save", "-o", archive, "t/good:1")
     r = lazy_mount(archive)
-    check(r.returncode == 0 and motd_then_unmount() == GENUINE, f"docker-archive: {r.stderr!r}")
+    check(r.returncode == 0 and read_then_unmount(mnt, "etc/motd") == GENUINE, f"docker-archive: {r.stderr!r}")
     with open(archive, "rb") as f:
         data = f.read()
     check(data.count(GENUINE) == 1, "docker-archive: the file's bytes are not in the archive once")
@@ -149,7 +134,7 @@ try:
         return p
 
     r = run(STRATA_FS, "-o", f"lowerdir={descriptor(ident)}", mnt, check=False, timeout=60)
-    check(r.returncode == 0 and motd_then_unmount() == GENUINE, f"strata-fs, the verified file: {r.stderr!r}")
+    check(r.returncode == 0 and read_then_unmount(mnt, "etc/motd") == GENUINE, f"strata-fs, the verified file: {r.stderr!r}")
     changed = ident[:4] + [ident[4] + 1]
     r = run(STRATA_FS, "-o", f"lowerdir={descriptor(changed)}", mnt, check=False, timeout=60)
     check(r.returncode != 0 and "changed or replaced since its blob was verified" in r.stderr,

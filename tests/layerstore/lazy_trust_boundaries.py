@@ -14,7 +14,6 @@ names. Each case below is an attack by another user (uid 65534) that worked befo
 - a FIFO among an OCI layout's blobs hung `strata load` and `mount --lazy` forever.
 Each is now refused with one line and nothing mounted or written."""
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -22,7 +21,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from strata_test_lib import *  # noqa: E402,F403
-from bad_input_corpus import GOOD, layout, make_tar  # noqa: E402
+from bad_input_corpus import GOOD, layer_blob, layout, make_tar, read_then_unmount  # noqa: E402
 
 need_root()
 need_tools("fusermount3", "setpriv")
@@ -73,21 +72,8 @@ def refused(r, reason, what, prefix="strata: mount "):
     unmount_if_mounted(what)
 
 
-def motd_then_unmount():
-    try:
-        with open(os.path.join(mnt, "etc/motd"), "rb") as f:
-            return f.read()
-    finally:
-        run("fusermount3", "-u", mnt)
 
 
-def layer_blob(path):
-    def blob(digest):
-        return os.path.join(path, "blobs/sha256", digest.split(":")[1])
-    with open(os.path.join(path, "index.json")) as f:
-        manifest = json.load(f)["manifests"][0]["digest"]
-    with open(blob(manifest)) as f:
-        return blob(json.load(f)["layers"][0]["digest"])
 
 
 def fresh_layout(name):
@@ -101,7 +87,7 @@ try:
     # A cache in a private dir below sticky /tmp works (the control for what follows).
     cache_root = os.path.join(work, "cache")
     r = lazy_mount(cache_root, good)
-    check(r.returncode == 0 and motd_then_unmount() == GENUINE, f"a private cache: {r.stderr!r}")
+    check(r.returncode == 0 and read_then_unmount(mnt, "etc/motd") == GENUINE, f"a private cache: {r.stderr!r}")
 
     # 1. The other user's cache dir, a symlink planted where strata writes its verified/ record.
     shared = os.path.join(work, "shared")
@@ -183,7 +169,7 @@ try:
     with open(mine, "w") as f:
         f.write(f"strata-lazy-layer 1\nindex={index}\nblob={secret}\noffset=0\n")
     r = run(STRATA_FS, "-o", f"lowerdir={mine}", mnt, check=False, timeout=60)
-    check(r.returncode == 0 and motd_then_unmount() == SECRET, f"strata-fs, root's own descriptor: {r.stderr!r}")
+    check(r.returncode == 0 and read_then_unmount(mnt, "etc/motd") == SECRET, f"strata-fs, root's own descriptor: {r.stderr!r}")
 
     # 4. A FIFO among a layout's blobs: refused at once, for load as for mount --lazy.
     fifo = fresh_layout("fifo")
