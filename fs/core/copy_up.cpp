@@ -135,7 +135,10 @@ Status Overlay::stage_copy(const Place& src, const struct stat& st, const std::s
   if (!record_owner && ::fchownat(work, tmp.c_str(), st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) != 0 && privileged_ &&
       errno != EINVAL)
     return errno;
-  if (type != S_IFLNK && ::fchmodat(work, tmp.c_str(), st.st_mode & 07777, 0) != 0) return errno;
+  // The recorded copy stays readable (a directory also writable and searchable) by the
+  // store's user, as unpacking and create keep rootless files: commit reads it, rm empties it.
+  const mode_t usable = record_owner ? (type == S_IFDIR ? 0700 : 0600) : 0;
+  if (type != S_IFLNK && ::fchmodat(work, tmp.c_str(), (st.st_mode & 07777) | usable, 0) != 0) return errno;
   if (record_owner) {
     // user.* xattrs cannot be set on symlinks: their owner is not recorded (as setattr does).
     Status s = write_override(XattrTarget{fd_path(work, tmp), false}, st.st_uid, st.st_gid, st.st_mode);

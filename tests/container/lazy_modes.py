@@ -1,0 +1,114 @@
+#!/usr/bin/python3
+"""A container that changes entries of a lazy layer whose mode leaves their owner without
+write or read (Fedora's /root is 0550 and its /etc/shadow 0000; a 0555 tree), as root or
+(--rootless) as the unprivileged test user, against the same image unpacked. Rootless, every
+file of the store must stay usable by its user (read, and for directories write and search),
+as unpacking keeps them, with the image's mode in the override xattr: copy-up from a lazy
+layer gave the upper copy the image's mode itself, so `strata commit` could not read the
+copied /etc/shadow and `strata rm` could not empty the copied /root. Checked: the run's
+output, diff, commit and the committed image's view, the store's files usable by its user,
+and rm/rmi leaving the store clean."""
+import os
+import shutil
+import stat
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from container_test_lib import (Strata, assert_clean_store, build_busybox_image, report, run,  # noqa: E402
+                                start_test, unmount_all_under)
+
+IMG, OUT = "t/modes:1", "t/modes-out:1"
+CHANGES = ("echo hist > /root/.history && echo 'user:!:1::::::' >> /etc/shadow && mkdir /opt/ro/sub/new"
+           " && echo n > /opt/ro/sub/new/f && chmod 0644 /opt/ro/file")
+SHOW = ("ls -lnd /root /root/.history /etc/shadow /opt/ro /opt/ro/sub /opt/ro/sub/new /opt/ro/file"
+        " | sed 's/  */ /g' | cut -d' ' -f1,3,4,9; cat /etc/shadow /root/.history /opt/ro/sub/new/f")
+
+
+def add_closed_layer(layout, tag="1"):
+    bundle = layout + ".modes"
+    run("umoci", "unpack", "--image", f"{layout}:{tag}", bundle)
+    r = os.path.join(bundle, "rootfs")
+    with open(os.path.join(r, "etc/shadow"), "w") as f:
+        f.write("root:*:1::::::\n")
+    os.chown(os.path.join(r, "etc/shadow"), 0, 42)
+    os.chmod(os.path.join(r, "etc/shadow"), 0)
+    os.chmod(os.path.join(r, "root"), 0o550)
+    os.makedirs(os.path.join(r, "opt/ro/sub"))
+    with open(os.path.join(r, "opt/ro/file"), "w") as f:
+        f.write("read only\n")
+    os.chmod(os.path.join(r, "opt/ro/file"), 0o400)
+    os.chmod(os.path.join(r, "opt/ro/sub"), 0o555)
+    os.chmod(os.path.join(r, "opt/ro"), 0o500)
+    run("umoci", "repack", "--image", f"{layout}:{tag}", bundle)
+    shutil.rmtree(bundle)
+
+
+def unusable(root, uid):
+    """Paths below `root` its user `uid` could not read (directories: read, write and search)."""
+    bad = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            st = os.lstat(os.path.join(dirpath, n))
+            need = 0o700 if stat.S_ISDIR(st.st_mode) else 0o400 if stat.S_ISREG(st.st_mode) else 0
+            if st.st_uid != uid or (st.st_mode & need) != need:
+                bad.append(f"{os.path.join(dirpath, n)} (uid {st.st_uid}, mode {oct(stat.S_IMODE(st.st_mode))})")
+    return bad
+
+
+def main():
+    rootless, user, work = start_test("strata-lazymodes-")
+    failures = []
+
+    def check(cond, what):
+        if not cond:
+            failures.append(what)
+
+    stores = {"lazy": os.path.join(work, "lazy"), "unpacked": os.path.join(work, "unpacked")}
+    S = {k: Strata(v, user) for k, v in stores.items()}
+    try:
+        layout = os.path.join(work, "img")
+        build_busybox_image(layout)
+        add_closed_layer(layout)
+        if user:
+            run("chown", "-R", user, work)
+        S["lazy"]("load", "-q", "--lazy", "-i", layout, "--tag", IMG)
+        S["unpacked"]("load", "-q", "-i", layout, "--tag", IMG)
+        out, diff, committed = {}, {}, {}
+        for k in stores:
+            r = S[k]("run", "--name", "c", IMG, "sh", "-c", CHANGES + " && " + SHOW, check=False)
+            out[k] = (r.returncode, r.stdout, r.stderr)
+            if user:
+                bad = unusable(stores[k], int(run("id", "-u", user).stdout))
+                check(not bad, f"{k}: files of the rootless store its user cannot use:\n  " + "\n  ".join(bad[:10]))
+            r = S[k]("diff", "c", check=False)
+            diff[k] = (r.returncode, sorted(r.stdout.splitlines()), r.stderr)
+            r = S[k]("commit", "-q", "c", OUT, check=False)
+            check(r.returncode == 0, f"{k}: commit: {r.stderr}")
+            r = S[k]("run", "--rm", OUT, "sh", "-c", SHOW, check=False)
+            committed[k] = (r.returncode, r.stdout, r.stderr)
+            r = S[k]("rm", "c", check=False)
+            check(r.returncode == 0, f"{k}: rm: {r.stderr}")
+        check(out["unpacked"][0] == 0 and "user:!:1" in out["unpacked"][1], f"run over unpacked layers: {out['unpacked']}")
+        check(out["lazy"] == out["unpacked"], f"run over lazy layers {out['lazy']} != unpacked {out['unpacked']}")
+        check(diff["unpacked"][0] == 0 and "A /root/.history" in diff["unpacked"][1],
+              f"diff over unpacked layers: {diff['unpacked']}")
+        check(diff["lazy"] == diff["unpacked"], f"diff over lazy layers {diff['lazy']} != unpacked {diff['unpacked']}")
+        check(committed["lazy"] == committed["unpacked"] == out["unpacked"],
+              f"the committed image: lazy {committed['lazy']}, unpacked {committed['unpacked']}")
+        for k in stores:
+            r = S[k]("rmi", OUT, IMG, check=False)
+            try:
+                assert_clean_store(stores[k])
+            except AssertionError as e:
+                failures.append(f"{k}: rmi: {r.stderr.strip()}; {e}")
+    finally:
+        unmount_all_under(work)
+        if user:
+            run("rm", "-rf", work, user=user, check=False)
+            shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+    return report(failures, "lazy layers' entries their owner cannot write or read", rootless)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
