@@ -140,9 +140,10 @@ Status Overlay::stage_copy(const Place& src, const struct stat& st, const std::s
   const mode_t usable = record_owner ? (type == S_IFDIR ? 0700 : 0600) : 0;
   if (type != S_IFLNK && ::fchmodat(work, tmp.c_str(), (st.st_mode & 07777) | usable, 0) != 0) return errno;
   if (record_owner) {
-    // user.* xattrs cannot be set on symlinks: their owner is not recorded (as setattr does).
+    // user.* xattrs are for regular files and directories only: a symlink's or a FIFO's owner
+    // is not recorded (as setattr and unpacking have it), the copy is still made.
     Status s = write_override(XattrTarget{fd_path(work, tmp), false}, st.st_uid, st.st_gid, st.st_mode);
-    if (s != 0 && !(type == S_IFLNK && (s == EPERM || s == ENOTSUP))) return s;
+    if (s != 0 && !(type != S_IFREG && type != S_IFDIR && (s == EPERM || s == ENOTSUP))) return s;
   }
   if (Status s = copy_xattrs(src, XattrTarget{fd_path(work, tmp), false}, in ? in.get() : -1, no_caps); s != 0)
     return s;
