@@ -49,10 +49,16 @@ std::vector<ImageToLoad> read_oci_layout(const InputFiles& files, const std::str
     std::string got = sha256_digest(bytes);
     if (got != digest) throw Error(mb.name + ": manifest digest mismatch (want " + digest + ", got " + got + ")");
     ImageToLoad img = image_from_manifest(bytes, mb.name, blobs, p);
-    std::string ref;
-    if (d.contains("annotations") && d["annotations"].is_object())
+    std::string ref, containerd_name;
+    if (d.contains("annotations") && d["annotations"].is_object()) {
       ref = d["annotations"].value("org.opencontainers.image.ref.name", "");
-    // A bare tag ("latest", as umoci and skopeo's oci: write) names no repository.
+      containerd_name = d["annotations"].value("io.containerd.image.name", "");
+    }
+    // A bare tag ("latest", as umoci and skopeo's oci: write) names no repository; then the
+    // full name containerd's annotation gives (docker save and strata save write it beside
+    // the bare tag) is the image's name, as docker load takes it.
+    bool bare = ref.find(':') == std::string::npos && ref.find('/') == std::string::npos;
+    if (bare) ref = containerd_name;
     if (ref.find(':') != std::string::npos || ref.find('/') != std::string::npos)
       if (auto r = parse_reference(ref)) img.tags.push_back(*r);
     bool merged = false;
