@@ -391,6 +391,7 @@ void load_one(const StoreLayout& l, const ImageToLoad& img, Progress& progress, 
   for (const auto& t : img.tags) repos.set(t, img.image_id);
   repos.save(l);
   sum.images++;
+  sum.image_ids.push_back(img.image_id);
   if (img.tags.empty()) sum.loaded.push_back("Loaded image ID: " + img.image_id);
   for (const auto& t : img.tags) sum.loaded.push_back("Loaded image: " + t.str());
 }
@@ -409,6 +410,8 @@ LoadSummary load_images(const StoreLayout& l, const LoadOptions& opts, Progress&
     files = open_input_files(opts.input, l.layerdb_tmp(), opts.max_stdin_bytes);
     images = read_any_archive(*files, opts.input, opts.platform);
   }
+  if (opts.one_image && images.size() != 1)
+    throw Error("it holds " + std::to_string(images.size()) + " images; give an archive of one");
   if (opts.tag) {
     if (images.size() != 1) throw Error("--tag needs an input with exactly one image (found " + std::to_string(images.size()) + ")");
     images[0].tags.push_back(*opts.tag);

@@ -24,6 +24,7 @@ struct LoadOptions {
   Platform platform;
   uint64_t max_expansion = kDefaultMaxExpansion;  // --max-expansion (layer_unpack.hpp)
   bool lazy = false;  // --lazy: keep each new layer as blob + index (store/lazy_layer.hpp)
+  bool one_image = false;  // refuse, before storing anything, an input of more images (run --lazy)
 };
 
 struct LoadSummary {
@@ -37,6 +38,7 @@ struct LoadSummary {
   uint64_t skipped_devices = 0;
   double seconds = 0;
   std::vector<std::string> loaded;  // "Loaded image: busybox:latest" lines
+  std::vector<std::string> image_ids;  // of each image loaded, in order
 };
 
 LoadSummary load_images(const StoreLayout& layout, const LoadOptions& opts, Progress& progress);

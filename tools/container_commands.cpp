@@ -15,8 +15,11 @@
 #include "layerstore/container/mounts.hpp"
 #include "layerstore/container/run.hpp"
 #include "layerstore/container/save.hpp"
+#include "layerstore/archive/layer_unpack.hpp"
 #include "layerstore/error.hpp"
+#include "layerstore/loader.hpp"
 #include "layerstore/progress.hpp"
+#include "layerstore/sources/image_source.hpp"
 #include "layerstore/store/image_db.hpp"
 #include "tools/lifecycle_commands.hpp"
 #include "tools/cli_rules.hpp"
@@ -33,6 +36,8 @@ struct Args {
   std::vector<std::string> refs, env, volumes, cmd, cap_add, cap_drop, security_opt, changes;
   bool all = false, force = false, rm = false, entrypoint_set = false, privileged = false;
   bool quiet = false;  // save, commit: no progress
+  bool lazy = false;  // create, run: IMAGE is an archive, loaded with its layers kept lazy
+  std::string max_expansion;
   RunModeFlags mode;  // -d -i -t
 };
 
@@ -59,6 +64,10 @@ void add_create_options(CLI::App* c, Args& a) {
   c->add_option("--security-opt", a.security_opt, "seccomp=unconfined or no-new-privileges")->allow_extra_args(false);
   c->add_flag("--privileged", a.privileged,
               "every capability, no seccomp filter, no masked /proc paths, writable /sys (as Docker)");
+  c->add_flag("--lazy", a.lazy,
+              "IMAGE is an archive or OCI layout: load it as load --lazy does (layers kept as blob + index, "
+              "layers already stored reused), then use that image");
+  c->add_option("--max-expansion", a.max_expansion, "with --lazy: as load's --max-expansion");
   // IMAGE [CMD [ARG...]]: parsing stops at IMAGE, the rest is left in remaining() as is
   // (an unknown flag before IMAGE is left there too: image_and_command names it).
   c->prefix_command();
@@ -84,6 +93,21 @@ ContainerSpec spec_of(const Args& a) {
   if (a.entrypoint_set)
     s.entrypoint = a.entrypoint.empty() ? std::vector<std::string>{} : std::vector<std::string>{a.entrypoint};
   return s;
+}
+
+// create/run --lazy ARCHIVE: the archive's one image loaded as `load --lazy` loads it (nothing
+// stored if it holds more than one), its ID then standing for IMAGE.
+void load_lazy_image(const StoreLayout& l, Args& a) {
+  if (!a.max_expansion.empty() && !a.lazy) throw Error("--max-expansion applies to --lazy only");
+  if (!a.lazy) return;
+  LoadOptions o;
+  o.input = a.image;
+  o.lazy = true;
+  o.one_image = true;
+  if (!a.platform.empty()) o.platform = parse_platform(a.platform);  // else the default, as load's
+  if (!a.max_expansion.empty()) o.max_expansion = parse_max_expansion(a.max_expansion);
+  Progress quiet(Progress::detect(true));
+  a.image = load_images(l, o, quiet).image_ids.at(0);
 }
 
 void collect_cmd(CLI::App* c, Args& a) {
@@ -137,6 +161,7 @@ void add_container_commands(CLI::App& app, const std::string& root) {
   create->callback([&root, args, create] {
     collect_cmd(create, *args);
     run_command("create " + args->image, [&] {
+      load_lazy_image(store_layout(root), *args);
       check_platform(store_layout(root), args->image, args->platform);
       Container c = create_container(store_layout(root), spec_of(*args));
       record_run_mode(store_layout(root), c, args->mode);
@@ -154,13 +179,15 @@ void add_container_commands(CLI::App& app, const std::string& root) {
     StoreLayout l = store_layout(root);
     std::optional<Container> c;
     int code = 125;
+    const std::string image = args->image;  // as given, for messages
     try {
+      load_lazy_image(l, *args);
       check_platform(l, args->image, args->platform);
       c = create_container(l, spec_of(*args));
       record_run_mode(l, *c, args->mode);
       code = run_created_container(l, *c, args->mode, args->rm);
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "strata: run %s: %s\n", args->image.c_str(), e.what());
+      std::fprintf(stderr, "strata: run %s: %s\n", image.c_str(), e.what());
     }
     if (c && args->rm && !(args->mode.detach && code == 0)) {  // -d: its monitor removes it
       try {

@@ -6,6 +6,7 @@
 
 #include "layerstore/error.hpp"
 #include "tools/cli_rules.hpp"
+#include "tools/command_runner.hpp"
 #include "tools/commands.hpp"
 #include "tools/container_commands.hpp"
 #include "tools/lifecycle_commands.hpp"
@@ -82,9 +83,9 @@ int main(int argc, char** argv) {
     // command's own status, which a usage error must not look like.
     return app.exit(e) == 0 ? 0 : 125;
   }
-  StoreLayout l{root.empty() ? default_store_root() : root};
   std::string what;
   try {
+    StoreLayout l = cli::store_layout(root);
     if (c_load->parsed()) {
       what = "load " + (load.registry_dir.empty() ? (load.input == "-" ? "stdin" : load.input) : load.registry_dir + " " + load.registry_ref);
       return cli::cmd_load(l, load);
