@@ -11,7 +11,9 @@
 #include <vector>
 
 #include "fs/core/overlay.hpp"
+#include "fs/core/override_stat.hpp"
 #include "fs/core/tree_remove.hpp"
+#include "fs/core/xattr_names.hpp"
 
 namespace strata::fs {
 
@@ -66,7 +68,23 @@ Status Overlay::set_new_owner(int dirfd, const std::string& name, const Caller& 
       gid == daemon_gid_)
     return 0;
   struct stat pst {};
-  if (::fstat(parent_fd, &pst) == 0 && (pst.st_mode & S_ISGID)) {
+  const bool parent_known = ::fstat(parent_fd, &pst) == 0;
+  if (parent_known && config_.xattr_permissions != XattrPermissions::Off) {
+    // The parent's group and set-gid bit are the recorded ones: on disk it is the daemon's
+    // user's, and a chmod g+s in the container changed only the record.
+    char buf[128];
+    XattrTarget parent{fd_path(parent_fd), true};  // the directory the magic link names
+    ssize_t n = parent.get(config_.xattr_permissions == XattrPermissions::Privileged ? kPrivilegedOverrideStat
+                                                                                      : kOverrideStat,
+                           buf, sizeof buf);
+    if (n < 0 && config_.xattr_permissions == XattrPermissions::User)
+      n = parent.get(kFuseOverlayfsOverrideStat, buf, sizeof buf);
+    if (auto o = n > 0 ? parse_override_stat(std::string_view(buf, size_t(n))) : std::nullopt) {
+      pst.st_gid = o->gid;
+      pst.st_mode = (pst.st_mode & S_IFMT) | o->mode;
+    }
+  }
+  if (parent_known && (pst.st_mode & S_ISGID)) {
     gid = pst.st_gid;  // BSD group semantics of a set-gid directory, as the kernel applies them
     if (is_dir) {
       mode |= S_ISGID;

@@ -7,7 +7,10 @@ as unpacking keeps them, with the image's mode in the override xattr: copy-up fr
 layer gave the upper copy the image's mode itself, so `strata commit` could not read the
 copied /etc/shadow and `strata rm` could not empty the copied /root. And a FIFO of a lazy
 layer is copied up (touch, mv) though no user.* xattr can record its owner (as unpacking
-stores it): rootless, the copy-up failed with EPERM. Checked: the run's
+stores it): rootless, the copy-up failed with EPERM. New entries in a set-gid directory of a
+lazy layer take its group (gid 50 here), as the kernel gives them: rootless they took the
+caller's, over lazy and unpacked layers alike (the on-disk group was read, not the recorded
+one). Checked: the run's
 output, diff, commit and the committed image's view, the store's files usable by its user,
 and rm/rmi leaving the store clean."""
 import os
@@ -21,8 +24,9 @@ from container_test_lib import (Strata, assert_clean_store, build_busybox_image,
 
 IMG, OUT = "t/modes:1", "t/modes-out:1"
 CHANGES = ("echo hist > /root/.history && echo 'user:!:1::::::' >> /etc/shadow && mkdir /opt/ro/sub/new"
-           " && echo n > /opt/ro/sub/new/f && chmod 0644 /opt/ro/file && touch -d @7 /opt/fifo && mv /opt/fifo /opt/fifo.moved")
-SHOW = ("ls -lnd /root /root/.history /etc/shadow /opt/ro /opt/ro/sub /opt/ro/sub/new /opt/ro/file /opt/fifo*"
+           " && echo n > /opt/ro/sub/new/f && chmod 0644 /opt/ro/file && touch -d @7 /opt/fifo && mv /opt/fifo /opt/fifo.moved"
+           " && mkdir /opt/sg/d && touch /opt/sg/new /opt/sg/d/deeper")
+SHOW = ("ls -lnd /root /root/.history /etc/shadow /opt/ro /opt/ro/sub /opt/ro/sub/new /opt/ro/file /opt/fifo* /opt/sg/new /opt/sg/d /opt/sg/d/deeper"
         " | sed 's/  */ /g' | cut -d' ' -f1,3,4,9; cat /etc/shadow /root/.history /opt/ro/sub/new/f")
 
 
@@ -42,6 +46,9 @@ def add_closed_layer(layout, tag="1"):
     os.chmod(os.path.join(r, "opt/ro/sub"), 0o555)
     os.chmod(os.path.join(r, "opt/ro"), 0o500)
     os.mkfifo(os.path.join(r, "opt/fifo"), 0o640)
+    os.makedirs(os.path.join(r, "opt/sg"))
+    os.chown(os.path.join(r, "opt/sg"), 0, 50)
+    os.chmod(os.path.join(r, "opt/sg"), 0o2775)
     run("umoci", "repack", "--image", f"{layout}:{tag}", bundle)
     shutil.rmtree(bundle)
 
@@ -94,6 +101,8 @@ def main():
             r = S[k]("rm", "c", check=False)
             check(r.returncode == 0, f"{k}: rm: {r.stderr}")
         check(out["unpacked"][0] == 0 and "user:!:1" in out["unpacked"][1], f"run over unpacked layers: {out['unpacked']}")
+        for line in ("-rw-r--r-- 0 50 /opt/sg/new", "drwxr-sr-x 0 50 /opt/sg/d", "-rw-r--r-- 0 50 /opt/sg/d/deeper"):
+            check(line in out["unpacked"][1], f"over unpacked layers, not '{line}' (a set-gid directory's group)")
         check(out["lazy"] == out["unpacked"], f"run over lazy layers {out['lazy']} != unpacked {out['unpacked']}")
         check(diff["unpacked"][0] == 0 and "A /root/.history" in diff["unpacked"][1],
               f"diff over unpacked layers: {diff['unpacked']}")
