@@ -381,16 +381,29 @@ std::optional<BlobIndex> BlobIndex::parse(std::string_view bytes, std::string& e
 }
 
 std::optional<BlobIndex> load_index_file(const std::string& path, std::string& error) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  struct stat st {};
-  if (!fd || ::fstat(fd.get(), &st) != 0) {
+  // O_NONBLOCK: a FIFO planted at the name must not hang the opener (it is then refused).
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (!fd) {
     error = path + ": " + std::strerror(errno);
+    return std::nullopt;
+  }
+  return load_index_fd(fd.get(), path, error);
+}
+
+std::optional<BlobIndex> load_index_fd(int fd, const std::string& path, std::string& error) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    error = path + ": " + std::strerror(errno);
+    return std::nullopt;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    error = path + ": not a regular file";
     return std::nullopt;
   }
   std::string bytes(size_t(st.st_size), '\0');
   size_t done = 0;
   while (done < bytes.size()) {
-    ssize_t n = ::pread(fd.get(), bytes.data() + done, bytes.size() - done, off_t(done));
+    ssize_t n = ::pread(fd, bytes.data() + done, bytes.size() - done, off_t(done));
     if (n <= 0) {
       error = path + ": " + (n < 0 ? std::strerror(errno) : "short read");
       return std::nullopt;

@@ -110,5 +110,7 @@ struct BlobIndex {
 
 // Reads and parses an index file; nullopt with `error` set.
 std::optional<BlobIndex> load_index_file(const std::string& path, std::string& error);
+// The same from an open regular file (`path` for messages).
+std::optional<BlobIndex> load_index_fd(int fd, const std::string& path, std::string& error);
 
 }  // namespace strata::lazy

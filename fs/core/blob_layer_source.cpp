@@ -11,6 +11,7 @@
 #include <fstream>
 #include <vector>
 
+#include "common/lazy/trusted_file.hpp"
 #include "common/overlay_xattrs.hpp"
 #include "fs/core/whiteout.hpp"
 
@@ -148,12 +149,30 @@ std::unique_ptr<BlobLayerSource> BlobLayerSource::open(const std::string& descri
                                                        std::string& error) {
   auto d = read_lazy_layer_file(descriptor_path, error);
   if (!d) return nullptr;
-  auto ix = lazy::load_index_file(d->index, error);
+  // The index says which owners and modes (set-uid bits too) the blob's bytes show with: as
+  // the descriptor (lazy_layer_file.cpp), it is taken only from a file nobody but this user or
+  // root can write. Both files are opened O_NONBLOCK: a FIFO at either name is refused, not
+  // waited on.
+  UniqueFd index_fd(::open(d->index.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  struct stat ist {};
+  if (!index_fd || ::fstat(index_fd.get(), &ist) != 0) {
+    error = d->index + ": " + std::strerror(errno);
+    return nullptr;
+  }
+  if (std::string who = lazy::other_writers(ist, geteuid()); !who.empty()) {
+    error = d->index + ": " + who + ": a lazy layer's index is taken only from this user or root";
+    return nullptr;
+  }
+  auto ix = lazy::load_index_fd(index_fd.get(), d->index, error);
   if (!ix) return nullptr;
-  UniqueFd blob(::open(d->blob.c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd blob(::open(d->blob.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   struct stat st {};
   if (!blob || ::fstat(blob.get(), &st) != 0) {
     error = d->blob + ": " + std::strerror(errno);
+    return nullptr;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    error = d->blob + ": not a regular file";
     return nullptr;
   }
   if (d->verified && lazy::BlobFileIdentity::of(st) != *d->verified) {

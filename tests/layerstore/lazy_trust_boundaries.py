@@ -170,6 +170,23 @@ try:
         f.write(f"strata-lazy-layer 1\nindex={index}\nblob={secret}\noffset=0\n")
     r = run(STRATA_FS, "-o", f"lowerdir={mine}", mnt, check=False, timeout=60)
     check(r.returncode == 0 and read_then_unmount(mnt, "etc/motd") == SECRET, f"strata-fs, root's own descriptor: {r.stderr!r}")
+    # Root's descriptor naming (absolutely) an index another user can write: they choose the
+    # modes and owners the bytes show with.
+    with open(mine, "w") as f:
+        f.write(f"strata-lazy-layer 1\nindex={os.path.join(theirs, 'index')}\nblob={secret}\noffset=0\n")
+    r = run(STRATA_FS, "-o", f"lowerdir={mine}", mnt, check=False, timeout=60)
+    refused(r, "owned by uid 65534", "strata-fs: an index another user can write", prefix="strata-fs: ")
+    # A FIFO named as index or blob: refused, not waited on.
+    pipe = os.path.join(work, "pipe")
+    os.mkfifo(pipe)
+    for desc_text, what in ((f"index={pipe}\nblob={secret}", "index"), (f"index={index}\nblob={pipe}", "blob")):
+        with open(mine, "w") as f:
+            f.write(f"strata-lazy-layer 1\n{desc_text}\noffset=0\n")
+        try:
+            r = run(STRATA_FS, "-o", f"lowerdir={mine}", mnt, check=False, timeout=30)
+            refused(r, "not a regular file", f"strata-fs: a FIFO as the {what}", prefix="strata-fs: ")
+        except subprocess.TimeoutExpired:
+            failures.append(f"strata-fs: a FIFO as the {what} hangs")
 
     # 4. A FIFO among a layout's blobs: refused at once, for load as for mount --lazy.
     fifo = fresh_layout("fifo")
