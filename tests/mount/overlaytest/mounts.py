@@ -5,7 +5,7 @@ import signal
 import subprocess
 import time
 
-from . import env
+from . import env, lazy_lowers
 from .env import Failure, Skip, run, wait_until
 
 
@@ -74,6 +74,8 @@ class KernelMount:
 
 
 def fuse_optstring(lowers, upper, work, extra=""):
+    if lazy_lowers.enabled():
+        lowers = [lazy_lowers.descriptor_for(l) for l in lowers]
     o = ["lowerdir=" + ":".join(lowers)]
     if upper:
         o += ["upperdir=" + upper, "workdir=" + work]
