@@ -248,3 +248,47 @@ def wait_for(what, cond, limit=60):
             return v
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def lazy_and_unpacked(work, user, layout, img, out_img, changes, show, store_problems, check):
+    """Loads the OCI layout as `img` into two stores under WORK (handed to `user` first when
+    rootless): "lazy" with load --lazy, "unpacked" with load. Then runs `changes && show` in a
+    container named c over each, `diff`, `commit` to `out_img`, `show` in the committed image
+    and `rm`. Rootless, `store_problems(store_dir, uid)` lists what the store's user could not
+    use after the run (checked). Returns (stores, S, {store: run}, {store: diff}, {store:
+    committed run}), each result (exit status, output, stderr), the diff's lines sorted."""
+    stores = {"lazy": os.path.join(work, "lazy"), "unpacked": os.path.join(work, "unpacked")}
+    S = {k: Strata(v, user) for k, v in stores.items()}
+    if user:
+        run("chown", "-R", user, work)
+    S["lazy"]("load", "-q", "--lazy", "-i", layout, "--tag", img)
+    S["unpacked"]("load", "-q", "-i", layout, "--tag", img)
+    out, diff, committed = {}, {}, {}
+    for k in stores:
+        r = S[k]("run", "--name", "c", img, "sh", "-c", changes + " && " + show, check=False)
+        out[k] = (r.returncode, r.stdout, r.stderr)
+        if user:
+            bad = store_problems(stores[k], int(run("id", "-u", user).stdout))
+            check(not bad, f"{k}: files of the rootless store its user cannot use:\n  " + "\n  ".join(bad[:10]))
+        r = S[k]("diff", "c", check=False)
+        diff[k] = (r.returncode, sorted(r.stdout.splitlines()), r.stderr)
+        r = S[k]("commit", "-q", "c", out_img, check=False)
+        check(r.returncode == 0, f"{k}: commit: {r.stderr}")
+        r = S[k]("run", "--rm", out_img, "sh", "-c", show, check=False)
+        committed[k] = (r.returncode, r.stdout, r.stderr)
+        r = S[k]("rm", "c", check=False)
+        check(r.returncode == 0, f"{k}: rm: {r.stderr}")
+    check(out["lazy"] == out["unpacked"], f"run over lazy layers {out['lazy']} != unpacked {out['unpacked']}")
+    check(diff["lazy"] == diff["unpacked"], f"diff over lazy layers {diff['lazy']} != unpacked {diff['unpacked']}")
+    return stores, S, out, diff, committed
+
+
+def rmi_leaves_clean_stores(S, stores, images, failures):
+    """rmi of `images` in each store, then nothing of them may be left (assert_clean_store)."""
+    for k in stores:
+        r = S[k]("rmi", *images, check=False)
+        try:
+            assert_clean_store(stores[k])
+        except AssertionError as e:
+            failures.append(f"{k}: rmi: {r.stderr.strip()}; {e}")
+

@@ -12,7 +12,7 @@ import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from container_test_lib import (Strata, assert_clean_store, build_busybox_image, report, run,  # noqa: E402
+from container_test_lib import (build_busybox_image, lazy_and_unpacked, rmi_leaves_clean_stores, report, run,  # noqa: E402
                                 start_test, unmount_all_under)
 
 IMG, OUT = "t/owners:1", "t/owners-out:1"
@@ -57,46 +57,18 @@ def main():
         if not cond:
             failures.append(what)
 
-    stores = {"lazy": os.path.join(work, "lazy"), "unpacked": os.path.join(work, "unpacked")}
-    S = {k: Strata(v, user) for k, v in stores.items()}
     try:
         layout = os.path.join(work, "img")
         build_busybox_image(layout)
         add_private_layer(layout)
-        if user:
-            run("chown", "-R", user, work)
-        S["lazy"]("load", "-q", "--lazy", "-i", layout, "--tag", IMG)
-        S["unpacked"]("load", "-q", "-i", layout, "--tag", IMG)
-        out, diff, committed = {}, {}, {}
-        for k in stores:
-            r = S[k]("run", "--name", "c", IMG, "sh", "-c", CHANGES + " && " + SHOW, check=False)
-            out[k] = (r.returncode, r.stdout, r.stderr)
-            if user:
-                uid = int(run("id", "-u", user).stdout)
-                bad = not_owned_by(stores[k], uid)
-                check(not bad, f"{k}: files of the rootless store not owned by {user}:\n  " + "\n  ".join(bad[:10]))
-            r = S[k]("diff", "c", check=False)
-            diff[k] = (r.returncode, sorted(r.stdout.splitlines()), r.stderr)
-            r = S[k]("commit", "-q", "c", OUT, check=False)
-            check(r.returncode == 0, f"{k}: commit: {r.stderr}")
-            r = S[k]("run", "--rm", OUT, "sh", "-c", SHOW, check=False)
-            committed[k] = (r.returncode, r.stdout, r.stderr)
-            r = S[k]("rm", "c", check=False)
-            check(r.returncode == 0, f"{k}: rm: {r.stderr}")
+        stores, S, out, diff, committed = lazy_and_unpacked(work, user, layout, IMG, OUT, CHANGES, SHOW, not_owned_by, check)
         check(out["unpacked"][0] == 0 and "private\nmore\n" in out["unpacked"][1],
               f"run over unpacked layers: {out['unpacked']}")
-        check(out["lazy"] == out["unpacked"], f"run over lazy layers {out['lazy']} != unpacked {out['unpacked']}")
         check(diff["unpacked"][0] == 0 and "A /spool/private/added" in diff["unpacked"][1],
               f"diff over unpacked layers: {diff['unpacked']}")
-        check(diff["lazy"] == diff["unpacked"], f"diff over lazy layers {diff['lazy']} != unpacked {diff['unpacked']}")
         check(committed["lazy"] == committed["unpacked"] == out["unpacked"],
               f"the committed image: lazy {committed['lazy']}, unpacked {committed['unpacked']}")
-        for k in stores:
-            r = S[k]("rmi", OUT, IMG, check=False)
-            try:
-                assert_clean_store(stores[k])
-            except AssertionError as e:
-                failures.append(f"{k}: rmi: {r.stderr.strip()}; {e}")
+        rmi_leaves_clean_stores(S, stores, (OUT, IMG), failures)
     finally:
         unmount_all_under(work)
         if user:
