@@ -13,7 +13,8 @@ import subprocess
 import tempfile
 import time
 
-from distro_lib import APT_TIMEOUT, CACHE_DIR, SUITE, apt_mirror, debian_rootfs, docker_archive, log, need_mirror, run
+from distro_lib import (APT_TIMEOUT, CACHE_DIR, SUITE, _sha256_file, apt_mirror, debian_rootfs, docker_archive, log,  # noqa: E402
+                        need_mirror, run)
 
 # Bump when the second layer's recipe changes: the cache key changes with it.
 LAYER2_SCRIPT = r'''
@@ -25,14 +26,6 @@ apt-get install -y --no-install-recommends procps less
 BUILD_TAG = "strata-test/debian-procps:12"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
-
-
-def _sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _blob(layout, digest):
