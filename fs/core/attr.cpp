@@ -38,25 +38,27 @@ void Overlay::forget_origin(ino_t upper_ino) {
   origins_.erase(upper_ino);
 }
 
+std::optional<OverrideStat> Overlay::recorded_override(
+    const std::function<ssize_t(const char*, void*, size_t)>& xattr) const {
+  if (config_.xattr_permissions == XattrPermissions::Off) return std::nullopt;
+  char buf[128];
+  ssize_t n = xattr(override_xattr_name(config_.xattr_permissions), buf, sizeof buf);
+  if (n < 0 && config_.xattr_permissions == XattrPermissions::User) n = xattr(kFuseOverlayfsOverrideStat, buf, sizeof buf);
+  if (n <= 0) return std::nullopt;
+  return parse_override_stat(std::string_view(buf, size_t(n)));
+}
+
 struct stat Overlay::present(struct stat st, const std::function<ssize_t(const char*, void*, size_t)>& xattr,
                              const Inode* node) const {
   st.st_ino = node->ino;
   if (config_.ino32) st.st_ino = (st.st_ino ^ (st.st_ino >> 32)) & 0xffffffffu;
 
-  if (config_.xattr_permissions != XattrPermissions::Off) {
-    char buf[128];
-    ssize_t n = xattr(override_xattr_name(config_.xattr_permissions), buf, sizeof buf);
-    if (n < 0 && config_.xattr_permissions == XattrPermissions::User)
-      n = xattr(kFuseOverlayfsOverrideStat, buf, sizeof buf);
-    if (n > 0) {
-      if (auto o = parse_override_stat(std::string_view(buf, size_t(n)))) {
-        st.st_uid = o->uid;
-        st.st_gid = o->gid;
-        mode_t type = o->type ? *o->type : (st.st_mode & S_IFMT);
-        st.st_mode = type | o->mode;
-        if (o->type && (*o->type == S_IFCHR || *o->type == S_IFBLK)) st.st_rdev = o->rdev;
-      }
-    }
+  if (auto o = recorded_override(xattr)) {
+    st.st_uid = o->uid;
+    st.st_gid = o->gid;
+    mode_t type = o->type ? *o->type : (st.st_mode & S_IFMT);
+    st.st_mode = type | o->mode;
+    if (o->type && (*o->type == S_IFCHR || *o->type == S_IFBLK)) st.st_rdev = o->rdev;
   }
   st.st_uid = uids_.to_shown(st.st_uid);
   st.st_gid = gids_.to_shown(st.st_gid);

@@ -13,7 +13,6 @@
 #include "fs/core/overlay.hpp"
 #include "fs/core/override_stat.hpp"
 #include "fs/core/tree_remove.hpp"
-#include "fs/core/xattr_names.hpp"
 
 namespace strata::fs {
 
@@ -72,14 +71,8 @@ Status Overlay::set_new_owner(int dirfd, const std::string& name, const Caller& 
   if (parent_known && config_.xattr_permissions != XattrPermissions::Off) {
     // The parent's group and set-gid bit are the recorded ones: on disk it is the daemon's
     // user's, and a chmod g+s in the container changed only the record.
-    char buf[128];
     XattrTarget parent{fd_path(parent_fd), true};  // the directory the magic link names
-    ssize_t n = parent.get(config_.xattr_permissions == XattrPermissions::Privileged ? kPrivilegedOverrideStat
-                                                                                      : kOverrideStat,
-                           buf, sizeof buf);
-    if (n < 0 && config_.xattr_permissions == XattrPermissions::User)
-      n = parent.get(kFuseOverlayfsOverrideStat, buf, sizeof buf);
-    if (auto o = n > 0 ? parse_override_stat(std::string_view(buf, size_t(n))) : std::nullopt) {
+    if (auto o = recorded_override([&](const char* n, void* b, size_t s) { return parent.get(n, b, s); })) {
       pst.st_gid = o->gid;
       pst.st_mode = (pst.st_mode & S_IFMT) | o->mode;
     }

@@ -53,6 +53,8 @@
 
 namespace strata::fs {
 
+struct OverrideStat;  // fs/core/override_stat.hpp
+
 // Who asks: ids as the kernel reports them for the request (shown ids).
 struct Caller {
   uid_t uid = 0;
@@ -246,6 +248,8 @@ class Overlay {
   void bump_version() { version_.fetch_add(1, std::memory_order_release); }
 
   // ---- Attributes (attr.cpp). ----
+  // The override record (xattr_permissions) read through `xattr`, or nullopt (none, or off).
+  std::optional<OverrideStat> recorded_override(const std::function<ssize_t(const char*, void*, size_t)>& xattr) const;
   // What stat shows: ids mapped, the override record applied (read through `xattr`), st_ino.
   struct stat present(struct stat st, const std::function<ssize_t(const char*, void*, size_t)>& xattr,
                       const Inode* node) const;
