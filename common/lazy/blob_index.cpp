@@ -257,7 +257,15 @@ std::string BlobIndex::serialize() const {
   return head.bytes() + packed;
 }
 
-std::optional<BlobIndex> BlobIndex::parse(std::string_view bytes, std::string& error) {
+namespace {
+
+struct Header {
+  uint32_t version, compression;
+  uint64_t compressed_size, uncompressed_size, raw_size, packed_size;
+};
+
+// The 48-byte header of an index of `file_size` bytes; nullopt with `error` set.
+std::optional<Header> parse_header(std::string_view bytes, uint64_t file_size, std::string& error) {
   if (bytes.size() < kHeaderSize || std::memcmp(bytes.data(), kIndexMagic, sizeof kIndexMagic) != 0) {
     error = "not a strata blob index";
     return std::nullopt;
@@ -268,20 +276,35 @@ std::optional<BlobIndex> BlobIndex::parse(std::string_view bytes, std::string& e
     error = "blob index version " + std::to_string(version) + " (this strata reads " + std::to_string(kIndexVersion) + ")";
     return std::nullopt;
   }
-  BlobIndex ix;
-  uint32_t comp = head.u32();
-  if (comp > 2) {
-    error = "blob index: unknown compression " + std::to_string(comp);
+  Header h;
+  h.version = version;
+  h.compression = head.u32();
+  if (h.compression > 2) {
+    error = "blob index: unknown compression " + std::to_string(h.compression);
     return std::nullopt;
   }
-  ix.compression = BlobCompression(comp);
-  ix.compressed_size = head.u64();
-  ix.uncompressed_size = head.u64();
-  uint64_t raw_size = head.u64(), packed_size = head.u64();
-  if (packed_size != bytes.size() - kHeaderSize || raw_size > kMaxBody) {
+  h.compressed_size = head.u64();
+  h.uncompressed_size = head.u64();
+  h.raw_size = head.u64();
+  h.packed_size = head.u64();
+  if (h.packed_size != file_size - kHeaderSize || h.raw_size > kMaxBody) {
     error = "blob index: truncated or corrupt";
     return std::nullopt;
   }
+  return h;
+}
+
+}  // namespace
+
+std::optional<BlobIndex> BlobIndex::parse(std::string_view bytes, std::string& error) {
+  auto h = parse_header(bytes, bytes.size(), error);
+  if (!h) return std::nullopt;
+  BlobIndex ix;
+  ix.compression = BlobCompression(h->compression);
+  ix.compressed_size = h->compressed_size;
+  ix.uncompressed_size = h->uncompressed_size;
+  uint64_t raw_size = h->raw_size;
+  const uint32_t version = h->version;
   auto body = decompress_body(bytes.substr(kHeaderSize), raw_size);
   if (!body) {
     error = "blob index: corrupt body";
@@ -413,6 +436,49 @@ std::optional<BlobIndex> load_index_fd(int fd, const std::string& path, std::str
   auto ix = BlobIndex::parse(bytes, error);
   if (!ix) error = path + ": " + error;
   return ix;
+}
+
+std::optional<IndexSummary> read_index_summary(const std::string& path, std::string& error) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  struct stat st {};
+  if (!fd || ::fstat(fd.get(), &st) != 0) {
+    error = path + ": " + std::strerror(errno);
+    return std::nullopt;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    error = path + ": not a regular file";
+    return std::nullopt;
+  }
+  // The two names open the body; its first zstd block (at most 128 KiB packed) holds them.
+  std::string head(size_t(std::min<uint64_t>(uint64_t(st.st_size), kHeaderSize + (132 << 10))), '\0');
+  ssize_t got = ::pread(fd.get(), head.data(), head.size(), 0);
+  if (got != ssize_t(head.size())) {
+    error = path + ": short read";
+    return std::nullopt;
+  }
+  auto h = parse_header(head, uint64_t(st.st_size), error);
+  if (!h) {
+    error = path + ": " + error;
+    return std::nullopt;
+  }
+  std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
+  char out[512];
+  ZSTD_inBuffer in{head.data() + kHeaderSize, head.size() - kHeaderSize, 0};
+  ZSTD_outBuffer ob{out, sizeof out, 0};
+  while (dctx && ob.pos < ob.size && in.pos < in.size) {
+    size_t r = ZSTD_decompressStream(dctx.get(), &ob, &in);
+    if (ZSTD_isError(r) || r == 0) break;
+  }
+  Reader r(std::string_view(out, ob.pos));
+  IndexSummary s;
+  s.compressed_size = h->compressed_size;
+  s.digest = r.str();
+  s.diff_id = r.str();
+  if (!r.ok() || s.digest.size() > 200 || s.diff_id.size() > 200) {
+    error = path + ": blob index: corrupt body";
+    return std::nullopt;
+  }
+  return s;
 }
 
 }  // namespace strata::lazy

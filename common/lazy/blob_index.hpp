@@ -108,6 +108,15 @@ struct BlobIndex {
   static std::optional<BlobIndex> parse(std::string_view bytes, std::string& error);
 };
 
+// Which blob an index file describes, read from its header and the first bytes of its body
+// only: enough to tell whether a cached index is the one wanted, without building it (strata-fs
+// builds it when it mounts the layer, and refuses it if the rest is corrupt).
+struct IndexSummary {
+  uint64_t compressed_size = 0;
+  std::string digest, diff_id;
+};
+std::optional<IndexSummary> read_index_summary(const std::string& path, std::string& error);
+
 // Reads and parses an index file; nullopt with `error` set.
 std::optional<BlobIndex> load_index_file(const std::string& path, std::string& error);
 // The same from an open regular file (`path` for messages).

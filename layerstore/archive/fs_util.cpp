@@ -76,7 +76,9 @@ static void write_all(int fd, const std::string& bytes, const std::string& what)
 }
 
 void write_file_atomic(const std::string& path, const std::string& bytes, int mode) {
-  std::string tmp = path + ".tmp-" + std::to_string(getpid());
+  // The thread's id, not the process's: two threads of one process may write the same path
+  // (two layers of an image naming one blob write its index), each through a name of its own.
+  std::string tmp = path + ".tmp-" + std::to_string(gettid());
   {
     UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
     if (!fd) throw_errno("write " + path);

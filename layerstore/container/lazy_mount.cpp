@@ -69,36 +69,37 @@ std::string recorded_digest(const std::string& marker) {
   return text.substr(0, text.size() - 1);
 }
 
-// The cached index when it describes this blob (of digest `digest`), else nullopt.
-std::optional<lazy::BlobIndex> cached_index(const std::string& path, const LayerToLoad& layer,
-                                            const std::string& diff_id, const std::string& digest,
-                                            const NoteFn& note) {
-  if (!path_exists(path)) return std::nullopt;
+// Whether the cached index at `path` describes this blob (of digest `digest`). Only its header
+// and names are read: strata-fs builds the index when it mounts the layer.
+bool cached_index(const std::string& path, const LayerToLoad& layer, const std::string& diff_id,
+                  const std::string& digest, const NoteFn& note) {
+  if (!path_exists(path)) return false;
   std::string err;
-  auto ix = lazy::load_index_file(path, err);
+  auto ix = lazy::read_index_summary(path, err);
   if (!ix) {
     note("ignoring cached index " + path + ": " + err);
-    return std::nullopt;
+    return false;
   }
-  if (ix->compressed_size != layer.blob.length || ix->diff_id != diff_id || ix->digest != digest)
-    return std::nullopt;  // another blob under that name: verify this one from scratch
-  return ix;
+  // Else another blob under that name: verify this one from scratch.
+  return ix->compressed_size == layer.blob.length && ix->diff_id == diff_id && ix->digest == digest;
 }
 
 std::string layer_what(size_t i, const LayerToLoad& layer) {
   return "layer " + std::to_string(i + 1) + " (" + layer.blob.name + ")";
 }
 
-// A lazy mount reads the blob in place for as long as it is mounted, long after its digest was
-// checked: a user who can write the file could change what the mount serves (set-uid programs
-// included) at any time. So it must be a file only the caller or root can write.
-void check_blob_writers(const BlobRef& blob, const std::string& what) {
+// The identity of the file holding the blob (blob_file_identity.hpp). A lazy mount reads the
+// blob in place for as long as it is mounted, long after its digest was checked: a user who
+// can write the file could change what the mount serves (set-uid programs included) at any
+// time. So it must be a file only the caller or root can write.
+lazy::BlobFileIdentity private_blob_file(const BlobRef& blob, const std::string& what) {
   struct stat st {};
   if (fstat(blob.file->get(), &st) != 0) throw_errno("stat " + blob.name);
   std::string who = lazy::other_writers(st, geteuid());
   if (!who.empty())
     throw Error(what + ": " + who + ": a lazy mount reads it in place, where another user could change it once verified" +
                 " (copy it, or strata load --lazy)");
+  return lazy::BlobFileIdentity::of(st);
 }
 
 // The cache decides what a lazy mount serves without reading the blob again (an index says
@@ -151,12 +152,6 @@ std::string private_cache_dir(const std::string& given) {
   return cache;
 }
 
-lazy::BlobFileIdentity identity_of(const BlobRef& blob) {
-  struct stat st {};
-  if (fstat(blob.file->get(), &st) != 0) throw_errno("stat " + blob.name);
-  return lazy::BlobFileIdentity::of(st);
-}
-
 // The cache's record that this blob, in this file as it is now (blob_file_identity.hpp), was
 // verified: present, the cached index serves it without reading it; absent, the blob is
 // verified first, as another file naming the same digest has to be.
@@ -191,10 +186,8 @@ std::string index_layer(const LayerToLoad& layer, const std::string& diff_id, co
   if (!layer.digest.empty() && ix.digest != layer.digest)
     throw Error(what + ": digest mismatch (want " + layer.digest + ", got " + ix.digest + ")");
   if (ix.diff_id != diff_id) throw Error(what + ": diff_id mismatch (want " + diff_id + ", got " + ix.diff_id + ")");
-  // Two layers of one image may be one blob in two places (a docker-archive's members): the
-  // same index, written by two threads under write_file_atomic's one temporary name.
-  static std::mutex write_mu;
-  std::lock_guard lock(write_mu);
+  // Two layers of one image may be one blob in two places (a docker-archive's members): two
+  // threads then write the same index, each renaming its own temporary file over it.
   write_file_atomic(index_path(index_dir, ix.digest), ix.serialize(), 0600);
   return ix.digest;
 }
@@ -257,8 +250,7 @@ std::string mount_lazy(const LazyMountOptions& opts, const NoteFn& note) {
       throw Error(layer_what(i, layer) + ": size mismatch (the manifest says " + std::to_string(layer.size) +
                   " bytes, the blob has " + std::to_string(layer.blob.length) + ")");
     std::string name = cache_name(layer, img.diff_ids[i]);
-    check_blob_writers(layer.blob, layer_what(i, layer));
-    ids[i] = identity_of(layer.blob);
+    ids[i] = private_blob_file(layer.blob, layer_what(i, layer));
     markers[i] = verified_marker(cache, name, layer.blob, ids[i]);
     // The same blob twice in one image is verified once (and its index written once), when
     // the config names the same diff_id for both: another diff_id for it is a mismatch to find.
@@ -269,7 +261,7 @@ std::string mount_lazy(const LazyMountOptions& opts, const NoteFn& note) {
     std::string recorded = recorded_digest(markers[i]);
     std::string digest = layer.digest.empty() ? recorded : layer.digest;
     bool cached = !digest.empty() &&
-                  cached_index(index_path(index_dir, digest), layer, img.diff_ids[i], digest, note).has_value();
+                  cached_index(index_path(index_dir, digest), layer, img.diff_ids[i], digest, note);
     if (cached && recorded == digest) {
       paths[i] = index_path(index_dir, digest);
       continue;

@@ -365,6 +365,28 @@ TEST(LazyIndexFile, CorruptIndexesAreRefused) {
   EXPECT_FALSE(lazy::BlobIndex::parse(bad, err));
 }
 
+// What mount --lazy reads of a cached index to know whether it is the one wanted: the size,
+// digest and diff_id, the same as the whole index has, from its head alone.
+TEST(LazyIndexFile, SummaryNamesTheBlobFromTheHeadAlone) {
+  std::mt19937_64 rng(6);
+  std::string tar = make_tar(sample_files(rng, 1 << 20));
+  TempBlob blob(tar);
+  lazy::BlobIndex ix = build_blob_index(blob.ref, {}, {});
+  TempBlob file(ix.serialize());
+  std::string err;
+  auto s = lazy::read_index_summary(file.path, err);
+  ASSERT_TRUE(s) << err;
+  EXPECT_EQ(s->compressed_size, ix.compressed_size);
+  EXPECT_EQ(s->digest, ix.digest);
+  EXPECT_EQ(s->diff_id, ix.diff_id);
+  EXPECT_EQ(s->digest.rfind("sha256:", 0), 0u);
+  TempBlob cut(ix.serialize().substr(0, 100));  // the header's body size no longer matches
+  EXPECT_FALSE(lazy::read_index_summary(cut.path, err));
+  EXPECT_NE(err.find("truncated"), std::string::npos) << err;
+  TempBlob junk(std::string(4096, 'x'));
+  EXPECT_FALSE(lazy::read_index_summary(junk.path, err));
+}
+
 TEST(LazyIndexBuild, TruncatedAndCorruptBlobsFail) {
   std::mt19937_64 rng(11);
   std::string tar = make_tar(sample_files(rng, 1 << 20));
