@@ -52,15 +52,23 @@ static std::string str_field(const json& j, const char* key, const std::string& 
   return j[key].get<std::string>();
 }
 
-static bool is_index(const json& j) {
-  std::string t = j.value("mediaType", "");
+// An optional string field: "" when absent; present with another type, refused (json's
+// value() would throw its own type_error, which is no strata::Error).
+static std::string opt_str_field(const json& j, const char* key, const std::string& name) {
+  if (!j.contains(key)) return "";
+  if (!j[key].is_string()) throw Error(name + ": \"" + key + "\" is not a string");
+  return j[key].get<std::string>();
+}
+
+static bool is_index(const json& j, const std::string& name) {
+  std::string t = opt_str_field(j, "mediaType", name);
   if (t == mt::kOciIndex || t == mt::kDockerList) return true;
   return t.empty() && j.contains("manifests") && !j.contains("layers");
 }
 
 std::optional<std::string> pick_from_index(const std::string& bytes, const std::string& name, const Platform& p) {
   json j = parse_json(bytes, name);
-  if (!is_index(j)) return std::nullopt;
+  if (!is_index(j, name)) return std::nullopt;
   if (!j.contains("manifests") || !j["manifests"].is_array()) throw Error(name + ": index without manifests");
   std::string fallback;
   for (const auto& d : j["manifests"]) {
@@ -69,8 +77,8 @@ std::optional<std::string> pick_from_index(const std::string& bytes, const std::
     require_valid_digest(digest, name);
     if (!d.contains("platform") || !d["platform"].is_object()) continue;
     const auto& pl = d["platform"];
-    if (pl.value("os", "") != p.os || pl.value("architecture", "") != p.arch) continue;
-    std::string v = pl.value("variant", "");
+    if (opt_str_field(pl, "os", name) != p.os || opt_str_field(pl, "architecture", name) != p.arch) continue;
+    std::string v = opt_str_field(pl, "variant", name);
     if (v == p.variant) return digest;
     if (p.variant.empty() && fallback.empty()) fallback = digest;
   }
@@ -91,10 +99,10 @@ ImageToLoad image_from_manifest(const std::string& manifest_bytes, const std::st
     name = b.name;
   }
   json j = parse_json(bytes, name);
-  std::string type = j.value("mediaType", "");
+  std::string type = opt_str_field(j, "mediaType", name);
   if (!type.empty() && type != mt::kOciManifest && type != mt::kDockerManifest)
     throw Error(name + ": unsupported manifest media type \"" + type + "\"");
-  if (j.value("schemaVersion", 0) != 2) throw Error(name + ": unsupported manifest schemaVersion");
+  if (!j.contains("schemaVersion") || j["schemaVersion"] != 2) throw Error(name + ": unsupported manifest schemaVersion");
   if (!j.contains("config") || !j["config"].is_object()) throw Error(name + ": manifest has no config");
   if (!j.contains("layers") || !j["layers"].is_array()) throw Error(name + ": manifest has no layers");
   const json& cfg = j["config"];
